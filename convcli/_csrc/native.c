@@ -1,0 +1,199 @@
+/* convcli._native: direct (spatial) correlation in C for the `direct` backend.
+ *
+ * Two entry points, each computing the output rows [y0, y1) of one image with the
+ * GIL released, so that Python threads can run row bands on several cores:
+ *
+ *   correlate2d(src, dst, H, W, C, weights, kh, kw, rows, cols, left, cval, y0, y1)
+ *   correlate_separable(src, dst, H, W, C, kv, kh, kr, kw, rows, cols, left, cval, y0, y1)
+ *
+ * src and dst are C-contiguous (H, W, C) float32 or float64 buffers (the same type),
+ * weights/kv/kr are of that type, rows/cols are int64 border index maps (see filter_impl.h).
+ * All validation of shapes happens here too, so a wrong call raises ValueError
+ * instead of reading out of bounds.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdint.h>
+#include <string.h>
+
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
+#define TARGET_CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define TARGET_CLONES
+#endif
+
+#define T float
+#define SFX f32
+#include "filter_impl.h"
+#undef T
+#undef SFX
+
+#define T double
+#define SFX f64
+#include "filter_impl.h"
+#undef T
+#undef SFX
+
+static int check_maps(Py_buffer *rows, Py_ssize_t nrows, Py_ssize_t H, Py_buffer *cols,
+                      Py_ssize_t ncols, Py_ssize_t W, Py_ssize_t left)
+{
+    Py_ssize_t i;
+    const int64_t *r = (const int64_t *)rows->buf, *c = (const int64_t *)cols->buf;
+    if (rows->len != nrows * (Py_ssize_t)sizeof(int64_t) ||
+        cols->len != ncols * (Py_ssize_t)sizeof(int64_t)) {
+        PyErr_SetString(PyExc_ValueError, "border index maps have the wrong length");
+        return -1;
+    }
+    for (i = 0; i < nrows; i++) {
+        if (r[i] < -1 || r[i] >= H) {
+            PyErr_SetString(PyExc_ValueError, "row index map out of range");
+            return -1;
+        }
+    }
+    for (i = 0; i < ncols; i++) {
+        if (c[i] < -1 || c[i] >= W) {
+            PyErr_SetString(PyExc_ValueError, "column index map out of range");
+            return -1;
+        }
+    }
+    if (left < 0 || left >= ncols - W + 1) {
+        PyErr_SetString(PyExc_ValueError, "left border width out of range");
+        return -1;
+    }
+    for (i = 0; i < W; i++) {
+        if (c[left + i] != i) {
+            PyErr_SetString(PyExc_ValueError, "column index map is not the identity inside");
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static int check_images(Py_buffer *src, Py_buffer *dst, Py_ssize_t H, Py_ssize_t W,
+                        Py_ssize_t C, Py_ssize_t y0, Py_ssize_t y1, Py_ssize_t *itemsize)
+{
+    if (H <= 0 || W <= 0 || C <= 0) {
+        PyErr_SetString(PyExc_ValueError, "image dimensions must be positive");
+        return -1;
+    }
+    Py_ssize_t count = H * W * C;
+    if (src->len == count * 4) *itemsize = 4;
+    else if (src->len == count * 8) *itemsize = 8;
+    else {
+        PyErr_SetString(PyExc_ValueError, "source buffer does not match H*W*C samples");
+        return -1;
+    }
+    if (dst->len != src->len) {
+        PyErr_SetString(PyExc_ValueError, "destination buffer size differs from source");
+        return -1;
+    }
+    if (y0 < 0 || y1 > H || y0 > y1) {
+        PyErr_SetString(PyExc_ValueError, "row range out of bounds");
+        return -1;
+    }
+    return 0;
+}
+
+static PyObject *py_correlate2d(PyObject *self, PyObject *args)
+{
+    Py_buffer src, dst, k, rows, cols;
+    Py_ssize_t H, W, C, kh, kw, left, y0, y1, isz = 0;
+    double cval;
+    PyObject *result = NULL;
+    void *scratch = NULL;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "y*w*nnny*nny*y*ndnn", &src, &dst, &H, &W, &C, &k, &kh, &kw,
+                          &rows, &cols, &left, &cval, &y0, &y1))
+        return NULL;
+    if (check_images(&src, &dst, H, W, C, y0, y1, &isz) < 0) goto done;
+    if (kh <= 0 || kw <= 0 || k.len != kh * kw * isz) {
+        PyErr_SetString(PyExc_ValueError, "kernel buffer does not match kh*kw samples");
+        goto done;
+    }
+    if (check_maps(&rows, H + kh - 1, H, &cols, W + kw - 1, W, left) < 0) goto done;
+    scratch = PyMem_RawMalloc((size_t)(kh * (W + kw - 1) * C) * (size_t)isz);
+    if (scratch == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    if (isz == 4)
+        corr2d_f32((const float *)src.buf, (float *)dst.buf, H, W, C, (const float *)k.buf, kh,
+                   kw, (const int64_t *)rows.buf, (const int64_t *)cols.buf, left, (float)cval,
+                   y0, y1, (float *)scratch);
+    else
+        corr2d_f64((const double *)src.buf, (double *)dst.buf, H, W, C, (const double *)k.buf,
+                   kh, kw, (const int64_t *)rows.buf, (const int64_t *)cols.buf, left, cval, y0,
+                   y1, (double *)scratch);
+    Py_END_ALLOW_THREADS
+    Py_INCREF(Py_None);
+    result = Py_None;
+done:
+    PyMem_RawFree(scratch);
+    PyBuffer_Release(&src);
+    PyBuffer_Release(&dst);
+    PyBuffer_Release(&k);
+    PyBuffer_Release(&rows);
+    PyBuffer_Release(&cols);
+    return result;
+}
+
+static PyObject *py_correlate_separable(PyObject *self, PyObject *args)
+{
+    Py_buffer src, dst, kv, kr, rows, cols;
+    Py_ssize_t H, W, C, kh, kw, left, y0, y1, isz = 0;
+    double cval;
+    PyObject *result = NULL;
+    void *scratch = NULL;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "y*w*nnny*ny*ny*y*ndnn", &src, &dst, &H, &W, &C, &kv, &kh, &kr,
+                          &kw, &rows, &cols, &left, &cval, &y0, &y1))
+        return NULL;
+    if (check_images(&src, &dst, H, W, C, y0, y1, &isz) < 0) goto done;
+    if (kh <= 0 || kw <= 0 || kv.len != kh * isz || kr.len != kw * isz) {
+        PyErr_SetString(PyExc_ValueError, "kernel factor buffers do not match kh and kw");
+        goto done;
+    }
+    if (check_maps(&rows, H + kh - 1, H, &cols, W + kw - 1, W, left) < 0) goto done;
+    scratch = PyMem_RawMalloc((size_t)((2 * W + kw - 1) * C) * (size_t)isz);
+    if (scratch == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    if (isz == 4)
+        corrsep_f32((const float *)src.buf, (float *)dst.buf, H, W, C, (const float *)kv.buf, kh,
+                    (const float *)kr.buf, kw, (const int64_t *)rows.buf,
+                    (const int64_t *)cols.buf, left, (float)cval, y0, y1, (float *)scratch);
+    else
+        corrsep_f64((const double *)src.buf, (double *)dst.buf, H, W, C, (const double *)kv.buf,
+                    kh, (const double *)kr.buf, kw, (const int64_t *)rows.buf,
+                    (const int64_t *)cols.buf, left, cval, y0, y1, (double *)scratch);
+    Py_END_ALLOW_THREADS
+    Py_INCREF(Py_None);
+    result = Py_None;
+done:
+    PyMem_RawFree(scratch);
+    PyBuffer_Release(&src);
+    PyBuffer_Release(&dst);
+    PyBuffer_Release(&kv);
+    PyBuffer_Release(&kr);
+    PyBuffer_Release(&rows);
+    PyBuffer_Release(&cols);
+    return result;
+}
+
+static PyMethodDef methods[] = {
+    {"correlate2d", py_correlate2d, METH_VARARGS,
+     "correlate2d(src, dst, H, W, C, weights, kh, kw, rows, cols, left, cval, y0, y1)"},
+    {"correlate_separable", py_correlate_separable, METH_VARARGS,
+     "correlate_separable(src, dst, H, W, C, kv, kh, kr, kw, rows, cols, left, cval, y0, y1)"},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef moduledef = {
+    PyModuleDef_HEAD_INIT, "convcli._native", "Direct correlation kernels (C).", -1, methods,
+    NULL, NULL, NULL, NULL,
+};
+
+PyMODINIT_FUNC PyInit__native(void) { return PyModule_Create(&moduledef); }

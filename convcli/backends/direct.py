@@ -1,0 +1,108 @@
+"""The ``direct`` backend: spatial correlation in C, on row bands across cores.
+
+Two code paths, both in :mod:`convcli._native` (``convcli/_csrc``):
+
+* separable kernels (rank 1, see :attr:`Kernel.factors`) take two 1-D passes
+  per output row: vertical straight from the source rows, then horizontal on
+  the (padded) result, O(kh + kw) per sample;
+* other kernels take every tap, O(kh * kw) per sample, from a ring of
+  horizontally padded source rows.
+
+Borders come from index maps (:func:`convcli.backends.borders.index_map`), so
+the image is never copied into a padded array.  The C code releases the GIL;
+the rows are split into one contiguous band per thread.
+"""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+from numpy.typing import NDArray
+
+from .. import _native
+from ..kernels import Kernel
+from .borders import index_map, pad_widths
+
+#: Below this many multiply-adds a single thread is faster than handing out bands.
+_MIN_WORK_PER_THREAD = 2_000_000
+
+_pool: ThreadPoolExecutor | None = None
+
+
+def available_cores() -> int:
+    """Cores this process may run on."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def _executor() -> ThreadPoolExecutor:
+    global _pool
+    if _pool is None:
+        _pool = ThreadPoolExecutor(max_workers=available_cores(), thread_name_prefix="convcli")
+    return _pool
+
+
+def taps(kernel: Kernel) -> int:
+    """Multiply-adds per output sample on the path the kernel takes."""
+    rows, cols = kernel.shape
+    if kernel.separable:
+        return rows + cols
+    return int(np.count_nonzero(kernel.weights)) or 1
+
+
+def correlate(
+    image: NDArray[np.floating],
+    kernel: Kernel,
+    mode: str,
+    cval: float,
+    *,
+    threads: int | None = None,
+) -> NDArray[np.floating]:
+    """Correlate a C-contiguous ``(H, W, C)`` float32/float64 image with ``kernel``.
+
+    ``mode`` must be a primary boundary mode name.  Returns a new array of the
+    image's shape and dtype.
+    """
+    height, width, channels = image.shape
+    dtype = image.dtype
+    (top, bottom), (left, right) = pad_widths(kernel.shape, kernel.origin)
+    rows = index_map(height, top, bottom, mode)
+    cols = index_map(width, left, right, mode)
+    out = np.empty_like(image)
+    kh, kw = kernel.shape
+    factors = kernel.factors
+    if factors is not None:
+        kv = np.ascontiguousarray(factors[0], dtype=dtype)
+        kr = np.ascontiguousarray(factors[1], dtype=dtype)
+
+        def run(y0: int, y1: int) -> None:
+            _native.correlate_separable(
+                image, out, height, width, channels, kv, kh, kr, kw, rows, cols, left,
+                float(cval), y0, y1,
+            )  # fmt: skip
+    else:
+        weights = np.ascontiguousarray(kernel.weights, dtype=dtype)
+
+        def run(y0: int, y1: int) -> None:
+            _native.correlate2d(
+                image, out, height, width, channels, weights, kh, kw, rows, cols, left,
+                float(cval), y0, y1,
+            )  # fmt: skip
+
+    work = image.size * taps(kernel)
+    n = threads if threads is not None else available_cores()
+    n = max(1, min(n, height, work // _MIN_WORK_PER_THREAD or 1))
+    if n == 1:
+        run(0, height)
+        return out
+    bounds = np.linspace(0, height, n + 1).round().astype(int)
+    futures = [
+        _executor().submit(run, int(bounds[i]), int(bounds[i + 1])) for i in range(n)
+    ]
+    for future in futures:
+        future.result()
+    return out

@@ -1,0 +1,397 @@
+"""The ``convcli`` command line: click commands over the library, no numeric code.
+
+Each command resolves its options, calls the library, and turns a
+:class:`~convcli.errors.ConvcliError` into one line ``Error: ...`` on stderr
+with exit code 1 (run-time failure) or 2 (bad command line).  ``--debug``
+shows the traceback instead.  Library modules are imported inside the
+commands so that ``--help`` answers at once.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from . import __version__
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+BOUNDARY_HELP = (
+    "Border extension: reflect (default; d c b a|a b c d), constant (--cval), nearest "
+    "(edge/replicate), mirror (reflect101), wrap (periodic/tile)."
+)
+
+
+def handle_errors(fn: F) -> F:
+    """Run a command body, mapping convcli errors to ``Error: ...`` and an exit code."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from .errors import ConvcliError
+
+        debug = bool(kwargs.pop("debug", False))
+        try:
+            return fn(*args, **kwargs)
+        except ConvcliError as exc:
+            if debug:
+                raise
+            click.echo(f"Error: {exc}", err=True)
+            sys.exit(exc.exit_code)
+        except KeyboardInterrupt:
+            if debug:
+                raise
+            click.echo("Error: interrupted", err=True)
+            sys.exit(130)
+        except MemoryError:
+            if debug:
+                raise
+            click.echo("Error: out of memory (try --precision float32 or a smaller image)",
+                       err=True)
+            sys.exit(1)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def debug_option(fn: F) -> F:
+    return click.option(
+        "--debug", is_flag=True, hidden=False, help="Show the Python traceback on errors."
+    )(fn)
+
+
+def filter_options(fn: F) -> F:
+    """Options shared by every command that filters an image."""
+    decorators = [
+        click.option("-o", "--output", type=click.Path(dir_okay=False, allow_dash=True),
+                     help="Output image (format by extension; '-' for stdout with --format)."),
+        click.option("--in-place", is_flag=True,
+                     help="Overwrite INPUT with the result (atomically). Off by default."),
+        click.option("--backend", type=click.Choice(["auto", "direct", "fft"]), default="auto",
+                     show_default=True, help="auto picks the faster by a measured cost model."),
+        click.option("--boundary", "mode", default="reflect", show_default=True,
+                     metavar="MODE", help=BOUNDARY_HELP),
+        click.option("--cval", type=float, default=0.0, show_default=True,
+                     help="Value outside the image for --boundary constant."),
+        click.option("--range", "range_policy",
+                     type=click.Choice(["clip", "abs", "offset", "rescale", "none"]),
+                     default=None,
+                     help="Out-of-range results: clip (default for 8/16-bit), abs, offset "
+                          "(+half range), rescale (min..max), none (float output only)."),
+        click.option("--depth", type=click.Choice(["8", "16", "float"]), default=None,
+                     help="Output sample depth (default: the input's)."),
+        click.option("--precision", type=click.Choice(["float32", "float64"]),
+                     default="float32", show_default=True, help="Computation precision."),
+        click.option("--alpha", "alpha_mode", type=click.Choice(["premultiply", "plain"]),
+                     default="premultiply", show_default=True,
+                     help="premultiply colour by alpha while filtering (no dark fringes), or "
+                          "filter alpha as a plain channel."),
+        click.option("--format", "fmt", default=None, metavar="FMT",
+                     help="Output format when the extension can't tell (png, jpeg, tiff, "
+                          "webp, bmp)."),
+        click.option("--quality", type=click.IntRange(1, 100), default=None,
+                     help="JPEG/WebP quality."),
+        click.option("--compress-level", type=click.IntRange(0, 9), default=None,
+                     help="PNG compression level."),
+        click.option("-v", "--verbose", is_flag=True,
+                     help="Say which backend ran and why, timings, and clipped values."),
+        debug_option,
+    ]
+    for decorator in reversed(decorators):
+        fn = decorator(fn)
+    return fn
+
+
+def _same_file(a: str, b: str) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def _resolve_output(input_path: str, output: str | None, in_place: bool) -> str:
+    from .errors import UsageError
+
+    if in_place:
+        if input_path == "-":
+            raise UsageError("--in-place needs an input file, not stdin")
+        if output is not None and not _same_file(input_path, output):
+            raise UsageError("give either -o/--output or --in-place, not both")
+        return input_path
+    if output is None:
+        raise UsageError("missing -o/--output (or --in-place to overwrite the input)")
+    if input_path != "-" and output != "-" and _same_file(input_path, output):
+        raise UsageError(
+            f"output '{output}' is the input file; refusing to overwrite it "
+            "(use --in-place if you mean to)"
+        )
+    return output
+
+
+def _run_filter(
+    input_path: str,
+    kernels_or_edge: Any,
+    *,
+    op: str,
+    output: str | None,
+    in_place: bool,
+    backend: str,
+    mode: str,
+    cval: float,
+    range_policy: str | None,
+    depth: str | None,
+    precision: str,
+    alpha_mode: str,
+    fmt: str | None,
+    quality: int | None,
+    compress_level: int | None,
+    verbose: bool,
+    normalize: bool = False,
+) -> None:
+    import time
+
+    from . import console
+    from .backends.borders import normalize_mode
+    from .image_io import read_image, write_image
+    from .process import FilterOptions, edge_image, filter_image
+
+    dest = _resolve_output(input_path, output, in_place)
+    options = FilterOptions(
+        op=op,
+        backend=backend,
+        mode=normalize_mode(mode),
+        cval=cval,
+        normalize=normalize,
+        range_policy=range_policy,
+        dtype=precision,
+        alpha=alpha_mode,
+        depth=depth,
+    )
+    t0 = time.perf_counter()
+    image = read_image(input_path)
+    t_read = time.perf_counter() - t0
+    for note in image.meta.notes:
+        console.warning(f"{input_path}: {note}")
+    if isinstance(kernels_or_edge, str):
+        result, report = edge_image(image, kernels_or_edge, options)
+    else:
+        result, report = filter_image(image, kernels_or_edge, options)
+    t1 = time.perf_counter()
+    write_image(result, dest, depth=result.depth, format=fmt, quality=quality,
+                compress_level=compress_level)
+    t_write = time.perf_counter() - t1
+    if verbose:
+        console.info(
+            f"read {input_path}: {image.width}x{image.height} {image.bands}, "
+            f"{image.depth}-bit" if image.depth != "float" else
+            f"read {input_path}: {image.width}x{image.height} {image.bands}, float"
+        )
+        for step in report.steps:
+            k = step.kernel
+            console.info(
+                f"{op} with {k.name} ({k.shape[0]}x{k.shape[1]}, origin {k.origin}, "
+                f"sum {k.sum:.6g}, {k.symmetry}): {step.plan.backend} "
+                f"[{step.plan.method}] - {step.plan.reason}; {step.seconds * 1000:.1f} ms"
+            )
+        pct = 100.0 * report.out_of_range / max(report.samples, 1)
+        console.info(
+            f"range {report.range_policy}: results spanned {report.value_min:.4g}.."
+            f"{report.value_max:.4g}; {report.out_of_range} of {report.samples} samples "
+            f"({pct:.2f}%) were out of range and clipped"
+        )
+        console.info(
+            f"wrote {dest} ({report.depth}{'-bit' if report.depth != 'float' else ''}); "
+            f"read {t_read * 1000:.0f} ms, write {t_write * 1000:.0f} ms"
+        )
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="convcli")
+def main() -> None:
+    """Blur, sharpen and edge-detect images with exact convolution or correlation.
+
+    \b
+    Examples:
+      convcli blur photo.jpg -o soft.jpg --sigma 3
+      convcli apply photo.jpg -k sobel:axis=x --op correlate --range offset -o gx.png
+      convcli kernels show gaussian:sigma=1
+    """
+
+
+@main.command()
+@click.argument("input_path", metavar="INPUT", type=click.Path(dir_okay=False, allow_dash=True))
+@click.option("-k", "--kernel", "kernel_specs", multiple=True, required=True, metavar="KERNEL",
+              help="Built-in (NAME[:key=value,...]), kernel file (.txt .csv .mat .im .npy) or "
+                   "ImageMagick string ('3x3: 0,1,0 1,-4,1 0,1,0'). Repeat to apply in sequence.")
+@click.option("--op", type=click.Choice(["convolve", "correlate"]), default="convolve",
+              show_default=True, help="convolve flips the kernel; correlate does not.")
+@click.option("--normalize", is_flag=True, help="Divide each kernel by its sum (sum 0: error).")
+@filter_options
+@handle_errors
+def apply(input_path: str, kernel_specs: tuple[str, ...], op: str, normalize: bool,
+          **opts: Any) -> None:
+    """Filter INPUT with one or more kernels and write the result.
+
+    \b
+    Examples:
+      convcli apply photo.jpg -k gaussian:sigma=2 -o blurred.png
+      convcli apply photo.jpg -k kernels/emboss.txt --op correlate -o emboss.png
+      convcli apply scan.tif -k "3x3: 0,-1,0 -1,5,-1 0,-1,0" -o sharp.tif --verbose
+      convcli apply photo.png -k sobel:axis=x --range offset -o gx.png
+    """
+    from .kernel_io import load_kernel
+
+    kernels = [load_kernel(spec) for spec in kernel_specs]
+    _run_filter(input_path, kernels, op=op, normalize=normalize, **opts)
+
+
+@main.command()
+@click.argument("input_path", metavar="INPUT", type=click.Path(dir_okay=False, allow_dash=True))
+@click.option("--sigma", type=float, default=2.0, show_default=True,
+              help="Gaussian standard deviation in pixels.")
+@click.option("--box", "box_size", type=int, default=None,
+              help="Use a SIZE x SIZE box (mean) filter instead of a Gaussian.")
+@filter_options
+@handle_errors
+def blur(input_path: str, sigma: float, box_size: int | None, **opts: Any) -> None:
+    """Blur INPUT with a Gaussian (or a box) filter.
+
+    \b
+    Examples:
+      convcli blur photo.jpg -o soft.jpg --sigma 3
+      convcli blur photo.jpg -o mean.png --box 5
+    """
+    from .kernels import builtin_kernel
+
+    kernel = (
+        builtin_kernel("box", size=box_size)
+        if box_size is not None
+        else builtin_kernel("gaussian", sigma=sigma)
+    )
+    _run_filter(input_path, [kernel], op="convolve", **opts)
+
+
+@main.command()
+@click.argument("input_path", metavar="INPUT", type=click.Path(dir_okay=False, allow_dash=True))
+@click.option("--amount", type=float, default=1.0, show_default=True,
+              help="Strength: 0 leaves the image unchanged.")
+@click.option("--sigma", type=float, default=None,
+              help="Unsharp mask with a Gaussian of this sigma (default: the 3x3 sharpen "
+                   "kernel).")
+@filter_options
+@handle_errors
+def sharpen(input_path: str, amount: float, sigma: float | None, **opts: Any) -> None:
+    """Sharpen INPUT (3x3 sharpen kernel, or an unsharp mask with --sigma).
+
+    \b
+    Examples:
+      convcli sharpen photo.jpg -o crisp.jpg
+      convcli sharpen photo.jpg -o crisp.jpg --sigma 2 --amount 0.8
+    """
+    from .kernels import builtin_kernel
+
+    kernel = (
+        builtin_kernel("sharpen", amount=amount)
+        if sigma is None
+        else builtin_kernel("unsharp", sigma=sigma, amount=amount)
+    )
+    _run_filter(input_path, [kernel], op="convolve", **opts)
+
+
+@main.command()
+@click.argument("input_path", metavar="INPUT", type=click.Path(dir_okay=False, allow_dash=True))
+@click.option("--operator", type=click.Choice(["sobel", "prewitt", "scharr", "laplacian", "log"]),
+              default="sobel", show_default=True,
+              help="sobel/prewitt/scharr: gradient magnitude; laplacian/log: |response|.")
+@filter_options
+@handle_errors
+def edge(input_path: str, operator: str, **opts: Any) -> None:
+    """Detect edges in INPUT: gradient magnitude or |Laplacian|.
+
+    \b
+    Examples:
+      convcli edge photo.jpg -o edges.png
+      convcli edge photo.jpg -o edges.png --operator laplacian
+    """
+    _run_filter(input_path, operator, op="convolve", **opts)
+
+
+@main.group()
+def kernels() -> None:
+    """List the built-in kernels, or show any kernel as a matrix with its properties."""
+
+
+@kernels.command("list")
+@debug_option
+@handle_errors
+def kernels_list() -> None:
+    """List every built-in kernel with its parameters.
+
+    \b
+    Example:
+      convcli kernels list
+    """
+    from . import console
+    from .kernels import BUILTINS
+
+    rows = []
+    for name, spec in BUILTINS.items():
+        params = ", ".join(p.describe() for p in spec.params) or "-"
+        rows.append((name, params, spec.description))
+    console.show_table("Built-in kernels (NAME[:key=value,...])", ["name", "parameters",
+                       "description"], rows)
+
+
+@kernels.command("show")
+@click.argument("spec", metavar="KERNEL")
+@debug_option
+@handle_errors
+def kernels_show(spec: str) -> None:
+    """Show KERNEL as a table with its sum, symmetry, separability and origin.
+
+    \b
+    Examples:
+      convcli kernels show sobel:axis=x
+      convcli kernels show kernels/gaussian5x5_273.txt
+    """
+    from . import console
+    from .kernel_io import load_kernel
+
+    k = load_kernel(spec)
+    facts = [
+        ("name", k.name),
+        ("shape", f"{k.shape[0]}x{k.shape[1]}"),
+        ("origin", f"row {k.origin[0]}, col {k.origin[1]} (0-based; shown in [brackets])"),
+        ("sum", console.format_number(k.sum)),
+        ("symmetry", _symmetry_text(k)),
+        ("rank", str(k.rank)),
+    ]
+    if k.factors is not None:
+        col, row = k.factors
+        facts.append(("separable", "yes: column "
+                      + "[" + " ".join(console.format_number(v) for v in col) + "] x row ["
+                      + " ".join(console.format_number(v) for v in row) + "]"))
+    else:
+        facts.append(("separable", f"no (rank {k.rank})"))
+    console.show_kernel(k.weights, k.origin, facts, title=k.name)
+
+
+def _symmetry_text(k: Any) -> str:
+    value = str(k.symmetry)
+    if value == "symmetric":
+        return "symmetric (K == rot180 K): convolution == correlation"
+    if value == "antisymmetric":
+        return "antisymmetric (K == -rot180 K): convolution == -correlation"
+    return "asymmetric: convolution and correlation differ"
+
+
+def run() -> None:  # pragma: no cover - console entry for python -m
+    main(prog_name="convcli")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    run()

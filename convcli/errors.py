@@ -1,0 +1,68 @@
+"""Exceptions raised by convcli.
+
+Every exception carries a one-line, user-facing message: the CLI prints
+``Error: <message>`` and exits non-zero, so a message must name what is wrong
+and where (file, line, column, parameter) without needing a traceback.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class ConvcliError(Exception):
+    """Base class: a problem the user can fix; ``str(err)`` is a one-line message."""
+
+    #: Exit code the CLI uses: 2 for a bad command line, 1 for a failure at run time.
+    exit_code: int = 1
+
+
+class UsageError(ConvcliError):
+    """An argument or option value is invalid (unknown mode, bad parameter)."""
+
+    exit_code = 2
+
+
+class KernelError(ConvcliError):
+    """A kernel is invalid (non-finite weights, wrong shape, zero sum when normalizing)."""
+
+
+class KernelSpecError(KernelError, UsageError):
+    """A kernel spec on the command line names no built-in or has bad parameters."""
+
+    exit_code = 2
+
+
+class KernelFileError(KernelError):
+    """A kernel file or kernel string cannot be parsed; names the source, line and column."""
+
+    def __init__(
+        self,
+        source: str | Path,
+        message: str,
+        *,
+        line: int | None = None,
+        column: int | None = None,
+    ) -> None:
+        self.source = str(source)
+        self.line = line
+        self.column = column
+        self.reason = message
+        where = self.source
+        if line is not None:
+            where += f":{line}"
+            if column is not None:
+                where += f":{column}"
+        super().__init__(f"{where}: {message}")
+
+
+class ImageReadError(ConvcliError):
+    """An image file cannot be read or decoded; names the file."""
+
+
+class ImageWriteError(ConvcliError):
+    """An output image cannot be written; names the file. No partial file is left."""
+
+
+class FilterError(ConvcliError):
+    """A filtering request cannot be carried out (e.g. incompatible image and options)."""

@@ -1,0 +1,226 @@
+"""Filtering whole images: alpha handling, kernels in sequence, and the output range policy.
+
+This is what ``convcli apply`` runs between reading and writing an image:
+
+1. alpha: with ``alpha="premultiply"`` (default) the colour channels are
+   multiplied by alpha before filtering and divided by the filtered alpha
+   after, so transparent pixels (whose colour is meaningless) do not bleed
+   dark fringes into their neighbours; ``alpha="plain"`` filters alpha like
+   any other channel;
+2. every kernel is applied in turn (``convolve`` or ``correlate``), each
+   through the chosen backend;
+3. the result is mapped into the output range by a policy (``clip``, ``abs``,
+   ``offset``, ``rescale``; ``none`` keeps float data as it is).  Integer
+   outputs are then rounded to nearest by :func:`convcli.image_io.to_depth`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+from numpy.typing import NDArray
+
+from .errors import UsageError
+from .filtering import Plan, filter_array
+from .image_io import Image
+from .kernels import Kernel
+
+#: Output range policies: how results outside [0, 1] are brought into the output depth.
+RANGE_POLICIES: tuple[str, ...] = ("clip", "abs", "offset", "rescale", "none")
+ALPHA_MODES: tuple[str, ...] = ("premultiply", "plain")
+DEPTHS: tuple[str, ...] = ("8", "16", "float")
+
+#: Samples whose rounded value falls outside [0, max]: below -half a step or above 1 + half.
+_HALF_STEP = {"8": 0.5 / 255, "16": 0.5 / 65535, "float": 0.0}
+
+
+@dataclass(frozen=True)
+class FilterOptions:
+    """Everything that decides how an image is filtered (the CLI's options)."""
+
+    op: str = "convolve"
+    backend: str = "auto"
+    mode: str = "reflect"
+    cval: float = 0.0
+    normalize: bool = False
+    range_policy: str | None = None  #: None: ``clip`` for 8/16-bit output, ``none`` for float
+    dtype: str = "float32"
+    alpha: str = "premultiply"
+    depth: str | None = None  #: None: the source's depth
+
+
+@dataclass
+class StepReport:
+    """One kernel's pass: which kernel, which backend and path, how long."""
+
+    kernel: Kernel
+    plan: Plan
+    seconds: float
+
+
+@dataclass
+class FilterReport:
+    """What happened while filtering one image."""
+
+    steps: list[StepReport] = field(default_factory=list)
+    range_policy: str = "clip"
+    depth: str = "8"
+    out_of_range: int = 0  #: samples outside the output range before the policy
+    samples: int = 0  #: colour samples the policy applied to
+    value_min: float = 0.0
+    value_max: float = 0.0
+
+
+def _check(name: str, value: str, allowed: tuple[str, ...]) -> str:
+    key = str(value).strip().lower()
+    if key not in allowed:
+        raise UsageError(f"{name} must be one of {', '.join(allowed)}, got '{value}'")
+    return key
+
+
+def apply_range(
+    values: NDArray[np.floating], policy: str, depth: str
+) -> tuple[NDArray[np.floating], int]:
+    """Map filtered values into the output range; return them and the out-of-range count.
+
+    ``clip``: clamp to [0, 1]; ``abs``: absolute value, then clamp (edge magnitude);
+    ``offset``: add 0.5 (half the range: zero becomes mid-grey), then clamp;
+    ``rescale``: stretch min..max to 0..1 (a flat result is only clamped);
+    ``none``: unchanged (float output only).  The count is of the samples that
+    clamping changes by at least half an output step.
+    """
+    policy = _check("range policy", policy, RANGE_POLICIES)
+    if policy == "none":
+        if depth != "float":
+            raise UsageError("range policy 'none' is only for float output (--depth float)")
+        return values, 0
+    if policy == "abs":
+        values = np.abs(values)
+    elif policy == "offset":
+        values = values + np.asarray(0.5, dtype=values.dtype)
+    elif policy == "rescale":
+        lo, hi = float(values.min()), float(values.max())
+        if hi > lo:
+            values = (values - lo) * np.asarray(1.0 / (hi - lo), dtype=values.dtype)
+    half = _HALF_STEP[depth]
+    outside = int(np.count_nonzero((values < -half) | (values > 1 + half)))
+    return np.clip(values, 0.0, 1.0), outside
+
+
+def prepare_kernels(kernels: Sequence[Kernel], normalize: bool) -> list[Kernel]:
+    """The kernels as they will be applied (normalized to sum 1 if asked)."""
+    if not kernels:
+        raise UsageError("at least one kernel is needed")
+    return [k.normalized() if normalize else k for k in kernels]
+
+
+def filter_image(
+    image: Image, kernels: Sequence[Kernel], options: FilterOptions = FilterOptions()
+) -> tuple[Image, FilterReport]:
+    """Filter an image with kernels in sequence; return the new image and a report.
+
+    The returned image keeps the source's bands and metadata; its ``depth`` is
+    the output depth (``options.depth`` or the source's).
+    """
+    depth = _check("depth", options.depth or image.depth, DEPTHS)
+    alpha_mode = _check("alpha mode", options.alpha, ALPHA_MODES)
+    dtype = np.dtype(_check("precision", options.dtype, ("float32", "float64")))
+    policy = options.range_policy or ("none" if depth == "float" else "clip")
+    ks = prepare_kernels(kernels, options.normalize)
+
+    pixels = np.asarray(image.pixels, dtype=dtype)
+    has_alpha = image.bands in ("LA", "RGBA")
+    premultiplied = has_alpha and alpha_mode == "premultiply"
+    if premultiplied:
+        pixels = pixels.copy()
+        pixels[..., :-1] *= pixels[..., -1:]
+
+    report = FilterReport(range_policy=policy, depth=depth)
+    for k in ks:
+        t0 = time.perf_counter()
+        pixels, plan = filter_array(
+            pixels,
+            k,
+            op=options.op,
+            mode=options.mode,
+            cval=options.cval,
+            backend=options.backend,
+            dtype=dtype,
+        )
+        report.steps.append(StepReport(k, plan, time.perf_counter() - t0))
+
+    if has_alpha:
+        colour, alpha = pixels[..., :-1], np.clip(pixels[..., -1:], 0.0, 1.0)
+        if premultiplied:
+            safe = np.where(alpha > 0, alpha, 1)
+            colour = np.where(alpha > 0, colour / safe, 0)
+    else:
+        colour, alpha = pixels, None
+    report.value_min = float(colour.min())
+    report.value_max = float(colour.max())
+    colour, report.out_of_range = apply_range(colour, policy, depth)
+    report.samples = int(colour.size)
+    out = colour if alpha is None else np.concatenate([colour, alpha], axis=-1)
+    result = replace(image, pixels=np.ascontiguousarray(out, dtype=np.float32), depth=depth)
+    return result, report
+
+
+#: Operators of ``convcli edge``: derivative pairs give the gradient magnitude.
+EDGE_OPERATORS: tuple[str, ...] = ("sobel", "prewitt", "scharr", "laplacian", "log")
+
+
+def edge_image(
+    image: Image,
+    operator: str = "sobel",
+    options: FilterOptions = FilterOptions(),
+    *,
+    sigma: float = 1.4,
+) -> tuple[Image, FilterReport]:
+    """Edge strength of an image.
+
+    ``sobel``, ``prewitt``, ``scharr``: gradient magnitude ``sqrt(gx**2 + gy**2)``
+    with both derivative kernels divided by the sum of their positive weights,
+    so a step from 0 to 1 gives 1.  ``laplacian`` (8-neighbour) and ``log``
+    (Laplacian of Gaussian of ``sigma``): the absolute response (range
+    policy ``abs`` unless another is given).  Alpha, if any, is kept as it is.
+    """
+    from .kernels import builtin_kernel
+
+    operator = _check("edge operator", operator, EDGE_OPERATORS)
+    colour_image = image
+    alpha = None
+    if image.bands in ("LA", "RGBA"):
+        alpha = image.pixels[..., -1:]
+        colour_image = replace(image, pixels=image.pixels[..., :-1], bands=image.bands[:-1])
+    if operator in ("laplacian", "log"):
+        kernel = (
+            builtin_kernel("laplacian", neighbours=8)
+            if operator == "laplacian"
+            else builtin_kernel("log", sigma=sigma)
+        )
+        opts = replace(options, range_policy=options.range_policy or "abs", normalize=False)
+        result, report = filter_image(colour_image, [kernel], opts)
+    else:
+        kx = builtin_kernel(operator, axis="x")
+        ky = builtin_kernel(operator, axis="y")
+        gain = float(np.clip(kx.weights, 0, None).sum())
+        kx, ky = kx.scaled(1 / gain), ky.scaled(1 / gain)
+        raw = replace(options, range_policy="none", depth="float", normalize=False)
+        gx, report_x = filter_image(colour_image, [kx], raw)
+        gy, report_y = filter_image(colour_image, [ky], raw)
+        magnitude = np.hypot(gx.pixels, gy.pixels)
+        depth = _check("depth", options.depth or image.depth, DEPTHS)
+        policy = options.range_policy or ("none" if depth == "float" else "clip")
+        report = FilterReport(steps=report_x.steps + report_y.steps, range_policy=policy,
+                              depth=depth)
+        report.value_min, report.value_max = float(magnitude.min()), float(magnitude.max())
+        mapped, report.out_of_range = apply_range(magnitude, policy, depth)
+        report.samples = int(mapped.size)
+        result = replace(colour_image, pixels=mapped.astype(np.float32), depth=depth)
+    if alpha is not None:
+        pixels = np.concatenate([result.pixels, alpha.astype(np.float32)], axis=-1)
+        result = replace(result, pixels=pixels, bands=image.bands)
+    return result, report

@@ -1,0 +1,435 @@
+"""convolve/correlate: definitions, algebra, golden cases and backend agreement."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.signal
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+
+from convcli import _native
+from convcli.backends import direct, fft
+from convcli.errors import FilterError, UsageError
+from convcli.filtering import convolve, correlate, filter_array, plan_filter
+from convcli.kernels import Kernel
+
+MODES = ["reflect", "constant", "nearest", "mirror", "wrap"]
+BACKENDS = ["direct", "fft"]
+NP_PAD = {
+    "reflect": "symmetric",
+    "constant": "constant",
+    "nearest": "edge",
+    "mirror": "reflect",
+    "wrap": "wrap",
+}
+
+
+def reference_correlate(image, weights, origin, mode, cval=0.0):
+    """Correlation straight from the definition, in float64, for (H, W) or (H, W, C)."""
+    img = np.asarray(image, dtype=np.float64)
+    squeeze = img.ndim == 2
+    if squeeze:
+        img = img[:, :, None]
+    h, w, _ = img.shape
+    kh, kw = weights.shape
+    widths = ((origin[0], kh - 1 - origin[0]), (origin[1], kw - 1 - origin[1]), (0, 0))
+    extra = {"constant_values": cval} if mode == "constant" else {}
+    padded = np.pad(img, widths, mode=NP_PAD[mode], **extra)
+    out = np.zeros_like(img)
+    for a in range(kh):
+        for b in range(kw):
+            out += weights[a, b] * padded[a : a + h, b : b + w]
+    return out[:, :, 0] if squeeze else out
+
+
+def reference_convolve(image, weights, origin, mode, cval=0.0):
+    """Convolution from its own definition: I[y - a + o_r, x - b + o_c], no kernel flip helper."""
+    img = np.asarray(image, dtype=np.float64)
+    h, w = img.shape
+    kh, kw = weights.shape
+    out = np.zeros((h, w))
+    big = max(h, w) * 4 + kh + kw
+    extra = {"constant_values": cval} if mode == "constant" else {}
+    padded = np.pad(img, big, mode=NP_PAD[mode], **extra)
+    for y in range(h):
+        for x in range(w):
+            total = 0.0
+            for a in range(kh):
+                for b in range(kw):
+                    total += weights[a, b] * padded[big + y - a + origin[0], big + x - b + origin[1]]
+            out[y, x] = total
+    return out
+
+
+@st.composite
+def kernels(draw, max_side=6):
+    kh = draw(st.integers(1, max_side))
+    kw = draw(st.integers(1, max_side))
+    weights = draw(
+        arrays(np.float64, (kh, kw), elements=st.floats(-4, 4, allow_subnormal=False))
+    )
+    origin = (draw(st.integers(0, kh - 1)), draw(st.integers(0, kw - 1)))
+    return Kernel(weights, origin=origin)
+
+
+@st.composite
+def images(draw, max_side=12, channels=None):
+    h = draw(st.integers(1, max_side))
+    w = draw(st.integers(1, max_side))
+    c = channels if channels is not None else draw(st.integers(1, 4))
+    return draw(arrays(np.float64, (h, w, c), elements=st.floats(0, 1, allow_subnormal=False)))
+
+
+# -- golden cases from CONCEPTS.md --------------------------------------------------------
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_golden_1d_full_convolution(backend):
+    # x = [1, 2, 3, 4] with two zeros each side, w = [5, 6, 7] anchored at its first tap:
+    # out[y] = sum_a w[a] x[y - a], i.e. the full convolution.
+    x = np.array([[0, 0, 1, 2, 3, 4, 0, 0]], dtype=np.float64)
+    k = Kernel([[5, 6, 7]], origin=(0, 0))
+    out = convolve(x, k, mode="constant", backend=backend, dtype=np.float64)
+    np.testing.assert_allclose(out[0, 2:], [5, 16, 34, 52, 45, 28], atol=1e-9)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_golden_1d_same_and_valid(backend):
+    x = np.array([[1, 2, 3, 4]], dtype=np.float64)
+    w = Kernel([[5, 6, 7]])
+    conv = convolve(x, w, mode="constant", backend=backend, dtype=np.float64)[0]
+    corr = correlate(x, w, mode="constant", backend=backend, dtype=np.float64)[0]
+    np.testing.assert_allclose(conv, [16, 34, 52, 45], atol=1e-9)  # same = full[1:5]
+    np.testing.assert_allclose(corr[1:3], [38, 56], atol=1e-9)  # valid correlation
+    np.testing.assert_allclose(conv[1:3], [34, 52], atol=1e-9)  # valid convolution
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_golden_273_kernel_impulse_and_flat(backend):
+    ints = np.array(
+        [[1, 4, 7, 4, 1], [4, 16, 26, 16, 4], [7, 26, 41, 26, 7], [4, 16, 26, 16, 4],
+         [1, 4, 7, 4, 1]], dtype=np.float64,
+    )  # fmt: skip
+    k = Kernel(ints / 273)
+    assert ints.sum() == 273
+    assert not k.separable and k.rank == 3
+    impulse = np.zeros((9, 9))
+    impulse[4, 4] = 1
+    out = convolve(impulse, k, mode="constant", backend=backend, dtype=np.float64)
+    np.testing.assert_allclose(out[2:7, 2:7] * 273, ints, atol=1e-9)
+    assert out[4, 4] == pytest.approx(41 / 273)
+    flat = np.full((6, 7), 0.25)
+    np.testing.assert_allclose(convolve(flat, k, backend=backend), 0.25, atol=1e-6)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_hand_computed_2d_reflect(backend):
+    # 2x2 image, 3x3 kernel of 1..9, reflect: the extended image is [[a a b b], ...].
+    img = np.array([[1.0, 2.0], [3.0, 4.0]])
+    k = Kernel(np.arange(1, 10, dtype=float).reshape(3, 3))
+    # correlate at (0, 0): window rows (-1, 0, 1) -> (0, 0, 1), cols -> (0, 0, 1)
+    window = np.array([[1, 1, 2], [1, 1, 2], [3, 3, 4]], dtype=float)
+    expected = float((window * k.weights).sum())
+    got = correlate(img, k, backend=backend, dtype=np.float64)[0, 0]
+    assert got == pytest.approx(expected)
+    assert expected == 1 + 2 + 6 + 4 + 5 + 12 + 21 + 24 + 36 == 111
+
+
+# -- definitions ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("shape", [(1, 1), (2, 2), (3, 3), (2, 3), (4, 4), (5, 3)])
+def test_impulse_response(backend, shape):
+    rng = np.random.default_rng(sum(shape))
+    weights = rng.integers(-9, 10, size=shape).astype(float)
+    for origin in [(0, 0), (shape[0] - 1, shape[1] - 1), (shape[0] // 2, shape[1] // 2)]:
+        k = Kernel(weights, origin=origin)
+        impulse = np.zeros((11, 11))
+        impulse[5, 5] = 1
+        conv = convolve(impulse, k, mode="constant", backend=backend, dtype=np.float64)
+        corr = correlate(impulse, k, mode="constant", backend=backend, dtype=np.float64)
+        r0, c0 = 5 - origin[0], 5 - origin[1]
+        # convolution reproduces the kernel as written, its origin on the impulse
+        np.testing.assert_allclose(conv[r0 : r0 + shape[0], c0 : c0 + shape[1]], weights,
+                                   atol=1e-9)
+        assert np.abs(conv).sum() == pytest.approx(np.abs(weights).sum())
+        # correlation reproduces it rotated by 180 degrees
+        r1, c1 = 5 - (shape[0] - 1 - origin[0]), 5 - (shape[1] - 1 - origin[1])
+        np.testing.assert_allclose(corr[r1 : r1 + shape[0], c1 : c1 + shape[1]],
+                                   weights[::-1, ::-1], atol=1e-9)
+
+
+@settings(max_examples=40, deadline=None)
+@given(img=images(max_side=7, channels=1), k=kernels(max_side=4), mode=st.sampled_from(MODES))
+def test_convolution_matches_its_definition(img, k, mode):
+    expected = reference_convolve(img[:, :, 0], k.weights, k.origin, mode, cval=0.3)
+    for backend in BACKENDS:
+        got = convolve(img[:, :, 0], k, mode=mode, cval=0.3, backend=backend, dtype=np.float64)
+        np.testing.assert_allclose(got, expected, atol=1e-9)
+
+
+@settings(max_examples=60, deadline=None)
+@given(img=images(), k=kernels(), mode=st.sampled_from(MODES))
+def test_correlation_matches_reference(img, k, mode):
+    expected = reference_correlate(img, k.weights, k.origin, mode, cval=0.7)
+    for backend in BACKENDS:
+        got = correlate(img, k, mode=mode, cval=0.7, backend=backend, dtype=np.float64)
+        np.testing.assert_allclose(got, expected, atol=1e-9)
+
+
+@settings(max_examples=60, deadline=None)
+@given(img=images(), k=kernels(), mode=st.sampled_from(MODES), backend=st.sampled_from(BACKENDS))
+def test_convolve_is_correlate_with_rotated_kernel(img, k, mode, backend):
+    conv = convolve(img, k, mode=mode, backend=backend, dtype=np.float64)
+    corr = correlate(img, k.rotated(), mode=mode, backend=backend, dtype=np.float64)
+    np.testing.assert_allclose(conv, corr, atol=1e-9)
+    # and against the independent reference, whose rotation is done by hand here
+    ref = reference_correlate(img, k.weights[::-1, ::-1],
+                              (k.shape[0] - 1 - k.origin[0], k.shape[1] - 1 - k.origin[1]), mode)
+    np.testing.assert_allclose(conv, ref, atol=1e-9)
+
+
+@settings(max_examples=40, deadline=None)
+@given(img=images(channels=1), k=kernels(), backend=st.sampled_from(BACKENDS))
+def test_symmetric_kernels_give_equal_and_antisymmetric_negated(img, k, backend):
+    centred = Kernel(np.pad(k.weights, 1), origin=(k.origin[0] + 1, k.origin[1] + 1))
+    # make odd-sized and centred: embed into a (2n+1) square around the origin
+    n = max(k.shape) + 1
+    w = np.zeros((2 * n + 1, 2 * n + 1))
+    w[n - k.origin[0] : n - k.origin[0] + k.shape[0], n - k.origin[1] : n - k.origin[1] + k.shape[1]] = (
+        k.weights
+    )
+    sym = Kernel(w + w[::-1, ::-1])
+    anti = Kernel(w - w[::-1, ::-1])
+    assert centred.shape == (k.shape[0] + 2, k.shape[1] + 2)
+    assert sym.symmetry.value == "symmetric"
+    assert anti.symmetry.value in ("antisymmetric", "symmetric")  # all-zero counts as both
+    for mode in MODES:
+        a = convolve(img, sym, mode=mode, backend=backend, dtype=np.float64)
+        b = correlate(img, sym, mode=mode, backend=backend, dtype=np.float64)
+        np.testing.assert_allclose(a, b, atol=1e-9)
+        c = convolve(img, anti, mode=mode, backend=backend, dtype=np.float64)
+        d = correlate(img, anti, mode=mode, backend=backend, dtype=np.float64)
+        np.testing.assert_allclose(c, -d, atol=1e-9)
+
+
+# -- algebra --------------------------------------------------------------------------------
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    img=images(channels=2),
+    k=kernels(),
+    a=st.floats(-3, 3),
+    b=st.floats(-3, 3),
+    mode=st.sampled_from(MODES),
+    backend=st.sampled_from(BACKENDS),
+)
+def test_linearity(img, k, a, b, mode, backend):
+    other = np.roll(img[::-1], 1, axis=1) ** 2
+    left = convolve(a * img + b * other, k, mode=mode, backend=backend, dtype=np.float64)
+    right = a * convolve(img, k, mode=mode, backend=backend, dtype=np.float64) + b * convolve(
+        other, k, mode=mode, backend=backend, dtype=np.float64
+    )
+    np.testing.assert_allclose(left, right, atol=1e-8)
+
+
+@settings(max_examples=40, deadline=None)
+@given(img=images(channels=1), k=kernels(), dy=st.integers(-5, 5), dx=st.integers(-5, 5),
+       backend=st.sampled_from(BACKENDS))
+def test_shift_equivariance_under_wrap(img, k, dy, dx, backend):
+    shifted = np.roll(img, (dy, dx), axis=(0, 1))
+    a = convolve(shifted, k, mode="wrap", backend=backend, dtype=np.float64)
+    b = np.roll(convolve(img, k, mode="wrap", backend=backend, dtype=np.float64), (dy, dx),
+                axis=(0, 1))
+    np.testing.assert_allclose(a, b, atol=1e-9)
+
+
+@settings(max_examples=40, deadline=None)
+@given(img=images(channels=1), k1=kernels(4), k2=kernels(4), backend=st.sampled_from(BACKENDS))
+def test_associativity_under_wrap(img, k1, k2, backend):
+    composed = Kernel(
+        scipy.signal.convolve2d(k1.weights, k2.weights, mode="full"),
+        origin=(k1.origin[0] + k2.origin[0], k1.origin[1] + k2.origin[1]),
+    )
+    seq = convolve(convolve(img, k1, mode="wrap", backend=backend, dtype=np.float64), k2,
+                   mode="wrap", backend=backend, dtype=np.float64)
+    once = convolve(img, composed, mode="wrap", backend=backend, dtype=np.float64)
+    np.testing.assert_allclose(seq, once, atol=1e-8)
+
+
+def test_correlation_is_not_associative_in_general():
+    # (I corr A) corr B is I correlated with the full *convolution* of A and B, not with
+    # the correlation of the kernels: correlating kernels does not compose.
+    rng = np.random.default_rng(3)
+    img = rng.random((9, 9))
+    k1 = Kernel(rng.random((3, 3)))
+    k2 = Kernel(rng.random((3, 3)))
+    seq = correlate(correlate(img, k1, mode="wrap", dtype=np.float64), k2, mode="wrap",
+                    dtype=np.float64)
+    by_correlation = Kernel(scipy.signal.correlate2d(k1.weights, k2.weights, mode="full"))
+    assert np.abs(seq - correlate(img, by_correlation, mode="wrap")).max() > 1e-2
+    by_convolution = Kernel(scipy.signal.convolve2d(k1.weights, k2.weights, mode="full"))
+    np.testing.assert_allclose(seq, correlate(img, by_convolution, mode="wrap",
+                                              dtype=np.float64), atol=1e-9)
+
+
+@settings(max_examples=30, deadline=None)
+@given(img=images(), mode=st.sampled_from(MODES), backend=st.sampled_from(BACKENDS),
+       side=st.integers(0, 3))
+def test_identity_kernel(img, mode, backend, side):
+    w = np.zeros((2 * side + 1, 2 * side + 1))
+    w[side, side] = 1
+    out = convolve(img, Kernel(w), mode=mode, backend=backend, dtype=np.float64)
+    np.testing.assert_allclose(out, img, atol=1e-12)
+
+
+@settings(max_examples=30, deadline=None)
+@given(k=kernels(), value=st.floats(0, 1), mode=st.sampled_from(["reflect", "nearest", "mirror",
+       "wrap"]), backend=st.sampled_from(BACKENDS))
+def test_normalized_kernel_keeps_flat_image_flat(k, value, mode, backend):
+    weights = np.abs(k.weights) + 0.1
+    kn = Kernel(weights, origin=k.origin).normalized()
+    flat = np.full((8, 9, 3), value)
+    out = convolve(flat, kn, mode=mode, backend=backend)
+    np.testing.assert_allclose(out, value, atol=1e-5)
+
+
+# -- backend agreement matrix --------------------------------------------------------------
+
+
+KERNEL_SHAPES = [(1, 1), (2, 2), (3, 3), (4, 5), (7, 7), (1, 9), (13, 2), (19, 23)]
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("kshape", KERNEL_SHAPES)
+@pytest.mark.parametrize("channels", [1, 2, 3, 4])
+def test_backends_agree_float32(mode, kshape, channels):
+    rng = np.random.default_rng(hash((mode, kshape, channels)) % 2**32)
+    img = rng.random((17, 15, channels), dtype=np.float32)  # 19x23 kernel: larger than image
+    for separable in (False, True):
+        if separable:
+            weights = np.outer(rng.standard_normal(kshape[0]), rng.standard_normal(kshape[1]))
+        else:
+            weights = rng.standard_normal(kshape)
+        weights /= np.abs(weights).sum()
+        origin = (int(rng.integers(kshape[0])), int(rng.integers(kshape[1])))
+        k = Kernel(weights, origin=origin)
+        assert k.separable == (separable or min(kshape) == 1)
+        ref = reference_correlate(img, k.weights, k.origin, mode, cval=0.5)
+        for op in ("convolve", "correlate"):
+            outs = {
+                b: filter_array(img, k, op=op, mode=mode, cval=0.5, backend=b)[0]
+                for b in ("direct", "fft", "auto")
+            }
+            assert all(o.dtype == np.float32 and o.shape == img.shape for o in outs.values())
+            assert np.abs(outs["direct"] - outs["fft"]).max() <= 1e-4
+            assert np.abs(outs["auto"] - outs["direct"]).max() <= 1e-4
+            if op == "correlate":
+                assert np.abs(outs["direct"] - ref).max() <= 1e-5
+
+
+def test_backends_agree_on_a_large_image_with_threads():
+    rng = np.random.default_rng(7)
+    img = rng.random((301, 257, 3), dtype=np.float32)
+    for k in (Kernel(rng.standard_normal((9, 9)) / 20), Kernel(np.outer(*rng.random((2, 15))))):
+        a = direct.correlate(img, k, "reflect", 0.0, threads=2)
+        b = direct.correlate(img, k, "reflect", 0.0, threads=1)
+        c = fft.correlate(img, k, "reflect", 0.0)
+        assert np.array_equal(a, b)  # row bands change nothing
+        assert np.abs(a - c).max() <= 1e-4
+
+
+def test_8bit_outputs_within_one_level():
+    rng = np.random.default_rng(11)
+    img = rng.integers(0, 256, (64, 80, 3)).astype(np.float32) / 255
+    for k in (Kernel([[0, -1, 0], [-1, 5, -1], [0, -1, 0]]), Kernel(rng.random((6, 5)))):
+        k = k.normalized()
+        a = np.rint(np.clip(convolve(img, k, backend="direct"), 0, 1) * 255)
+        b = np.rint(np.clip(convolve(img, k, backend="fft"), 0, 1) * 255)
+        assert np.abs(a - b).max() <= 1
+
+
+# -- dispatch, dtypes, errors -----------------------------------------------------------------
+
+
+def test_float64_on_request_and_2d_in_2d_out():
+    img = np.linspace(0, 1, 30).reshape(5, 6)
+    out = convolve(img, Kernel([[1, 2, 1]]), dtype=np.float64)
+    assert out.dtype == np.float64 and out.shape == (5, 6)
+    assert convolve(img, Kernel([[1]])).dtype == np.float32
+
+
+def test_auto_picks_direct_for_small_and_fft_for_large_kernels():
+    small = plan_filter((3000, 4000, 3), Kernel(np.ones((3, 3))))
+    assert small.backend == "direct" and small.method == "separable"
+    sharpen = plan_filter((3000, 4000, 3), Kernel([[0, -1, 0], [-1, 5, -1], [0, -1, 0]]))
+    assert sharpen.backend == "direct" and sharpen.method == "2d"
+    big = plan_filter((3000, 4000, 3), Kernel(np.random.default_rng(0).random((51, 51))))
+    assert big.backend == "fft"
+    assert "fft" in big.reason and "direct" in big.reason
+
+
+def test_fft_refuses_nan_and_auto_falls_back_to_direct():
+    img = np.zeros((40, 40))
+    img[20, 20] = np.nan
+    k = Kernel(np.random.default_rng(0).random((31, 31)))
+    with pytest.raises(FilterError, match="NaN or infinite"):
+        convolve(img, k, backend="fft")
+    out, plan = filter_array(img, k, backend="auto")
+    assert plan.backend == "direct" and "NaN" in plan.reason
+    assert np.isnan(out[20, 20]) and not np.isnan(out[0, 0])  # NaN stays local
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"mode": "bogus"}, "boundary mode must be one of reflect, constant, nearest, mirror, wrap"),
+        ({"backend": "gpu"}, "backend must be one of auto, direct, fft, got 'gpu'"),
+        ({"dtype": np.int32}, "dtype must be float32 or float64, got int32"),
+    ],
+)
+def test_bad_arguments_name_the_parameter(kwargs, message):
+    with pytest.raises(UsageError, match=message):
+        convolve(np.zeros((3, 3)), Kernel([[1]]), **kwargs)
+
+
+@pytest.mark.parametrize("alias,primary", [("symmetric", "reflect"), ("zero", "constant"),
+                                           ("edge", "nearest"), ("replicate", "nearest"),
+                                           ("reflect101", "mirror"), ("periodic", "wrap"),
+                                           ("tile", "wrap"), ("REFLECT", "reflect")])
+def test_mode_aliases(alias, primary):
+    rng = np.random.default_rng(0)
+    img = rng.random((6, 7))
+    k = Kernel(rng.random((3, 4)))
+    np.testing.assert_array_equal(convolve(img, k, mode=alias), convolve(img, k, mode=primary))
+
+
+def test_bad_images():
+    with pytest.raises(FilterError, match="image must be 2-D"):
+        convolve(np.zeros(5), Kernel([[1]]))
+    with pytest.raises(FilterError, match="image is empty"):
+        convolve(np.zeros((0, 4)), Kernel([[1]]))
+
+
+def test_native_rejects_inconsistent_buffers():
+    img = np.zeros((4, 5, 1), np.float32)
+    out = np.empty_like(img)
+    k = np.ones(9, np.float32)
+    rows = np.arange(-1, 5, dtype=np.int64).clip(0, 3)
+    cols = np.arange(-1, 6, dtype=np.int64).clip(0, 4)
+    _native.correlate2d(img, out, 4, 5, 1, k, 3, 3, rows, cols, 1, 0.0, 0, 4)
+    assert np.all(out == 0)
+    with pytest.raises(ValueError, match="does not match H\\*W\\*C"):
+        _native.correlate2d(img, out, 5, 5, 1, k, 3, 3, rows, cols, 1, 0.0, 0, 4)
+    with pytest.raises(ValueError, match="kernel buffer"):
+        _native.correlate2d(img, out, 4, 5, 1, k[:8], 3, 3, rows, cols, 1, 0.0, 0, 4)
+    with pytest.raises(ValueError, match="row index map out of range"):
+        _native.correlate2d(img, out, 4, 5, 1, k, 3, 3, rows + 5, cols, 1, 0.0, 0, 4)
+    with pytest.raises(ValueError, match="row range"):
+        _native.correlate2d(img, out, 4, 5, 1, k, 3, 3, rows, cols, 1, 0.0, 0, 9)
+    with pytest.raises(ValueError, match="identity inside"):
+        _native.correlate2d(img, out, 4, 5, 1, k, 3, 3, rows, cols, 0, 0.0, 0, 4)
