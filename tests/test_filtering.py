@@ -433,3 +433,23 @@ def test_native_rejects_inconsistent_buffers():
         _native.correlate2d(img, out, 4, 5, 1, k, 3, 3, rows, cols, 1, 0.0, 0, 9)
     with pytest.raises(ValueError, match="identity inside"):
         _native.correlate2d(img, out, 4, 5, 1, k, 3, 3, rows, cols, 0, 0.0, 0, 4)
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("taps", [2, 3, 5, 8, 13])
+def test_symmetric_separable_fast_path_matches_reference(mode, taps):
+    # The direct backend pairs mirror taps of equal weight; cover odd/even lengths, borders
+    # (constant cval rows and columns mixed with real ones) and a non-centred origin.
+    rng = np.random.default_rng(taps)
+    g = rng.random(taps)
+    g = g + g[::-1]
+    h = np.array([1.0, 0.0, 1.0]) if taps % 2 else np.array([2.0, 2.0])
+    img = rng.random((23, 9, 2))
+    for weights in (np.outer(g, g), np.outer(g, h), np.outer(h, g)):
+        for origin in ((weights.shape[0] // 2, weights.shape[1] // 2), (0, weights.shape[1] - 1)):
+            k = Kernel(weights, origin=origin)
+            assert k.separable
+            ref = reference_correlate(img, k.weights, k.origin, mode, cval=0.6)
+            for dtype in (np.float32, np.float64):
+                got = correlate(img, k, mode=mode, cval=0.6, backend="direct", dtype=dtype)
+                np.testing.assert_allclose(got, ref, atol=1e-5 if dtype == np.float32 else 1e-10)

@@ -23,6 +23,10 @@
 #ifndef CHUNK
 #define CHUNK 1024
 #endif
+/* Output rows per block in the separable path. */
+#ifndef SEP_BLOCK
+#define SEP_BLOCK 16
+#endif
 
 /* Write padded row of source row r (or a cval row if r < 0) into out (Wp*C samples). */
 static void FN(pad_row)(const T *src, Py_ssize_t W, Py_ssize_t C, Py_ssize_t r,
@@ -54,6 +58,19 @@ static void FN(axpy)(T *restrict acc, const T *restrict s, T w, Py_ssize_t n, in
         for (i = 0; i < n; i++) acc[i] = w * s[i];
     } else {
         for (i = 0; i < n; i++) acc[i] += w * s[i];
+    }
+}
+
+/* acc[0:n] (+)= w * (s[0:n] + t[0:n]): two taps of equal weight at once. */
+TARGET_CLONES
+static void FN(axpy2)(T *restrict acc, const T *restrict s, const T *restrict t, T w,
+                      Py_ssize_t n, int first)
+{
+    Py_ssize_t i;
+    if (first) {
+        for (i = 0; i < n; i++) acc[i] = w * (s[i] + t[i]);
+    } else {
+        for (i = 0; i < n; i++) acc[i] += w * (s[i] + t[i]);
     }
 }
 
@@ -93,60 +110,85 @@ static void FN(corr2d)(const T *src, T *dst, Py_ssize_t H, Py_ssize_t W, Py_ssiz
 }
 
 /* Separable correlation (column factor kv of length kh, row factor kr of length kw)
- * of output rows [y0, y1). scratch: (W + Wp) * C samples. */
+ * of output rows [y0, y1).  Output rows are done SEP_BLOCK at a time: the vertical
+ * pass for a block walks the columns in chunks, so the block's source rows of one
+ * chunk stay in cache while they serve every output row of the block.
+ * scratch: (SEP_BLOCK * W + Wp) * C samples. */
 static void FN(corrsep)(const T *src, T *dst, Py_ssize_t H, Py_ssize_t W, Py_ssize_t C,
                         const T *kv, Py_ssize_t kh, const T *kr, Py_ssize_t kw,
                         const int64_t *rows, const int64_t *cols, Py_ssize_t lft, T cval,
                         Py_ssize_t y0, Py_ssize_t y1, T *scratch)
 {
     const Py_ssize_t Wp = W + kw - 1, n = W * C;
-    T *vrow = scratch;          /* vertical pass result, W*C */
-    T *prow = scratch + n;      /* the same, padded horizontally, Wp*C */
-    Py_ssize_t y, a, b, x0, q, c;
+    T *vblock = scratch;                /* vertical pass results, SEP_BLOCK rows of W*C */
+    T *prow = scratch + SEP_BLOCK * n;  /* one of them, padded horizontally, Wp*C */
+    Py_ssize_t yb, y, a, b, x0, q, c;
+    T ccol = 0; /* a cval column after the vertical pass */
     (void)H;
-    for (y = y0; y < y1; y++) {
+    for (a = 0; a < kh; a++) ccol += kv[a] * cval;
+    for (yb = y0; yb < y1; yb += SEP_BLOCK) {
+        Py_ssize_t nb = y1 - yb < SEP_BLOCK ? y1 - yb : SEP_BLOCK;
         /* vertical pass straight from the source rows */
         for (x0 = 0; x0 < n; x0 += CHUNK) {
             Py_ssize_t len = n - x0 < CHUNK ? n - x0 : CHUNK;
-            int first = 1;
-            T cacc = 0;
-            for (a = 0; a < kh; a++) {
-                int64_t r = rows[y + a];
-                if (kv[a] == 0) continue;
-                if (r < 0) { cacc += kv[a] * cval; continue; }
-                FN(axpy)(vrow + x0, src + r * n + x0, kv[a], len, first);
-                first = 0;
-            }
-            if (first) {
-                for (q = 0; q < len; q++) vrow[x0 + q] = cacc;
-            } else if (cacc != 0) {
-                for (q = 0; q < len; q++) vrow[x0 + q] += cacc;
+            for (y = 0; y < nb; y++) {
+                T *acc = vblock + y * n + x0;
+                int first = 1;
+                T cacc = 0;
+                for (a = 0; a < kh; a++) {
+                    int64_t r = rows[yb + y + a];
+                    Py_ssize_t m = kh - 1 - a; /* mirror tap */
+                    if (kv[a] == 0) continue;
+                    if (r < 0) { cacc += kv[a] * cval; continue; }
+                    if (m > a && kv[m] == kv[a] && rows[yb + y + m] >= 0) {
+                        FN(axpy2)(acc, src + r * n + x0, src + rows[yb + y + m] * n + x0,
+                                  kv[a], len, first);
+                        first = 0;
+                        continue;
+                    }
+                    if (m < a && kv[m] == kv[a] && rows[yb + y + m] >= 0) continue; /* done */
+                    FN(axpy)(acc, src + r * n + x0, kv[a], len, first);
+                    first = 0;
+                }
+                if (first) {
+                    for (q = 0; q < len; q++) acc[q] = cacc;
+                } else if (cacc != 0) {
+                    for (q = 0; q < len; q++) acc[q] += cacc;
+                }
             }
         }
-        /* horizontal padding of the vertical result: cval columns get the
-         * vertical pass of a constant, i.e. cval * sum(kv) */
-        T ccol = 0;
-        for (a = 0; a < kh; a++) ccol += kv[a] * cval;
-        for (q = 0; q < lft; q++) {
-            int64_t s = cols[q];
-            for (c = 0; c < C; c++) prow[q * C + c] = s < 0 ? ccol : vrow[s * C + c];
-        }
-        memcpy(prow + lft * C, vrow, (size_t)n * sizeof(T));
-        for (q = lft + W; q < Wp; q++) {
-            int64_t s = cols[q];
-            for (c = 0; c < C; c++) prow[q * C + c] = s < 0 ? ccol : vrow[s * C + c];
-        }
-        /* horizontal pass */
-        T *out = dst + y * n;
-        for (x0 = 0; x0 < n; x0 += CHUNK) {
-            Py_ssize_t len = n - x0 < CHUNK ? n - x0 : CHUNK;
-            int first = 1;
-            for (b = 0; b < kw; b++) {
-                if (kr[b] == 0) continue;
-                FN(axpy)(out + x0, prow + x0 + b * C, kr[b], len, first);
-                first = 0;
+        for (y = 0; y < nb; y++) {
+            const T *vrow = vblock + y * n;
+            /* horizontal padding of the vertical result */
+            for (q = 0; q < lft; q++) {
+                int64_t s = cols[q];
+                for (c = 0; c < C; c++) prow[q * C + c] = s < 0 ? ccol : vrow[s * C + c];
             }
-            if (first) memset(out + x0, 0, (size_t)len * sizeof(T));
+            memcpy(prow + lft * C, vrow, (size_t)n * sizeof(T));
+            for (q = lft + W; q < Wp; q++) {
+                int64_t s = cols[q];
+                for (c = 0; c < C; c++) prow[q * C + c] = s < 0 ? ccol : vrow[s * C + c];
+            }
+            /* horizontal pass */
+            T *out = dst + (yb + y) * n;
+            for (x0 = 0; x0 < n; x0 += CHUNK) {
+                Py_ssize_t len = n - x0 < CHUNK ? n - x0 : CHUNK;
+                int first = 1;
+                for (b = 0; b < kw; b++) {
+                    Py_ssize_t m = kw - 1 - b; /* mirror tap */
+                    if (kr[b] == 0) continue;
+                    if (m > b && kr[m] == kr[b]) {
+                        FN(axpy2)(out + x0, prow + x0 + b * C, prow + x0 + m * C, kr[b], len,
+                                  first);
+                        first = 0;
+                        continue;
+                    }
+                    if (m < b && kr[m] == kr[b]) continue; /* paired with its mirror */
+                    FN(axpy)(out + x0, prow + x0 + b * C, kr[b], len, first);
+                    first = 0;
+                }
+                if (first) memset(out + x0, 0, (size_t)len * sizeof(T));
+            }
         }
     }
 }

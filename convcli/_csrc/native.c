@@ -155,7 +155,7 @@ static PyObject *py_correlate_separable(PyObject *self, PyObject *args)
         goto done;
     }
     if (check_maps(&rows, H + kh - 1, H, &cols, W + kw - 1, W, left) < 0) goto done;
-    scratch = PyMem_RawMalloc((size_t)((2 * W + kw - 1) * C) * (size_t)isz);
+    scratch = PyMem_RawMalloc((size_t)(((SEP_BLOCK + 1) * W + kw - 1) * C) * (size_t)isz);
     if (scratch == NULL) {
         PyErr_NoMemory();
         goto done;
