@@ -452,4 +452,5 @@ def test_symmetric_separable_fast_path_matches_reference(mode, taps):
             ref = reference_correlate(img, k.weights, k.origin, mode, cval=0.6)
             for dtype in (np.float32, np.float64):
                 got = correlate(img, k, mode=mode, cval=0.6, backend="direct", dtype=dtype)
-                np.testing.assert_allclose(got, ref, atol=1e-5 if dtype == np.float32 else 1e-10)
+                tol = 1e-6 if dtype == np.float32 else 1e-12
+                np.testing.assert_allclose(got, ref, rtol=tol, atol=tol)
