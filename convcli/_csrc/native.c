@@ -17,7 +17,7 @@
 #include <string.h>
 
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
-#define TARGET_CLONES __attribute__((target_clones("avx2", "default")))
+#define TARGET_CLONES __attribute__((target_clones("arch=x86-64-v3", "default")))
 #else
 #define TARGET_CLONES
 #endif
@@ -111,21 +111,29 @@ static PyObject *py_correlate2d(PyObject *self, PyObject *args)
         goto done;
     }
     if (check_maps(&rows, H + kh - 1, H, &cols, W + kw - 1, W, left) < 0) goto done;
-    scratch = PyMem_RawMalloc((size_t)(kh * (W + kw - 1) * C) * (size_t)isz);
-    if (scratch == NULL) {
-        PyErr_NoMemory();
-        goto done;
+    {
+        size_t ring = (size_t)(kh * (W + kw - 1) * C) * (size_t)isz;
+        size_t taps = (size_t)(kh * kw);
+        scratch = PyMem_RawMalloc(ring + taps * (sizeof(void *) + (size_t)isz));
+        if (scratch == NULL) {
+            PyErr_NoMemory();
+            goto done;
+        }
+        void *ptrs = (char *)scratch + ring;
+        void *wts = (char *)ptrs + taps * sizeof(void *);
+        Py_BEGIN_ALLOW_THREADS
+        if (isz == 4)
+            corr2d_f32((const float *)src.buf, (float *)dst.buf, H, W, C, (const float *)k.buf,
+                       kh, kw, (const int64_t *)rows.buf, (const int64_t *)cols.buf, left,
+                       (float)cval, y0, y1, (float *)scratch, (const float **)ptrs,
+                       (float *)wts);
+        else
+            corr2d_f64((const double *)src.buf, (double *)dst.buf, H, W, C,
+                       (const double *)k.buf, kh, kw, (const int64_t *)rows.buf,
+                       (const int64_t *)cols.buf, left, cval, y0, y1, (double *)scratch,
+                       (const double **)ptrs, (double *)wts);
+        Py_END_ALLOW_THREADS
     }
-    Py_BEGIN_ALLOW_THREADS
-    if (isz == 4)
-        corr2d_f32((const float *)src.buf, (float *)dst.buf, H, W, C, (const float *)k.buf, kh,
-                   kw, (const int64_t *)rows.buf, (const int64_t *)cols.buf, left, (float)cval,
-                   y0, y1, (float *)scratch);
-    else
-        corr2d_f64((const double *)src.buf, (double *)dst.buf, H, W, C, (const double *)k.buf,
-                   kh, kw, (const int64_t *)rows.buf, (const int64_t *)cols.buf, left, cval, y0,
-                   y1, (double *)scratch);
-    Py_END_ALLOW_THREADS
     Py_INCREF(Py_None);
     result = Py_None;
 done:
@@ -155,21 +163,29 @@ static PyObject *py_correlate_separable(PyObject *self, PyObject *args)
         goto done;
     }
     if (check_maps(&rows, H + kh - 1, H, &cols, W + kw - 1, W, left) < 0) goto done;
-    scratch = PyMem_RawMalloc((size_t)(((SEP_BLOCK + 1) * W + kw - 1) * C) * (size_t)isz);
-    if (scratch == NULL) {
-        PyErr_NoMemory();
-        goto done;
+    {
+        size_t buf = (size_t)(((SEP_BLOCK + 1) * W + kw - 1) * C) * (size_t)isz;
+        size_t taps = (size_t)(kh > kw ? kh : kw);
+        scratch = PyMem_RawMalloc(buf + taps * (sizeof(void *) + (size_t)isz));
+        if (scratch == NULL) {
+            PyErr_NoMemory();
+            goto done;
+        }
+        void *ptrs = (char *)scratch + buf;
+        void *wts = (char *)ptrs + taps * sizeof(void *);
+        Py_BEGIN_ALLOW_THREADS
+        if (isz == 4)
+            corrsep_f32((const float *)src.buf, (float *)dst.buf, H, W, C,
+                        (const float *)kv.buf, kh, (const float *)kr.buf, kw,
+                        (const int64_t *)rows.buf, (const int64_t *)cols.buf, left, (float)cval,
+                        y0, y1, (float *)scratch, (const float **)ptrs, (float *)wts);
+        else
+            corrsep_f64((const double *)src.buf, (double *)dst.buf, H, W, C,
+                        (const double *)kv.buf, kh, (const double *)kr.buf, kw,
+                        (const int64_t *)rows.buf, (const int64_t *)cols.buf, left, cval, y0, y1,
+                        (double *)scratch, (const double **)ptrs, (double *)wts);
+        Py_END_ALLOW_THREADS
     }
-    Py_BEGIN_ALLOW_THREADS
-    if (isz == 4)
-        corrsep_f32((const float *)src.buf, (float *)dst.buf, H, W, C, (const float *)kv.buf, kh,
-                    (const float *)kr.buf, kw, (const int64_t *)rows.buf,
-                    (const int64_t *)cols.buf, left, (float)cval, y0, y1, (float *)scratch);
-    else
-        corrsep_f64((const double *)src.buf, (double *)dst.buf, H, W, C, (const double *)kv.buf,
-                    kh, (const double *)kr.buf, kw, (const int64_t *)rows.buf,
-                    (const int64_t *)cols.buf, left, cval, y0, y1, (double *)scratch);
-    Py_END_ALLOW_THREADS
     Py_INCREF(Py_None);
     result = Py_None;
 done:

@@ -23,13 +23,13 @@ from dataclasses import dataclass
 from ..kernels import Kernel
 
 # Nanoseconds per output sample (one channel of one pixel), 2 cores, float32.
-DIRECT_SEP_PER_TAP = 0.081
-DIRECT_SEP_FIXED = 0.45
-DIRECT_2D_PER_TAP = 0.067
-DIRECT_2D_FIXED = 0.57
+DIRECT_SEP_PER_TAP = 0.047
+DIRECT_SEP_FIXED = 0.72
+DIRECT_2D_PER_TAP = 0.030
+DIRECT_2D_FIXED = 0.51
 # Nanoseconds per transform point, per channel (forward + inverse + multiply + pad/crop).
-FFT_PER_POINT_LOG = 0.75
-FFT_PER_POINT = 3.1
+FFT_PER_POINT_LOG = 0.69
+FFT_PER_POINT = 4.15
 FLOAT64_FACTOR = 1.6
 
 
