@@ -82,6 +82,6 @@ def choose_backend(shape: tuple[int, int, int], kernel: Kernel, *, float64: bool
     what = f"{rows}x{cols} {'separable' if method == 'separable' else 'non-separable'} kernel"
     if direct <= fft:
         return Plan(
-            "direct", method, f"{what}: direct ~{direct:.0f} ms < fft ~{fft:.0f} ms", estimates
+            "direct", method, f"{what}: direct ~{direct:.3g} ms < fft ~{fft:.3g} ms", estimates
         )
-    return Plan("fft", "fft", f"{what}: fft ~{fft:.0f} ms < direct ~{direct:.0f} ms", estimates)
+    return Plan("fft", "fft", f"{what}: fft ~{fft:.3g} ms < direct ~{direct:.3g} ms", estimates)
