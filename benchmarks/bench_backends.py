@@ -46,21 +46,26 @@ def main() -> None:
         f"{'kernel':<24} {'direct ms':>10} {'MP/s':>6} {'fft ms':>8} {'MP/s':>6} "
         f"{'auto':>7} {'auto ms':>8} {'MP/s':>6} {'regret':>7}"
     )
-    print(f"image {width}x{height} RGB float32 ({img.nbytes / 2**20:.0f} MiB), "
-          f"median of {args.repeats}")
+    print(
+        f"image {width}x{height} RGB float32 ({img.nbytes / 2**20:.0f} MiB), "
+        f"median of {args.repeats}"
+    )
     print(header)
     print("-" * len(header))
     for label, k in cases:
         times: dict[str, float] = {}
         shape = img.shape
         if direct_cost_ms(shape, k) <= args.max_seconds * 1000:
-            times["direct"] = median_ms(lambda k=k: direct.correlate(img, k, "reflect", 0.0),
-                                        args.repeats)
+            times["direct"] = median_ms(
+                lambda k=k: direct.correlate(img, k, "reflect", 0.0), args.repeats
+            )
         if fft_cost_ms(shape, k) <= args.max_seconds * 1000:
-            times["fft"] = median_ms(lambda k=k: fft.correlate(img, k, "reflect", 0.0),
-                                     args.repeats)
-        auto_ms = median_ms(lambda k=k: filter_array(img, k, op="correlate", backend="auto"),
-                            args.repeats)
+            times["fft"] = median_ms(
+                lambda k=k: fft.correlate(img, k, "reflect", 0.0), args.repeats
+            )
+        auto_ms = median_ms(
+            lambda k=k: filter_array(img, k, op="correlate", backend="auto"), args.repeats
+        )
         chosen = plan_filter(shape, k)
         best = min(times.values())
         cells = []
@@ -69,11 +74,15 @@ def main() -> None:
                 cells.append(f"{times[name]:>{width_ms}.1f} {mp / times[name] * 1000:>6.0f}")
             else:
                 cells.append(f"{'skipped':>{width_ms}} {'':>6}")
-        print(f"{label:<24} {cells[0]} {cells[1]} {chosen.backend:>7} {auto_ms:>8.1f} "
-              f"{mp / auto_ms * 1000:>6.0f} {auto_ms / best:>7.2f}")
+        print(
+            f"{label:<24} {cells[0]} {cells[1]} {chosen.backend:>7} {auto_ms:>8.1f} "
+            f"{mp / auto_ms * 1000:>6.0f} {auto_ms / best:>7.2f}"
+        )
     peak = peak_rss_mb()
-    print(f"\npeak resident memory {peak:.0f} MiB = {peak / (img.nbytes / 2**20):.2f}x "
-          "the float32 image (includes the interpreter, numpy/scipy and the source photo)")
+    print(
+        f"\npeak resident memory {peak:.0f} MiB = {peak / (img.nbytes / 2**20):.2f}x "
+        "the float32 image (includes the interpreter, numpy/scipy and the source photo)"
+    )
 
 
 if __name__ == "__main__":

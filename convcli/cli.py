@@ -13,7 +13,6 @@ import functools
 import os
 import sys
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any, TypeVar
 
 import click
@@ -51,8 +50,9 @@ def handle_errors(fn: F) -> F:
         except MemoryError:
             if debug:
                 raise
-            click.echo("Error: out of memory (try --precision float32 or a smaller image)",
-                       err=True)
+            click.echo(
+                "Error: out of memory (try --precision float32 or a smaller image)", err=True
+            )
             sys.exit(1)
 
     return wrapper  # type: ignore[return-value]
@@ -67,38 +67,91 @@ def debug_option(fn: F) -> F:
 def filter_options(fn: F) -> F:
     """Options shared by every command that filters an image."""
     decorators = [
-        click.option("-o", "--output", type=click.Path(dir_okay=False, allow_dash=True),
-                     help="Output image (format by extension; '-' for stdout with --format)."),
-        click.option("--in-place", is_flag=True,
-                     help="Overwrite INPUT with the result (atomically). Off by default."),
-        click.option("--backend", type=click.Choice(["auto", "direct", "fft"]), default="auto",
-                     show_default=True, help="auto picks the faster by a measured cost model."),
-        click.option("--boundary", "mode", default="reflect", show_default=True,
-                     metavar="MODE", help=BOUNDARY_HELP),
-        click.option("--cval", type=float, default=0.0, show_default=True,
-                     help="Value outside the image for --boundary constant."),
-        click.option("--range", "range_policy",
-                     type=click.Choice(["clip", "abs", "offset", "rescale", "none"]),
-                     default=None,
-                     help="Out-of-range results: clip (default for 8/16-bit), abs, offset "
-                          "(+half range), rescale (min..max), none (float output only)."),
-        click.option("--depth", type=click.Choice(["8", "16", "float"]), default=None,
-                     help="Output sample depth (default: the input's)."),
-        click.option("--precision", type=click.Choice(["float32", "float64"]),
-                     default="float32", show_default=True, help="Computation precision."),
-        click.option("--alpha", "alpha_mode", type=click.Choice(["premultiply", "plain"]),
-                     default="premultiply", show_default=True,
-                     help="premultiply colour by alpha while filtering (no dark fringes), or "
-                          "filter alpha as a plain channel."),
-        click.option("--format", "fmt", default=None, metavar="FMT",
-                     help="Output format when the extension can't tell (png, jpeg, tiff, "
-                          "webp, bmp)."),
-        click.option("--quality", type=click.IntRange(1, 100), default=None,
-                     help="JPEG/WebP quality."),
-        click.option("--compress-level", type=click.IntRange(0, 9), default=None,
-                     help="PNG compression level."),
-        click.option("-v", "--verbose", is_flag=True,
-                     help="Say which backend ran and why, timings, and clipped values."),
+        click.option(
+            "-o",
+            "--output",
+            type=click.Path(dir_okay=False, allow_dash=True),
+            help="Output image (format by extension; '-' for stdout with --format).",
+        ),
+        click.option(
+            "--in-place",
+            is_flag=True,
+            help="Overwrite INPUT with the result (atomically). Off by default.",
+        ),
+        click.option(
+            "--backend",
+            type=click.Choice(["auto", "direct", "fft"]),
+            default="auto",
+            show_default=True,
+            help="auto picks the faster by a measured cost model.",
+        ),
+        click.option(
+            "--boundary",
+            "mode",
+            default="reflect",
+            show_default=True,
+            metavar="MODE",
+            help=BOUNDARY_HELP,
+        ),
+        click.option(
+            "--cval",
+            type=float,
+            default=0.0,
+            show_default=True,
+            help="Value outside the image for --boundary constant.",
+        ),
+        click.option(
+            "--range",
+            "range_policy",
+            type=click.Choice(["clip", "abs", "offset", "rescale", "none"]),
+            default=None,
+            help="Out-of-range results: clip (default for 8/16-bit), abs, offset "
+            "(+half range), rescale (min..max), none (float output only).",
+        ),
+        click.option(
+            "--depth",
+            type=click.Choice(["8", "16", "float"]),
+            default=None,
+            help="Output sample depth (default: the input's).",
+        ),
+        click.option(
+            "--precision",
+            type=click.Choice(["float32", "float64"]),
+            default="float32",
+            show_default=True,
+            help="Computation precision.",
+        ),
+        click.option(
+            "--alpha",
+            "alpha_mode",
+            type=click.Choice(["premultiply", "plain"]),
+            default="premultiply",
+            show_default=True,
+            help="premultiply colour by alpha while filtering (no dark fringes), or "
+            "filter alpha as a plain channel.",
+        ),
+        click.option(
+            "--format",
+            "fmt",
+            default=None,
+            metavar="FMT",
+            help="Output format when the extension can't tell (png, jpeg, tiff, webp, bmp).",
+        ),
+        click.option(
+            "--quality", type=click.IntRange(1, 100), default=None, help="JPEG/WebP quality."
+        ),
+        click.option(
+            "--compress-level",
+            type=click.IntRange(0, 9),
+            default=None,
+            help="PNG compression level.",
+        ),
+        click.option(
+            "-v",
+            "--verbose",
+            is_flag=True,
+            help="Say which backend ran and why, timings, and clipped values.",
+        ),
         debug_option,
     ]
     for decorator in reversed(decorators):
@@ -181,14 +234,15 @@ def _run_filter(
     else:
         result, report = filter_image(image, kernels_or_edge, options)
     t1 = time.perf_counter()
-    write_image(result, dest, depth=result.depth, format=fmt, quality=quality,
-                compress_level=compress_level)
+    write_image(
+        result, dest, depth=result.depth, format=fmt, quality=quality, compress_level=compress_level
+    )
     t_write = time.perf_counter() - t1
     if verbose:
         console.info(
-            f"read {input_path}: {image.width}x{image.height} {image.bands}, "
-            f"{image.depth}-bit" if image.depth != "float" else
-            f"read {input_path}: {image.width}x{image.height} {image.bands}, float"
+            f"read {input_path}: {image.width}x{image.height} {image.bands}, {image.depth}-bit"
+            if image.depth != "float"
+            else f"read {input_path}: {image.width}x{image.height} {image.bands}, float"
         )
         for step in report.steps:
             k = step.kernel
@@ -224,16 +278,29 @@ def main() -> None:
 
 @main.command()
 @click.argument("input_path", metavar="INPUT", type=click.Path(dir_okay=False, allow_dash=True))
-@click.option("-k", "--kernel", "kernel_specs", multiple=True, required=True, metavar="KERNEL",
-              help="Built-in (NAME[:key=value,...]), kernel file (.txt .csv .mat .im .npy) or "
-                   "ImageMagick string ('3x3: 0,1,0 1,-4,1 0,1,0'). Repeat to apply in sequence.")
-@click.option("--op", type=click.Choice(["convolve", "correlate"]), default="convolve",
-              show_default=True, help="convolve flips the kernel; correlate does not.")
+@click.option(
+    "-k",
+    "--kernel",
+    "kernel_specs",
+    multiple=True,
+    required=True,
+    metavar="KERNEL",
+    help="Built-in (NAME[:key=value,...]), kernel file (.txt .csv .mat .im .npy) or "
+    "ImageMagick string ('3x3: 0,1,0 1,-4,1 0,1,0'). Repeat to apply in sequence.",
+)
+@click.option(
+    "--op",
+    type=click.Choice(["convolve", "correlate"]),
+    default="convolve",
+    show_default=True,
+    help="convolve flips the kernel; correlate does not.",
+)
 @click.option("--normalize", is_flag=True, help="Divide each kernel by its sum (sum 0: error).")
 @filter_options
 @handle_errors
-def apply(input_path: str, kernel_specs: tuple[str, ...], op: str, normalize: bool,
-          **opts: Any) -> None:
+def apply(
+    input_path: str, kernel_specs: tuple[str, ...], op: str, normalize: bool, **opts: Any
+) -> None:
     """Filter INPUT with one or more kernels and write the result.
 
     \b
@@ -251,10 +318,20 @@ def apply(input_path: str, kernel_specs: tuple[str, ...], op: str, normalize: bo
 
 @main.command()
 @click.argument("input_path", metavar="INPUT", type=click.Path(dir_okay=False, allow_dash=True))
-@click.option("--sigma", type=float, default=2.0, show_default=True,
-              help="Gaussian standard deviation in pixels.")
-@click.option("--box", "box_size", type=int, default=None,
-              help="Use a SIZE x SIZE box (mean) filter instead of a Gaussian.")
+@click.option(
+    "--sigma",
+    type=float,
+    default=2.0,
+    show_default=True,
+    help="Gaussian standard deviation in pixels.",
+)
+@click.option(
+    "--box",
+    "box_size",
+    type=int,
+    default=None,
+    help="Use a SIZE x SIZE box (mean) filter instead of a Gaussian.",
+)
 @filter_options
 @handle_errors
 def blur(input_path: str, sigma: float, box_size: int | None, **opts: Any) -> None:
@@ -277,11 +354,19 @@ def blur(input_path: str, sigma: float, box_size: int | None, **opts: Any) -> No
 
 @main.command()
 @click.argument("input_path", metavar="INPUT", type=click.Path(dir_okay=False, allow_dash=True))
-@click.option("--amount", type=float, default=1.0, show_default=True,
-              help="Strength: 0 leaves the image unchanged.")
-@click.option("--sigma", type=float, default=None,
-              help="Unsharp mask with a Gaussian of this sigma (default: the 3x3 sharpen "
-                   "kernel).")
+@click.option(
+    "--amount",
+    type=float,
+    default=1.0,
+    show_default=True,
+    help="Strength: 0 leaves the image unchanged.",
+)
+@click.option(
+    "--sigma",
+    type=float,
+    default=None,
+    help="Unsharp mask with a Gaussian of this sigma (default: the 3x3 sharpen kernel).",
+)
 @filter_options
 @handle_errors
 def sharpen(input_path: str, amount: float, sigma: float | None, **opts: Any) -> None:
@@ -304,9 +389,13 @@ def sharpen(input_path: str, amount: float, sigma: float | None, **opts: Any) ->
 
 @main.command()
 @click.argument("input_path", metavar="INPUT", type=click.Path(dir_okay=False, allow_dash=True))
-@click.option("--operator", type=click.Choice(["sobel", "prewitt", "scharr", "laplacian", "log"]),
-              default="sobel", show_default=True,
-              help="sobel/prewitt/scharr: gradient magnitude; laplacian/log: |response|.")
+@click.option(
+    "--operator",
+    type=click.Choice(["sobel", "prewitt", "scharr", "laplacian", "log"]),
+    default="sobel",
+    show_default=True,
+    help="sobel/prewitt/scharr: gradient magnitude; laplacian/log: |response|.",
+)
 @filter_options
 @handle_errors
 def edge(input_path: str, operator: str, **opts: Any) -> None:
@@ -342,8 +431,9 @@ def kernels_list() -> None:
     for name, spec in BUILTINS.items():
         params = ", ".join(p.describe() for p in spec.params) or "-"
         rows.append((name, params, spec.description))
-    console.show_table("Built-in kernels (NAME[:key=value,...])", ["name", "parameters",
-                       "description"], rows)
+    console.show_table(
+        "Built-in kernels (NAME[:key=value,...])", ["name", "parameters", "description"], rows
+    )
 
 
 @kernels.command("show")
@@ -372,9 +462,17 @@ def kernels_show(spec: str) -> None:
     ]
     if k.factors is not None:
         col, row = k.factors
-        facts.append(("separable", "yes: column "
-                      + "[" + " ".join(console.format_number(v) for v in col) + "] x row ["
-                      + " ".join(console.format_number(v) for v in row) + "]"))
+        facts.append(
+            (
+                "separable",
+                "yes: column "
+                + "["
+                + " ".join(console.format_number(v) for v in col)
+                + "] x row ["
+                + " ".join(console.format_number(v) for v in row)
+                + "]",
+            )
+        )
     else:
         facts.append(("separable", f"no (rank {k.rank})"))
     console.show_kernel(k.weights, k.origin, facts, title=k.name)

@@ -57,8 +57,9 @@ def show_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[str]]
     _out.print(table)
 
 
-def show_kernel(weights: np.ndarray, origin: tuple[int, int], facts: Sequence[tuple[str, str]],
-                title: str) -> None:
+def show_kernel(
+    weights: np.ndarray, origin: tuple[int, int], facts: Sequence[tuple[str, str]], title: str
+) -> None:
     """A kernel's matrix (when small enough to read) and its facts, on stdout."""
     rows, cols = weights.shape
     if rows <= 25 and cols <= 25:

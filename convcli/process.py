@@ -214,8 +214,9 @@ def edge_image(
         magnitude = np.hypot(gx.pixels, gy.pixels)
         depth = _check("depth", options.depth or image.depth, DEPTHS)
         policy = options.range_policy or ("none" if depth == "float" else "clip")
-        report = FilterReport(steps=report_x.steps + report_y.steps, range_policy=policy,
-                              depth=depth)
+        report = FilterReport(
+            steps=report_x.steps + report_y.steps, range_policy=policy, depth=depth
+        )
         report.value_min, report.value_max = float(magnitude.min()), float(magnitude.max())
         mapped, report.out_of_range = apply_range(magnitude, policy, depth)
         report.samples = int(mapped.size)

@@ -58,7 +58,9 @@ def reference_convolve(image, weights, origin, mode, cval=0.0):
             total = 0.0
             for a in range(kh):
                 for b in range(kw):
-                    total += weights[a, b] * padded[big + y - a + origin[0], big + x - b + origin[1]]
+                    total += (
+                        weights[a, b] * padded[big + y - a + origin[0], big + x - b + origin[1]]
+                    )
             out[y, x] = total
     return out
 
@@ -67,9 +69,7 @@ def reference_convolve(image, weights, origin, mode, cval=0.0):
 def kernels(draw, max_side=6):
     kh = draw(st.integers(1, max_side))
     kw = draw(st.integers(1, max_side))
-    weights = draw(
-        arrays(np.float64, (kh, kw), elements=st.floats(-4, 4, allow_subnormal=False))
-    )
+    weights = draw(arrays(np.float64, (kh, kw), elements=st.floats(-4, 4, allow_subnormal=False)))
     origin = (draw(st.integers(0, kh - 1)), draw(st.integers(0, kw - 1)))
     return Kernel(weights, origin=origin)
 
@@ -153,13 +153,13 @@ def test_impulse_response(backend, shape):
         corr = correlate(impulse, k, mode="constant", backend=backend, dtype=np.float64)
         r0, c0 = 5 - origin[0], 5 - origin[1]
         # convolution reproduces the kernel as written, its origin on the impulse
-        np.testing.assert_allclose(conv[r0 : r0 + shape[0], c0 : c0 + shape[1]], weights,
-                                   atol=1e-9)
+        np.testing.assert_allclose(conv[r0 : r0 + shape[0], c0 : c0 + shape[1]], weights, atol=1e-9)
         assert np.abs(conv).sum() == pytest.approx(np.abs(weights).sum())
         # correlation reproduces it rotated by 180 degrees
         r1, c1 = 5 - (shape[0] - 1 - origin[0]), 5 - (shape[1] - 1 - origin[1])
-        np.testing.assert_allclose(corr[r1 : r1 + shape[0], c1 : c1 + shape[1]],
-                                   weights[::-1, ::-1], atol=1e-9)
+        np.testing.assert_allclose(
+            corr[r1 : r1 + shape[0], c1 : c1 + shape[1]], weights[::-1, ::-1], atol=1e-9
+        )
 
 
 @settings(max_examples=40, deadline=None)
@@ -187,8 +187,12 @@ def test_convolve_is_correlate_with_rotated_kernel(img, k, mode, backend):
     corr = correlate(img, k.rotated(), mode=mode, backend=backend, dtype=np.float64)
     np.testing.assert_allclose(conv, corr, atol=1e-9)
     # and against the independent reference, whose rotation is done by hand here
-    ref = reference_correlate(img, k.weights[::-1, ::-1],
-                              (k.shape[0] - 1 - k.origin[0], k.shape[1] - 1 - k.origin[1]), mode)
+    ref = reference_correlate(
+        img,
+        k.weights[::-1, ::-1],
+        (k.shape[0] - 1 - k.origin[0], k.shape[1] - 1 - k.origin[1]),
+        mode,
+    )
     np.testing.assert_allclose(conv, ref, atol=1e-9)
 
 
@@ -199,9 +203,10 @@ def test_symmetric_kernels_give_equal_and_antisymmetric_negated(img, k, backend)
     # make odd-sized and centred: embed into a (2n+1) square around the origin
     n = max(k.shape) + 1
     w = np.zeros((2 * n + 1, 2 * n + 1))
-    w[n - k.origin[0] : n - k.origin[0] + k.shape[0], n - k.origin[1] : n - k.origin[1] + k.shape[1]] = (
-        k.weights
-    )
+    w[
+        n - k.origin[0] : n - k.origin[0] + k.shape[0],
+        n - k.origin[1] : n - k.origin[1] + k.shape[1],
+    ] = k.weights
     sym = Kernel(w + w[::-1, ::-1])
     anti = Kernel(w - w[::-1, ::-1])
     assert centred.shape == (k.shape[0] + 2, k.shape[1] + 2)
@@ -238,13 +243,19 @@ def test_linearity(img, k, a, b, mode, backend):
 
 
 @settings(max_examples=40, deadline=None)
-@given(img=images(channels=1), k=kernels(), dy=st.integers(-5, 5), dx=st.integers(-5, 5),
-       backend=st.sampled_from(BACKENDS))
+@given(
+    img=images(channels=1),
+    k=kernels(),
+    dy=st.integers(-5, 5),
+    dx=st.integers(-5, 5),
+    backend=st.sampled_from(BACKENDS),
+)
 def test_shift_equivariance_under_wrap(img, k, dy, dx, backend):
     shifted = np.roll(img, (dy, dx), axis=(0, 1))
     a = convolve(shifted, k, mode="wrap", backend=backend, dtype=np.float64)
-    b = np.roll(convolve(img, k, mode="wrap", backend=backend, dtype=np.float64), (dy, dx),
-                axis=(0, 1))
+    b = np.roll(
+        convolve(img, k, mode="wrap", backend=backend, dtype=np.float64), (dy, dx), axis=(0, 1)
+    )
     np.testing.assert_allclose(a, b, atol=1e-9)
 
 
@@ -255,8 +266,13 @@ def test_associativity_under_wrap(img, k1, k2, backend):
         scipy.signal.convolve2d(k1.weights, k2.weights, mode="full"),
         origin=(k1.origin[0] + k2.origin[0], k1.origin[1] + k2.origin[1]),
     )
-    seq = convolve(convolve(img, k1, mode="wrap", backend=backend, dtype=np.float64), k2,
-                   mode="wrap", backend=backend, dtype=np.float64)
+    seq = convolve(
+        convolve(img, k1, mode="wrap", backend=backend, dtype=np.float64),
+        k2,
+        mode="wrap",
+        backend=backend,
+        dtype=np.float64,
+    )
     once = convolve(img, composed, mode="wrap", backend=backend, dtype=np.float64)
     np.testing.assert_allclose(seq, once, atol=1e-8)
 
@@ -268,18 +284,24 @@ def test_correlation_is_not_associative_in_general():
     img = rng.random((9, 9))
     k1 = Kernel(rng.random((3, 3)))
     k2 = Kernel(rng.random((3, 3)))
-    seq = correlate(correlate(img, k1, mode="wrap", dtype=np.float64), k2, mode="wrap",
-                    dtype=np.float64)
+    seq = correlate(
+        correlate(img, k1, mode="wrap", dtype=np.float64), k2, mode="wrap", dtype=np.float64
+    )
     by_correlation = Kernel(scipy.signal.correlate2d(k1.weights, k2.weights, mode="full"))
     assert np.abs(seq - correlate(img, by_correlation, mode="wrap")).max() > 1e-2
     by_convolution = Kernel(scipy.signal.convolve2d(k1.weights, k2.weights, mode="full"))
-    np.testing.assert_allclose(seq, correlate(img, by_convolution, mode="wrap",
-                                              dtype=np.float64), atol=1e-9)
+    np.testing.assert_allclose(
+        seq, correlate(img, by_convolution, mode="wrap", dtype=np.float64), atol=1e-9
+    )
 
 
 @settings(max_examples=30, deadline=None)
-@given(img=images(), mode=st.sampled_from(MODES), backend=st.sampled_from(BACKENDS),
-       side=st.integers(0, 3))
+@given(
+    img=images(),
+    mode=st.sampled_from(MODES),
+    backend=st.sampled_from(BACKENDS),
+    side=st.integers(0, 3),
+)
 def test_identity_kernel(img, mode, backend, side):
     w = np.zeros((2 * side + 1, 2 * side + 1))
     w[side, side] = 1
@@ -288,8 +310,12 @@ def test_identity_kernel(img, mode, backend, side):
 
 
 @settings(max_examples=30, deadline=None)
-@given(k=kernels(), value=st.floats(0, 1), mode=st.sampled_from(["reflect", "nearest", "mirror",
-       "wrap"]), backend=st.sampled_from(BACKENDS))
+@given(
+    k=kernels(),
+    value=st.floats(0, 1),
+    mode=st.sampled_from(["reflect", "nearest", "mirror", "wrap"]),
+    backend=st.sampled_from(BACKENDS),
+)
 def test_normalized_kernel_keeps_flat_image_flat(k, value, mode, backend):
     weights = np.abs(k.weights) + 0.1
     kn = Kernel(weights, origin=k.origin).normalized()
@@ -388,7 +414,10 @@ def test_fft_refuses_nan_and_auto_falls_back_to_direct():
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"mode": "bogus"}, "boundary mode must be one of reflect, constant, nearest, mirror, wrap"),
+        (
+            {"mode": "bogus"},
+            "boundary mode must be one of reflect, constant, nearest, mirror, wrap",
+        ),
         ({"backend": "gpu"}, "backend must be one of auto, direct, fft, got 'gpu'"),
         ({"dtype": np.int32}, "dtype must be float32 or float64, got int32"),
     ],
@@ -398,10 +427,19 @@ def test_bad_arguments_name_the_parameter(kwargs, message):
         convolve(np.zeros((3, 3)), Kernel([[1]]), **kwargs)
 
 
-@pytest.mark.parametrize("alias,primary", [("symmetric", "reflect"), ("zero", "constant"),
-                                           ("edge", "nearest"), ("replicate", "nearest"),
-                                           ("reflect101", "mirror"), ("periodic", "wrap"),
-                                           ("tile", "wrap"), ("REFLECT", "reflect")])
+@pytest.mark.parametrize(
+    "alias,primary",
+    [
+        ("symmetric", "reflect"),
+        ("zero", "constant"),
+        ("edge", "nearest"),
+        ("replicate", "nearest"),
+        ("reflect101", "mirror"),
+        ("periodic", "wrap"),
+        ("tile", "wrap"),
+        ("REFLECT", "reflect"),
+    ],
+)
 def test_mode_aliases(alias, primary):
     rng = np.random.default_rng(0)
     img = rng.random((6, 7))

@@ -70,7 +70,7 @@ def direct_method(kernel: Kernel) -> str:
 
 
 def choose_backend(shape: tuple[int, int, int], kernel: Kernel, *, float64: bool = False) -> Plan:
-    """Pick ``direct`` or ``fft`` for correlating an image of ``shape`` (H, W, C) with ``kernel``."""
+    """Pick ``direct`` or ``fft`` to correlate an image of ``shape`` (H, W, C) with ``kernel``."""
     direct = direct_cost_ms(shape, kernel)
     fft = fft_cost_ms(shape, kernel)
     if float64:

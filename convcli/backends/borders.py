@@ -81,7 +81,9 @@ def normalize_mode(mode: str) -> str:
     )
 
 
-def pad_widths(kernel_shape: tuple[int, int], origin: tuple[int, int]) -> tuple[tuple[int, int], ...]:
+def pad_widths(
+    kernel_shape: tuple[int, int], origin: tuple[int, int]
+) -> tuple[tuple[int, int], ...]:
     """``((top, bottom), (left, right))`` extension needed to correlate with a kernel."""
     (kh, kw), (orow, ocol) = kernel_shape, origin
     return ((orow, kh - 1 - orow), (ocol, kw - 1 - ocol))

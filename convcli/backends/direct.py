@@ -100,9 +100,7 @@ def correlate(
         run(0, height)
         return out
     bounds = np.linspace(0, height, n + 1).round().astype(int)
-    futures = [
-        _executor().submit(run, int(bounds[i]), int(bounds[i + 1])) for i in range(n)
-    ]
+    futures = [_executor().submit(run, int(bounds[i]), int(bounds[i + 1])) for i in range(n)]
     for future in futures:
         future.result()
     return out
