@@ -18,12 +18,12 @@ _out = Console(highlight=False)
 
 def info(message: str) -> None:
     """A message for ``--verbose`` runs, on stderr."""
-    _err.print(message, markup=False)
+    _err.print(message, markup=False, soft_wrap=True)
 
 
 def warning(message: str) -> None:
     """A warning on stderr."""
-    _err.print(f"Warning: {message}", style="yellow", markup=False)
+    _err.print(f"Warning: {message}", style="yellow", markup=False, soft_wrap=True)
 
 
 def format_number(value: float) -> str:

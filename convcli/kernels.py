@@ -18,8 +18,10 @@ turns the weights by 180 degrees *and* moves the origin to
 
 from __future__ import annotations
 
+import difflib
 import enum
-from collections.abc import Sequence
+import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -106,7 +108,9 @@ class Kernel:
             try:
                 origin = (int(self.origin[0]), int(self.origin[1]))
             except (TypeError, ValueError, IndexError):
-                raise KernelError(f"kernel origin must be two integers, got {self.origin!r}") from None
+                raise KernelError(
+                    f"kernel origin must be two integers, got {self.origin!r}"
+                ) from None
         if not (0 <= origin[0] < rows and 0 <= origin[1] < cols):
             raise KernelError(
                 f"kernel origin (row {origin[0]}, col {origin[1]}) lies outside the "
@@ -269,3 +273,383 @@ def as_kernel(kernel: Kernel | ArrayLike, origin: Sequence[int] | None = None) -
     if origin is None:
         return Kernel(np.asarray(kernel))
     return Kernel(np.asarray(kernel), origin=(int(origin[0]), int(origin[1])))
+
+
+# -- built-in named kernels ------------------------------------------------------------------
+#
+# Spec syntax: NAME[:key=value,...], e.g. "gaussian:sigma=2", "sobel:axis=y",
+# "motion:length=9,angle=30".  Every built-in is listed by `convcli kernels list`.
+
+
+@dataclass(frozen=True)
+class Param:
+    """One parameter of a built-in kernel."""
+
+    name: str
+    kind: type  #: int, float or str
+    default: object  #: None: required
+    help: str
+    choices: tuple[str, ...] = ()
+    minimum: float | None = None  #: inclusive lower bound, if any
+    positive: bool = False  #: must be > 0
+
+    def describe(self) -> str:
+        """``name=default`` (or ``name=<kind>`` when required), with the choices."""
+        if self.choices:
+            value = "|".join(self.choices)
+        else:
+            value = self.kind.__name__
+        text = f"{self.name}={value}"
+        if self.default is not None:
+            text += f" (default {self.default})"
+        else:
+            text += " (required)"
+        return text
+
+    def parse(self, kernel: str, raw: object) -> object:
+        """Convert and check a value; :class:`KernelSpecError` names the kernel and parameter."""
+        from .errors import KernelSpecError
+
+        try:
+            if self.kind is int:
+                as_float = float(raw)  # type: ignore[arg-type]
+                if not as_float.is_integer():
+                    raise ValueError
+                value: object = int(as_float)
+            elif self.kind is float:
+                value = float(raw)  # type: ignore[arg-type]
+                if not np.isfinite(value):
+                    raise ValueError
+            else:
+                value = str(raw).strip().lower()
+        except (TypeError, ValueError):
+            raise KernelSpecError(
+                f"{kernel}: {self.name} must be {'an integer' if self.kind is int else 'a number'}"
+                f", got '{raw}'"
+            ) from None
+        if self.choices and value not in self.choices:
+            raise KernelSpecError(
+                f"{kernel}: {self.name} must be one of {', '.join(self.choices)}, got '{raw}'"
+            )
+        if self.positive and not value > 0:  # type: ignore[operator]
+            raise KernelSpecError(f"{kernel}: {self.name} must be > 0, got {raw}")
+        if self.minimum is not None and value < self.minimum:  # type: ignore[operator]
+            raise KernelSpecError(f"{kernel}: {self.name} must be >= {self.minimum:g}, got {raw}")
+        return value
+
+
+@dataclass(frozen=True)
+class BuiltinKernel:
+    """A named kernel family: its parameters, its definition, and how to build it."""
+
+    name: str
+    description: str
+    formula: str
+    params: tuple[Param, ...]
+    build: Callable[..., NDArray[np.float64]]
+
+
+def _check_side(kernel: str, size: int) -> int:
+    from .errors import KernelSpecError
+
+    if size > MAX_KERNEL_SIDE:
+        raise KernelSpecError(
+            f"{kernel}: size {size} is too large (at most {MAX_KERNEL_SIDE} taps a side)"
+        )
+    return size
+
+
+def _gauss1d(sigma: float, size: int | None) -> NDArray[np.float64]:
+    radius = int(math.ceil(3 * sigma)) if size is None else (size - 1) // 2
+    n = 2 * radius + 1 if size is None else size
+    _check_side("gaussian", n)
+    x = np.arange(n, dtype=np.float64) - (n - 1) / 2
+    g = np.exp(-0.5 * (x / sigma) ** 2)
+    return g / g.sum()
+
+
+def _identity(size: int) -> NDArray[np.float64]:
+    from .errors import KernelSpecError
+
+    if size % 2 == 0:
+        raise KernelSpecError(f"identity: size must be odd, got {size}")
+    _check_side("identity", size)
+    w = np.zeros((size, size))
+    w[size // 2, size // 2] = 1.0
+    return w
+
+
+def _box(size: int) -> NDArray[np.float64]:
+    _check_side("box", size)
+    return np.full((size, size), 1.0 / (size * size))
+
+
+def _gaussian(sigma: float, size: int | None = None) -> NDArray[np.float64]:
+    g = _gauss1d(sigma, size)
+    return np.outer(g, g)
+
+
+def _sharpen(amount: float) -> NDArray[np.float64]:
+    # identity + amount * (identity - 4-neighbour mean including centre weights):
+    # I + amount * L where L = [[0,-1,0],[-1,4,-1],[0,-1,0]]
+    lap = np.array([[0, -1, 0], [-1, 4, -1], [0, -1, 0]], dtype=np.float64)
+    w = amount * lap
+    w[1, 1] += 1.0
+    return w
+
+
+def _unsharp(sigma: float, amount: float, size: int | None = None) -> NDArray[np.float64]:
+    g = _gaussian(sigma, size)
+    delta = np.zeros_like(g)
+    delta[g.shape[0] // 2, g.shape[1] // 2] = 1.0
+    return delta + amount * (delta - g)
+
+
+def _laplacian(neighbours: int) -> NDArray[np.float64]:
+    if neighbours == 4:
+        return np.array([[0, 1, 0], [1, -4, 1], [0, 1, 0]], dtype=np.float64)
+    return np.array([[1, 1, 1], [1, -8, 1], [1, 1, 1]], dtype=np.float64)
+
+
+def _log(sigma: float, size: int | None = None) -> NDArray[np.float64]:
+    radius = int(math.ceil(4 * sigma)) if size is None else (size - 1) // 2
+    n = 2 * radius + 1 if size is None else size
+    _check_side("log", n)
+    x = np.arange(n, dtype=np.float64) - (n - 1) / 2
+    xx, yy = np.meshgrid(x, x)
+    r2 = (xx**2 + yy**2) / (2 * sigma**2)
+    w = -(1.0 / (math.pi * sigma**4)) * (1 - r2) * np.exp(-r2)
+    return w - w.mean()
+
+
+_DERIVATIVE_SMOOTH = {
+    "sobel": [1.0, 2.0, 1.0],
+    "prewitt": [1.0, 1.0, 1.0],
+    "scharr": [3.0, 10.0, 3.0],
+}
+
+
+def _derivative(name: str, axis: str) -> NDArray[np.float64]:
+    smooth = np.array(_DERIVATIVE_SMOOTH[name])
+    diff = np.array([-1.0, 0.0, 1.0])
+    return np.outer(smooth, diff) if axis == "x" else np.outer(diff, smooth)
+
+
+_EMBOSS_BASE = np.array([[-2, -1, 0], [-1, 1, 1], [0, 1, 2]], dtype=np.float64)  # light from se
+_EMBOSS_TURNS = {"se": 0, "ne": 1, "nw": 2, "sw": 3}
+
+
+def _emboss(direction: str) -> NDArray[np.float64]:
+    if direction in _EMBOSS_TURNS:
+        return np.rot90(_EMBOSS_BASE, _EMBOSS_TURNS[direction]).copy()
+    axial = np.array([[-1, -2, -1], [0, 1, 0], [1, 2, 1]], dtype=np.float64)  # light from s
+    turns = {"s": 0, "e": 1, "n": 2, "w": 3}[direction]
+    return np.rot90(axial, turns).copy()
+
+
+def _motion(length: int, angle: float) -> NDArray[np.float64]:
+    _check_side("motion", 2 * length - 1)
+    theta = math.radians(angle)
+    dx, dy = math.cos(theta), -math.sin(theta)  # image rows grow downwards
+    r = length - 1
+    size = 2 * r + 1
+    w = np.zeros((size, size))
+    steps = max(1, 4 * r)
+    for i in range(steps + 1):
+        t = r * i / steps
+        x, y = r + t * dx, r + t * dy
+        x0, y0 = int(math.floor(x)), int(math.floor(y))
+        fx, fy = x - x0, y - y0
+        for yy, xx, wt in (
+            (y0, x0, (1 - fx) * (1 - fy)),
+            (y0, x0 + 1, fx * (1 - fy)),
+            (y0 + 1, x0, (1 - fx) * fy),
+            (y0 + 1, x0 + 1, fx * fy),
+        ):
+            if 0 <= yy < size and 0 <= xx < size and wt > 1e-12:
+                w[yy, xx] += wt
+    return w / w.sum()
+
+
+_AXIS = Param("axis", str, "x", "x: derivative along columns (d/dx); y: along rows", ("x", "y"))
+
+BUILTINS: dict[str, BuiltinKernel] = {
+    k.name: k
+    for k in (
+        BuiltinKernel(
+            "identity",
+            "delta: returns the image unchanged",
+            "size x size zeros with 1 at the centre",
+            (Param("size", int, 1, "odd side length", positive=True),),
+            _identity,
+        ),
+        BuiltinKernel(
+            "box",
+            "mean of a size x size window (separable)",
+            "1/size^2 everywhere",
+            (
+                Param(
+                    "size",
+                    int,
+                    3,
+                    "side length (even sizes anchor below/right of centre)",
+                    positive=True,
+                ),
+            ),
+            _box,
+        ),
+        BuiltinKernel(
+            "gaussian",
+            "Gaussian blur (separable)",
+            "outer(g, g), g[i] = exp(-x_i^2 / (2 sigma^2)) / sum, x_i = i - (size-1)/2, "
+            "size = 2*ceil(3 sigma) + 1 by default",
+            (
+                Param("sigma", float, None, "standard deviation in pixels", positive=True),
+                Param("size", int, None, "side length (default 2*ceil(3*sigma)+1)", positive=True),
+            ),
+            _gaussian,
+        ),
+        BuiltinKernel(
+            "sharpen",
+            "3x3 sharpen: identity + amount * 4-neighbour Laplacian (negated)",
+            "delta + amount * [[0,-1,0],[-1,4,-1],[0,-1,0]]; amount=1: [[0,-1,0],[-1,5,-1],"
+            "[0,-1,0]]",
+            (Param("amount", float, 1.0, "strength (0: identity)"),),
+            _sharpen,
+        ),
+        BuiltinKernel(
+            "unsharp",
+            "unsharp mask: identity + amount * (identity - gaussian)",
+            "delta + amount * (delta - gaussian(sigma, size))",
+            (
+                Param("sigma", float, None, "blur standard deviation", positive=True),
+                Param("amount", float, 1.0, "strength"),
+                Param("size", int, None, "side length (default 2*ceil(3*sigma)+1)", positive=True),
+            ),
+            _unsharp,
+        ),
+        BuiltinKernel(
+            "laplacian",
+            "discrete Laplacian (second derivative, sum 0)",
+            "4: [[0,1,0],[1,-4,1],[0,1,0]]; 8: [[1,1,1],[1,-8,1],[1,1,1]]",
+            (Param("neighbours", str, "4", "4 or 8 neighbours", ("4", "8")),),
+            lambda neighbours: _laplacian(int(neighbours)),
+        ),
+        BuiltinKernel(
+            "log",
+            "Laplacian of Gaussian (blob/edge detector, sum 0)",
+            "-(1/(pi sigma^4)) (1 - r^2/(2 sigma^2)) exp(-r^2/(2 sigma^2)), minus its mean; "
+            "size = 2*ceil(4 sigma) + 1 by default",
+            (
+                Param("sigma", float, None, "standard deviation", positive=True),
+                Param("size", int, None, "side length (default 2*ceil(4*sigma)+1)", positive=True),
+            ),
+            _log,
+        ),
+        BuiltinKernel(
+            "sobel",
+            "Sobel derivative (separable, antisymmetric)",
+            "x: outer([1,2,1], [-1,0,1]); y: outer([-1,0,1], [1,2,1])",
+            (_AXIS,),
+            lambda axis: _derivative("sobel", axis),
+        ),
+        BuiltinKernel(
+            "prewitt",
+            "Prewitt derivative (separable, antisymmetric)",
+            "x: outer([1,1,1], [-1,0,1]); y: outer([-1,0,1], [1,1,1])",
+            (_AXIS,),
+            lambda axis: _derivative("prewitt", axis),
+        ),
+        BuiltinKernel(
+            "scharr",
+            "Scharr derivative (separable, antisymmetric)",
+            "x: outer([3,10,3], [-1,0,1]); y: outer([-1,0,1], [3,10,3])",
+            (_AXIS,),
+            lambda axis: _derivative("scharr", axis),
+        ),
+        BuiltinKernel(
+            "emboss",
+            "emboss / relief (asymmetric, sum 1)",
+            "se: [[-2,-1,0],[-1,1,1],[0,1,2]], rotated by 90 degrees for ne, nw, sw; "
+            "s: [[-1,-2,-1],[0,1,0],[1,2,1]], rotated for e, n, w",
+            (
+                Param(
+                    "direction",
+                    str,
+                    "se",
+                    "where the light comes from",
+                    ("n", "ne", "e", "se", "s", "sw", "w", "nw"),
+                ),
+            ),
+            _emboss,
+        ),
+        BuiltinKernel(
+            "motion",
+            "motion blur: a one-sided streak from the origin (asymmetric), sum 1",
+            "an anti-aliased line of `length` pixels starting at the centre of a "
+            "(2*length-1)^2 kernel, `angle` degrees anticlockwise from +x; bilinear weights, "
+            "normalized to sum 1",
+            (
+                Param("length", int, 9, "streak length in pixels", positive=True),
+                Param("angle", float, 0.0, "direction in degrees, anticlockwise from +x"),
+            ),
+            _motion,
+        ),
+    )
+}
+
+
+def builtin_kernel(name: str, **params: object) -> Kernel:
+    """Build a built-in kernel by name with keyword parameters.
+
+    >>> builtin_kernel("sobel", axis="x").weights.astype(int).tolist()
+    [[-1, 0, 1], [-2, 0, 2], [-1, 0, 1]]
+    """
+    from .errors import KernelSpecError
+
+    key = name.strip().lower()
+    spec = BUILTINS.get(key)
+    if spec is None:
+        close = difflib.get_close_matches(key, BUILTINS, n=1)
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        raise KernelSpecError(
+            f"unknown kernel '{name}'{hint}; built-ins: {', '.join(sorted(BUILTINS))}"
+        )
+    known = {p.name: p for p in spec.params}
+    unknown = sorted(set(params) - set(known))
+    if unknown:
+        allowed = ", ".join(known) or "none"
+        raise KernelSpecError(f"{key}: unknown parameter '{unknown[0]}' (parameters: {allowed})")
+    values: dict[str, object] = {}
+    for p in spec.params:
+        if p.name in params and params[p.name] is not None:
+            values[p.name] = p.parse(key, params[p.name])
+        elif p.default is None and p.name != "size":
+            raise KernelSpecError(f"{key}: missing parameter '{p.name}' ({p.help})")
+        elif p.default is not None:
+            values[p.name] = p.parse(key, p.default)
+    weights = spec.build(**values)
+    shown = ",".join(f"{k}={v}" for k, v in values.items() if k in params)
+    label = f"{key}({shown})" if shown else key
+    return Kernel(weights, name=label)
+
+
+def parse_spec(spec: str) -> Kernel:
+    """Build a kernel from ``NAME[:key=value,...]``.
+
+    >>> parse_spec("gaussian:sigma=2").shape
+    (13, 13)
+    """
+    from .errors import KernelSpecError
+
+    name, _, rest = spec.strip().partition(":")
+    params: dict[str, object] = {}
+    if rest.strip():
+        for item in rest.split(","):
+            key, eq, value = item.partition("=")
+            if not eq or not key.strip() or not value.strip():
+                raise KernelSpecError(
+                    f"kernel spec '{spec}': expected key=value, got '{item.strip()}'"
+                )
+            params[key.strip().lower()] = value.strip()
+    return builtin_kernel(name, **params)

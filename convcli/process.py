@@ -19,14 +19,17 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
 
 import numpy as np
 from numpy.typing import NDArray
 
 from .errors import UsageError
 from .filtering import Plan, filter_array
-from .image_io import Image
 from .kernels import Kernel
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .image_io import Image
 
 #: Output range policies: how results outside [0, 1] are brought into the output depth.
 RANGE_POLICIES: tuple[str, ...] = ("clip", "abs", "offset", "rescale", "none")

@@ -1,0 +1,240 @@
+"""The CLI through click's CliRunner: results, exit codes and exact error lines."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image as PILImage
+
+from convcli.cli import main
+from convcli.filtering import convolve, correlate
+from convcli.kernels import Kernel
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def runner():
+    return CliRunner()
+
+
+@pytest.fixture
+def photo(tmp_path):
+    rng = np.random.default_rng(5)
+    arr = (rng.random((21, 17, 3)) * 255).astype(np.uint8)
+    path = tmp_path / "in.png"
+    PILImage.fromarray(arr, "RGB").save(path)
+    return path, arr
+
+
+def run(runner, *args):
+    return runner.invoke(main, [str(a) for a in args], catch_exceptions=False)
+
+
+def expected_8bit(arr, kernel, op="convolve", **kw):
+    f = convolve if op == "convolve" else correlate
+    out = f(arr.astype(np.float32) / 255, kernel, dtype=np.float64, **kw)
+    return np.rint(np.clip(out, 0, 1) * 255).astype(np.uint8)
+
+
+def test_apply_convolve_and_correlate_differ_exactly_by_the_flip(runner, photo, tmp_path):
+    path, arr = photo
+    emboss = Kernel([[-2, -1, 0], [-1, 1, 1], [0, 1, 2]])
+    spec = "3x3: -2,-1,0 -1,1,1 0,1,2"
+    for op in ("convolve", "correlate"):
+        out = tmp_path / f"{op}.png"
+        result = run(runner, "apply", path, "-k", spec, "--op", op, "-o", out)
+        assert result.exit_code == 0, result.output
+        got = np.asarray(PILImage.open(out))
+        want = expected_8bit(arr, emboss, op)
+        assert np.abs(got.astype(int) - want).max() <= 1
+    conv = np.asarray(PILImage.open(tmp_path / "convolve.png")).astype(int)
+    corr = np.asarray(PILImage.open(tmp_path / "correlate.png")).astype(int)
+    assert np.abs(conv - corr).max() > 10
+
+
+def test_apply_several_kernels_in_sequence_and_verbose(runner, photo, tmp_path):
+    path, arr = photo
+    out = tmp_path / "out.png"
+    result = run(
+        runner,
+        "apply",
+        path,
+        "-k",
+        "box:size=3",
+        "-k",
+        "sharpen",
+        "-o",
+        out,
+        "--verbose",
+        "--backend",
+        "fft",
+    )
+    assert result.exit_code == 0, result.output
+    assert "fft [fft]" in result.output and "out of range and clipped" in result.output
+    assert out.exists()
+
+
+def test_blur_sharpen_edge_shortcuts(runner, photo, tmp_path):
+    path, arr = photo
+    for cmd, extra in (
+        ("blur", ["--sigma", "1.5"]),
+        ("blur", ["--box", "5"]),
+        ("sharpen", []),
+        ("sharpen", ["--sigma", "1", "--amount", "0.5"]),
+        ("edge", []),
+        ("edge", ["--operator", "laplacian"]),
+    ):
+        out = tmp_path / f"{cmd}.png"
+        result = run(runner, cmd, path, "-o", out, *extra)
+        assert result.exit_code == 0, result.output
+        got = np.asarray(PILImage.open(out))
+        assert got.shape == arr.shape and got.dtype == np.uint8
+    blurred = np.asarray(PILImage.open(tmp_path / "blur.png")).astype(float)
+    assert blurred.std() < arr.std()  # box 5 blur is smoother than noise
+
+
+def test_output_equal_to_input_is_refused(runner, photo):
+    path, _ = photo
+    before = path.read_bytes()
+    result = runner.invoke(main, ["blur", str(path), "-o", str(path)])
+    assert result.exit_code == 2
+    assert result.output.strip() == (
+        f"Error: output '{path}' is the input file; refusing to overwrite it "
+        "(use --in-place if you mean to)"
+    )
+    assert path.read_bytes() == before
+
+
+def test_in_place(runner, photo):
+    path, arr = photo
+    result = runner.invoke(main, ["blur", str(path), "--in-place", "--box", "3"])
+    assert result.exit_code == 0, result.output
+    assert not np.array_equal(np.asarray(PILImage.open(path)), arr)
+    assert [p.name for p in path.parent.iterdir()] == ["in.png"]  # no temporary files left
+
+
+def test_missing_output_option(runner, photo):
+    path, _ = photo
+    result = runner.invoke(main, ["blur", str(path)])
+    assert result.exit_code == 2
+    assert result.output.strip() == (
+        "Error: missing -o/--output (or --in-place to overwrite the input)"
+    )
+
+
+def test_missing_input_file_names_it(runner, tmp_path):
+    missing = tmp_path / "nope.png"
+    result = runner.invoke(main, ["blur", str(missing), "-o", str(tmp_path / "o.png")])
+    assert result.exit_code == 1
+    line = result.output.strip()
+    assert line.startswith("Error: ") and str(missing) in line and "\n" not in line
+    assert "Traceback" not in result.output
+    assert not (tmp_path / "o.png").exists()
+
+
+def test_unknown_kernel_is_a_usage_error(runner, photo, tmp_path):
+    path, _ = photo
+    result = runner.invoke(
+        main, ["apply", str(path), "-k", "gausian", "-o", str(tmp_path / "o.png")]
+    )
+    assert result.exit_code == 2
+    assert result.output.startswith("Error: ") and "gausian" in result.output
+    assert "gaussian" in result.output  # suggestion
+
+
+def test_bad_kernel_file_names_file_and_line(runner, photo, tmp_path):
+    path, _ = photo
+    bad = tmp_path / "bad.txt"
+    bad.write_text("1 2 3\n4 5\n")
+    result = runner.invoke(
+        main, ["apply", str(path), "-k", str(bad), "-o", str(tmp_path / "o.png")]
+    )
+    assert result.exit_code == 1
+    assert result.output.startswith(f"Error: {bad}:2")
+    assert not (tmp_path / "o.png").exists()
+
+
+def test_bad_boundary_mode(runner, photo, tmp_path):
+    path, _ = photo
+    result = runner.invoke(
+        main, ["blur", str(path), "-o", str(tmp_path / "o.png"), "--boundary", "bogus"]
+    )
+    assert result.exit_code == 2
+    assert result.output.startswith(
+        "Error: boundary mode must be one of reflect, constant, nearest, mirror, wrap"
+    )
+
+
+def test_normalize_zero_sum_kernel_is_an_error_not_a_black_image(runner, photo, tmp_path):
+    path, _ = photo
+    out = tmp_path / "o.png"
+    result = runner.invoke(
+        main, ["apply", str(path), "-k", "sobel:axis=x", "--normalize", "-o", str(out)]
+    )
+    assert result.exit_code == 1
+    assert "cannot normalize kernel" in result.output and "sum to 0" in result.output
+    assert not out.exists()
+
+
+def test_debug_shows_traceback(runner, tmp_path):
+    result = runner.invoke(
+        main, ["blur", str(tmp_path / "nope.png"), "-o", str(tmp_path / "o.png"), "--debug"]
+    )
+    assert result.exit_code == 1
+    assert result.exception is not None  # re-raised for the traceback
+
+
+def test_existing_output_survives_a_failed_run(runner, photo, tmp_path):
+    path, _ = photo
+    out = tmp_path / "keep.png"
+    out.write_bytes(b"precious")
+    result = runner.invoke(main, ["apply", str(path), "-k", "sobel", "--normalize", "-o", str(out)])
+    assert result.exit_code != 0
+    assert out.read_bytes() == b"precious"
+
+
+def test_kernels_list_and_show(runner):
+    result = run(runner, "kernels", "list")
+    assert result.exit_code == 0
+    for name in ("gaussian", "box", "sobel", "laplacian", "motion", "emboss", "unsharp", "log"):
+        assert name in result.output
+    result = run(runner, "kernels", "show", "sobel:axis=x")
+    assert result.exit_code == 0
+    assert "antisymmetric" in result.output and "separable" in result.output
+    result = run(runner, "kernels", "show", str(ROOT / "kernels" / "gaussian5x5_273.txt"))
+    assert result.exit_code == 0
+    assert "no (rank 3)" in result.output and "symmetric" in result.output
+
+
+def test_every_command_has_help_with_an_example(runner):
+    for args in (
+        ["--help"],
+        ["apply", "--help"],
+        ["blur", "--help"],
+        ["sharpen", "--help"],
+        ["edge", "--help"],
+        ["kernels", "list", "--help"],
+        ["kernels", "show", "--help"],
+    ):
+        result = run(runner, *args)
+        assert result.exit_code == 0
+        assert "convcli " in result.output and "Example" in result.output
+
+
+def test_python_dash_m(tmp_path):
+    import subprocess
+    import sys
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "convcli", "--version"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "NO_COLOR": "1"},
+        check=False,
+    )
+    assert proc.returncode == 0 and "convcli" in proc.stdout
