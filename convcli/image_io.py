@@ -410,19 +410,19 @@ def encode_image(
                 + (" or .tif" if bands == "L" else "")
                 + " or use --depth 8"
             )
-        pil = PILImage.fromarray(values[:, :, 0], "I;16")
+        pil = PILImage.fromarray(np.ascontiguousarray(values[:, :, 0]))  # uint16: I;16
     elif depth == "float":
         if fmt != "TIFF" or bands != "L":
             raise ImageWriteError(
                 f"{name}: float output needs a single-channel .tif (got {bands} as {fmt}); "
                 "use --depth 16 or --depth 8"
             )
-        pil = PILImage.fromarray(values[:, :, 0], "F")
+        pil = PILImage.fromarray(np.ascontiguousarray(values[:, :, 0]))  # float32: F
     else:
         if fmt == "BMP" and bands == "LA":
             raise ImageWriteError(f"{name}: BMP cannot store grey with alpha; write .png")
         arr = values[:, :, 0] if bands == "L" else values
-        pil = PILImage.fromarray(arr, bands)
+        pil = PILImage.fromarray(np.ascontiguousarray(arr))  # uint8 by channel count
     params: dict[str, object] = {}
     meta = image.meta
     if meta.icc_profile and fmt in _ICC_FORMATS:
