@@ -77,8 +77,10 @@ class Comparison:
                 why = "the kernel is point-symmetric (K == rot180 K), so flipping changes nothing"
             else:
                 why = "the two results agree on this image although the kernel is not symmetric"
-            return (f"EQUAL - {why}: max |diff| {self.conv_vs_corr.max_abs:.3g} "
-                    f"(bound {self.tolerance:.2g})")
+            return (
+                f"EQUAL - {why}: max |diff| {self.conv_vs_corr.max_abs:.3g} "
+                f"(bound {self.tolerance:.2g})"
+            )
         if self.verdict == "negated":
             return (
                 "NEGATED - the kernel is antisymmetric (K == -rot180 K): convolution = "

@@ -366,7 +366,8 @@ def load_kernel(spec: str) -> Kernel:
 
 
 def _fmt(value: float) -> str:
-    return str(int(value)) if float(value).is_integer() and abs(value) < 2**53 else repr(value)
+    value = float(value)
+    return str(int(value)) if value.is_integer() and abs(value) < 2**53 else repr(value)
 
 
 def format_kernel(kernel: Kernel, fmt: str) -> str | bytes:

@@ -237,6 +237,8 @@ class Kernel:
         else:
             col = w[:, j].copy()
             row = w[i, :] / pivot
+            if col[i] < 0:  # sign convention: the column factor's largest entry is positive
+                col, row = -col, -row
         col.setflags(write=False)
         row.setflags(write=False)
         return col, row

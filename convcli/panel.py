@@ -143,8 +143,12 @@ def _draw_kernel(draw: ImageDraw.ImageDraw, kernel, x0: int, y0: int, cell: int,
                 text = f"{weights[r, c]:.3g}"
                 draw.text((box[0] + 2, box[1] + cell // 3), text, fill=INK, font=font)
     orow, ocol = kernel.origin
-    box = (x0 + ocol * cell, y0 + orow * cell, x0 + (ocol + 1) * cell - 1,
-           y0 + (orow + 1) * cell - 1)
+    box = (
+        x0 + ocol * cell,
+        y0 + orow * cell,
+        x0 + (ocol + 1) * cell - 1,
+        y0 + (orow + 1) * cell - 1,
+    )
     draw.rectangle(box, outline=(0, 0, 0), width=2)
 
 
