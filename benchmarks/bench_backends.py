@@ -2,8 +2,9 @@
 
     python benchmarks/bench_backends.py [--repeats 3] [--size 4000x3000]
 
-Prints one table from one run (medians of --repeats after a warm-up; the
-machine is shared and noisy, so compare ratios within the table).  A backend
+Prints one table from one run: medians of --repeats rounds after a warm-up, the
+backends of a row timed in turn within each round so that drift on a shared,
+noisy machine hits them alike (compare ratios within the table).  A backend
 whose predicted time exceeds --max-seconds is not run (marked "skipped") —
 the direct path on a 151x151 non-separable kernel would take minutes.
 Regret = auto's measured time / the best measured backend's time.
@@ -16,7 +17,7 @@ from __future__ import annotations
 import argparse
 
 import numpy as np
-from _common import median_ms, peak_rss_mb, photo
+from _common import interleaved_medians, peak_rss_mb, photo
 
 from convcli.backends import direct, fft
 from convcli.backends.auto import direct_cost_ms, fft_cost_ms
@@ -53,19 +54,16 @@ def main() -> None:
     print(header)
     print("-" * len(header))
     for label, k in cases:
-        times: dict[str, float] = {}
         shape = img.shape
+        runs = {
+            "auto": lambda k=k: filter_array(img, k, op="correlate", backend="auto"),
+        }
         if direct_cost_ms(shape, k) <= args.max_seconds * 1000:
-            times["direct"] = median_ms(
-                lambda k=k: direct.correlate(img, k, "reflect", 0.0), args.repeats
-            )
+            runs["direct"] = lambda k=k: direct.correlate(img, k, "reflect", 0.0)
         if fft_cost_ms(shape, k) <= args.max_seconds * 1000:
-            times["fft"] = median_ms(
-                lambda k=k: fft.correlate(img, k, "reflect", 0.0), args.repeats
-            )
-        auto_ms = median_ms(
-            lambda k=k: filter_array(img, k, op="correlate", backend="auto"), args.repeats
-        )
+            runs["fft"] = lambda k=k: fft.correlate(img, k, "reflect", 0.0)
+        times = interleaved_medians(runs, args.repeats)
+        auto_ms = times.pop("auto")
         chosen = plan_filter(shape, k)
         best = min(times.values())
         cells = []
@@ -76,7 +74,8 @@ def main() -> None:
                 cells.append(f"{'skipped':>{width_ms}} {'':>6}")
         print(
             f"{label:<24} {cells[0]} {cells[1]} {chosen.backend:>7} {auto_ms:>8.1f} "
-            f"{mp / auto_ms * 1000:>6.0f} {auto_ms / best:>7.2f}"
+            f"{mp / auto_ms * 1000:>6.0f} {auto_ms / best:>7.2f}",
+            flush=True,
         )
     peak = peak_rss_mb()
     print(

@@ -4,8 +4,9 @@ The model predicts wall time from the work each backend does:
 
 * direct, separable:   ``samples * (DIRECT_SEP_PER_TAP * (kh + kw) + DIRECT_SEP_FIXED)``
 * direct, 2-D:         ``samples * (DIRECT_2D_PER_TAP * nonzero_taps + DIRECT_2D_FIXED)``
-* fft:                 ``channels * (FFT_PER_POINT_LOG * n * log2(n) + FFT_PER_POINT * n)``
-                       with ``n = Fh * Fw`` the (fast) transform size,
+* fft:                 ``jobs * (FFT_PER_POINT_LOG * n * log2(n) + FFT_PER_POINT * n)``
+                       with ``jobs`` = channels x strips and ``n = Fh * Fw`` the (fast)
+                       size of one strip's transform (see ``fft.strip_plan``),
 
 in nanoseconds, for float32 on 2 cores; float64 costs ``FLOAT64_FACTOR`` more
 on both sides.  The constants were fitted by ``benchmarks/calibrate_auto.py``
@@ -23,14 +24,17 @@ from dataclasses import dataclass
 from ..kernels import Kernel
 
 # Nanoseconds per output sample (one channel of one pixel), 2 cores, float32.
-DIRECT_SEP_PER_TAP = 0.047
-DIRECT_SEP_FIXED = 0.72
+DIRECT_SEP_PER_TAP = 0.054
+DIRECT_SEP_FIXED = 0.64
 DIRECT_2D_PER_TAP = 0.030
-DIRECT_2D_FIXED = 0.51
-# Nanoseconds per transform point, per channel (forward + inverse + multiply + pad/crop).
-FFT_PER_POINT_LOG = 0.69
-FFT_PER_POINT = 4.15
+DIRECT_2D_FIXED = 0.48
+# Nanoseconds per transform point of one job, divided by the cores that share the jobs
+# (forward + inverse + multiply + fill/crop).
+FFT_PER_POINT_LOG = 0.51
+FFT_PER_POINT = 0.0
 FLOAT64_FACTOR = 1.6
+#: Cores the constants were measured on; the strip plan is made for this many.
+CORES = 2
 
 
 @dataclass(frozen=True)
@@ -57,11 +61,10 @@ def direct_cost_ms(shape: tuple[int, int, int], kernel: Kernel) -> float:
 
 def fft_cost_ms(shape: tuple[int, int, int], kernel: Kernel) -> float:
     """Predicted time of the FFT backend, milliseconds."""
-    from .fft import transform_shape
+    from .fft import transform_work
 
-    fh, fw = transform_shape(shape, kernel.shape)
-    n = fh * fw
-    return shape[2] * (FFT_PER_POINT_LOG * n * math.log2(max(n, 2)) + FFT_PER_POINT * n) * 1e-6
+    jobs, n = transform_work(shape, kernel.shape, CORES)
+    return jobs * (FFT_PER_POINT_LOG * n * math.log2(max(n, 2)) + FFT_PER_POINT * n) * 1e-6
 
 
 def direct_method(kernel: Kernel) -> str:

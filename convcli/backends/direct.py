@@ -39,7 +39,8 @@ def available_cores() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def _executor() -> ThreadPoolExecutor:
+def executor() -> ThreadPoolExecutor:
+    """The process-wide thread pool (one thread per core), created on first use."""
     global _pool
     if _pool is None:
         _pool = ThreadPoolExecutor(max_workers=available_cores(), thread_name_prefix="convcli")
@@ -100,7 +101,7 @@ def correlate(
         run(0, height)
         return out
     bounds = np.linspace(0, height, n + 1).round().astype(int)
-    futures = [_executor().submit(run, int(bounds[i]), int(bounds[i + 1])) for i in range(n)]
+    futures = [executor().submit(run, int(bounds[i]), int(bounds[i + 1])) for i in range(n)]
     for future in futures:
         future.result()
     return out

@@ -1,17 +1,18 @@
 """The ``fft`` backend: correlation by the convolution theorem, with exact borders.
 
-Each channel is extended by the boundary mode with :func:`numpy.pad` (by the
-kernel's reach on every side, as the direct backend does), transformed with a
-real FFT of a fast length (``scipy.fft.next_fast_len``) on all cores,
-multiplied by the transform of the 180-degree-rotated kernel, transformed
-back, and the valid part is kept.  Because the padded image is at least as
-long as the transform needs for the valid part, circular wrap-around never
-reaches the kept samples: the result equals direct correlation, borders
-included, to floating-point rounding.
+The image is cut into horizontal strips that overlap by the kernel's height - 1
+rows.  For every (channel, strip) pair, a buffer of a fast transform length
+(``scipy.fft.next_fast_len``) is filled with the strip extended by the boundary
+mode (the same index maps as the direct backend, so the borders match), real
+FFT, multiplied by the transform of the 180-degree-rotated kernel, transformed
+back, and the valid rows are kept.  The buffer is at least as long as the
+valid part needs, so circular wrap-around never reaches the kept samples: the
+result equals direct correlation to floating-point rounding.
 
-Channels are transformed one at a time (sharing the kernel's transform) to
-keep the peak memory near 2x the image instead of 4x; ``scipy.fft``'s workers
-already use every core within one channel.
+The jobs run on the thread pool, one per core at a time, each with a
+single-threaded transform: smaller transforms stay in cache, and the filling,
+multiplying and cropping around them run in parallel too.  Peak memory is the
+input and output plus about three transform buffers per core.
 """
 
 from __future__ import annotations
@@ -22,52 +23,38 @@ from numpy.typing import NDArray
 
 from ..kernels import Kernel
 from .borders import index_map, pad_widths
-from .direct import available_cores
+from .direct import available_cores, executor
 
 
-def transform_shape(image_shape: tuple[int, ...], kernel_shape: tuple[int, int]) -> tuple[int, int]:
-    """FFT lengths used for an image and kernel: fast lengths >= padded size."""
-    height, width = image_shape[0], image_shape[1]
+def transform_work(
+    image_shape: tuple[int, ...], kernel_shape: tuple[int, int], cores: int
+) -> tuple[int, int]:
+    """``(number of transforms, points in each)`` the FFT backend will compute."""
+    channels = image_shape[2] if len(image_shape) > 2 else 1
+    rows, (fh, fw) = strip_plan(image_shape[0], image_shape[1], kernel_shape, cores)
+    strips = -(-image_shape[0] // rows)
+    return channels * strips, fh * fw
+
+
+def strip_plan(
+    height: int, width: int, kernel_shape: tuple[int, int], cores: int
+) -> tuple[int, tuple[int, int]]:
+    """``(rows per strip, transform shape)`` for an image cut into horizontal strips.
+
+    Strips make the transforms smaller (more cache-friendly) and independent, so
+    each core can transform its own strip with all the work around it (filling,
+    multiplying, cropping) in parallel too.  Each strip overlaps the next by the
+    kernel's height - 1 rows, so strips are kept at least about 4 kernel heights
+    tall; there are at least as many strips as cores, and at most 8.
+    """
     kh, kw = kernel_shape
-    return (
-        scipy.fft.next_fast_len(height + kh - 1, real=False),
+    strips = max(cores, min(8, height // max(4 * kh, 64)))
+    strips = max(1, min(strips, height))
+    rows = -(-height // strips)
+    return rows, (
+        scipy.fft.next_fast_len(rows + kh - 1, real=False),
         scipy.fft.next_fast_len(width + kw - 1, real=True),
     )
-
-
-def _fill_extended(
-    buf: NDArray[np.floating],
-    plane: NDArray[np.floating],
-    top: int,
-    left: int,
-    mode: str,
-    cval: float,
-) -> None:
-    """Write ``plane`` into ``buf`` at ``(top, left)`` and extend it by ``mode`` to all of ``buf``.
-
-    Cheaper than :func:`numpy.pad` (one strided copy plus the border gathers).
-    """
-    height, width = plane.shape
-    fh, fw = buf.shape
-    if mode == "constant":
-        buf[:top] = cval
-        buf[top + height :] = cval
-        buf[top : top + height, :left] = cval
-        buf[top : top + height, left + width :] = cval
-        buf[top : top + height, left : left + width] = plane
-        return
-    rows = index_map(height, top, fh - height - top, mode)
-    cols = index_map(width, left, fw - width - left, mode)
-    middle = buf[top : top + height]
-    middle[:, left : left + width] = plane
-    if left:
-        middle[:, :left] = middle[:, left + cols[:left]]
-    if left + width < fw:
-        middle[:, left + width :] = middle[:, left + cols[left + width :]]
-    if top:
-        buf[:top] = buf[top + rows[:top]]
-    if top + height < fh:
-        buf[top + height :] = buf[top + rows[top + height :]]
 
 
 def kernel_spectrum(
@@ -86,25 +73,59 @@ def correlate(
     *,
     workers: int | None = None,
 ) -> NDArray[np.floating]:
-    """Correlate a ``(H, W, C)`` float32/float64 image with ``kernel`` by FFT."""
+    """Correlate a ``(H, W, C)`` float32/float64 image with ``kernel`` by FFT.
+
+    The image is cut into horizontal strips (:func:`strip_plan`); every
+    (channel, strip) pair is one job on the thread pool: fill a buffer of the
+    transform's size with the strip and its border extension, real FFT,
+    multiply by the kernel's spectrum, inverse FFT, crop the valid rows.
+    """
     height, width, channels = image.shape
     dtype = image.dtype
     kh, kw = kernel.shape
-    shape = transform_shape(image.shape, kernel.shape)
-    nworkers = workers if workers is not None else available_cores()
+    cores = workers if workers is not None else available_cores()
+    rows_per_strip, shape = strip_plan(height, width, kernel.shape, cores)
+    strips = -(-height // rows_per_strip)
+    fh, fw = shape
     (top, _), (left, _) = pad_widths(kernel.shape, kernel.origin)
     flipped = np.ascontiguousarray(kernel.weights[::-1, ::-1], dtype=dtype)
-    kernel_f = kernel_spectrum(flipped, shape, nworkers)
+    kernel_f = kernel_spectrum(flipped, shape, cores)
+    # source row of every padded row any strip reads (-1: cval), and the same for columns
+    row_map = index_map(height, top, (strips - 1) * rows_per_strip + fh - height - top, mode)
+    col_map = index_map(width, left, fw - width - left, mode)
     out = np.empty_like(image)
-    buf = np.empty(shape, dtype=dtype)
-    for c in range(channels):
-        # The transform is longer than the extended image needs; whatever lies beyond
-        # never reaches the kept (valid) samples, so the extension simply continues.
-        _fill_extended(buf, image[:, :, c], top, left, mode, cval)
-        spectrum = scipy.fft.rfft2(buf, workers=nworkers)
+
+    def job(c: int, strip: int) -> None:
+        y0 = strip * rows_per_strip
+        y1 = min(height, y0 + rows_per_strip)
+        need = row_map[y0 : y0 + fh]
+        buf = np.empty(shape, dtype=dtype)
+        middle = buf[:, left : left + width]
+        if mode == "constant":
+            inside = need >= 0
+            middle[inside] = image[need[inside], :, c]
+            middle[~inside] = cval
+            buf[:, :left] = cval
+            buf[:, left + width :] = cval
+        else:
+            middle[:] = image[need, :, c]
+            if left:
+                buf[:, :left] = middle[:, col_map[:left]]
+            if left + width < fw:
+                buf[:, left + width :] = middle[:, col_map[left + width :]]
+        spectrum = scipy.fft.rfft2(buf, workers=1)
+        del buf, middle
         spectrum *= kernel_f
-        full = scipy.fft.irfft2(spectrum, s=shape, workers=nworkers, overwrite_x=True)
-        del spectrum
-        out[:, :, c] = full[kh - 1 : kh - 1 + height, kw - 1 : kw - 1 + width]
-        del full
+        full = scipy.fft.irfft2(spectrum, s=shape, workers=1, overwrite_x=True)
+        out[y0:y1, :, c] = full[kh - 1 : kh - 1 + (y1 - y0), kw - 1 : kw - 1 + width]
+
+    jobs = [(c, t) for c in range(channels) for t in range(strips)]
+    if cores <= 1 or len(jobs) == 1:
+        for c, t in jobs:
+            job(c, t)
+        return out
+    pool = executor()
+    futures = [pool.submit(job, c, t) for c, t in jobs]
+    for future in futures:
+        future.result()
     return out
