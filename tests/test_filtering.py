@@ -507,3 +507,16 @@ def test_fft_strips_match_reference(mode, cores):
         ref = reference_correlate(img, k.weights, k.origin, mode, cval=0.25)
         got = fft.correlate(np.ascontiguousarray(img), k, mode, 0.25, workers=cores)
         np.testing.assert_allclose(got, ref, atol=1e-9)
+
+
+def test_huge_finite_values_are_not_mistaken_for_nan():
+    from convcli.filtering import _all_finite
+
+    img = np.full((40, 40), 3e38, dtype=np.float32)
+    with np.errstate(over="ignore"):
+        assert not np.isfinite(img.sum())  # the quick test overflows...
+    assert _all_finite(img)  # ...and the exact one settles it
+    img[3, 4] = np.nan
+    assert not _all_finite(img)
+    img[3, 4] = -np.inf
+    assert not _all_finite(img)
