@@ -81,7 +81,9 @@ def _all_finite(arr: NDArray[np.floating]) -> bool:
     image-sized temporary) settles it; only a non-finite sum, which huge finite
     values could also cause by overflow, is checked sample by sample.
     """
-    return math.isfinite(float(arr.sum())) or bool(np.isfinite(arr).all())
+    with np.errstate(over="ignore", invalid="ignore"):
+        total = float(arr.sum())
+    return math.isfinite(total) or bool(np.isfinite(arr).all())
 
 
 def plan_filter(
