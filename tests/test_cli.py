@@ -238,3 +238,36 @@ def test_python_dash_m(tmp_path):
         check=False,
     )
     assert proc.returncode == 0 and "convcli" in proc.stdout
+
+
+def test_stdin_to_stdout(runner, photo):
+    path, arr = photo
+    result = runner.invoke(
+        main, ["blur", "-", "-o", "-", "--format", "png", "--box", "3"], input=path.read_bytes()
+    )
+    assert result.exit_code == 0, result.stderr
+    import io
+
+    out = np.asarray(PILImage.open(io.BytesIO(result.stdout_bytes)))
+    assert out.shape == arr.shape
+    box = Kernel(np.ones((3, 3)) / 9)
+    assert np.abs(out.astype(int) - expected_8bit(arr, box)).max() <= 1
+
+
+def test_verbose_says_what_auto_chose_and_why(runner, photo, tmp_path):
+    path, _ = photo
+    result = run(runner, "apply", path, "-k", "gaussian:sigma=1", "-o", tmp_path / "o.png", "-v")
+    assert result.exit_code == 0
+    assert "direct [separable] - 7x7 separable kernel: direct ~" in result.output
+    assert "< fft ~" in result.output
+
+
+def test_16bit_in_16bit_out_and_depth_override(runner, tmp_path):
+    src = tmp_path / "g16.png"
+    PILImage.fromarray((np.arange(35, dtype=np.uint16).reshape(5, 7) * 1800)).save(src)
+    run(runner, "blur", src, "-o", tmp_path / "o16.png", "--box", "3")
+    with PILImage.open(tmp_path / "o16.png") as im:
+        assert im.mode == "I;16"
+    run(runner, "blur", src, "-o", tmp_path / "o8.png", "--box", "3", "--depth", "8")
+    with PILImage.open(tmp_path / "o8.png") as im:
+        assert im.mode == "L"
