@@ -264,7 +264,7 @@ def test_verbose_says_what_auto_chose_and_why(runner, photo, tmp_path):
 
 def test_16bit_in_16bit_out_and_depth_override(runner, tmp_path):
     src = tmp_path / "g16.png"
-    PILImage.fromarray((np.arange(35, dtype=np.uint16).reshape(5, 7) * 1800)).save(src)
+    PILImage.fromarray(np.arange(35, dtype=np.uint16).reshape(5, 7) * 1800).save(src)
     run(runner, "blur", src, "-o", tmp_path / "o16.png", "--box", "3")
     with PILImage.open(tmp_path / "o16.png") as im:
         assert im.mode == "I;16"
