@@ -409,6 +409,144 @@ def edge(input_path: str, operator: str, **opts: Any) -> None:
     _run_filter(input_path, operator, op="convolve", **opts)
 
 
+@main.command()
+@click.argument("input_path", metavar="INPUT", type=click.Path(dir_okay=False, allow_dash=True))
+@click.option(
+    "-k",
+    "--kernel",
+    "kernel_spec",
+    required=True,
+    metavar="KERNEL",
+    help="Built-in spec, kernel file or ImageMagick string (as for apply).",
+)
+@click.option(
+    "-o",
+    "--output",
+    "panel_path",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Write the side-by-side panel image here (PNG recommended).",
+)
+@click.option(
+    "--backend",
+    type=click.Choice(["auto", "direct", "fft"]),
+    default="auto",
+    show_default=True,
+    help="The same backend computes all three results.",
+)
+@click.option(
+    "--boundary", "mode", default="reflect", show_default=True, metavar="MODE", help=BOUNDARY_HELP
+)
+@click.option(
+    "--cval",
+    type=float,
+    default=0.0,
+    show_default=True,
+    help="Value outside the image for --boundary constant.",
+)
+@click.option(
+    "--range",
+    "range_policy",
+    type=click.Choice(["clip", "abs", "offset", "rescale"]),
+    default=None,
+    help="How signed results are shown and counted (default: offset for zero-sum "
+    "kernels, else clip).",
+)
+@click.option(
+    "--precision", type=click.Choice(["float32", "float64"]), default="float32", show_default=True
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the stable JSON report on stdout.")
+@click.option(
+    "--expect",
+    type=click.Choice(["equal", "negated", "different"]),
+    default=None,
+    help="Exit 0 when the verdict is this, 1 when not (for scripts and CI).",
+)
+@click.option(
+    "--save-results",
+    type=click.Path(file_okay=False),
+    default=None,
+    metavar="DIR",
+    help="Also write the convolution, correlation and "
+    "correlation-with-rotated-kernel images into DIR.",
+)
+@debug_option
+@handle_errors
+def compare(
+    input_path: str,
+    kernel_spec: str,
+    panel_path: str | None,
+    backend: str,
+    mode: str,
+    cval: float,
+    range_policy: str | None,
+    precision: str,
+    as_json: bool,
+    expect: str | None,
+    save_results: str | None,
+) -> None:
+    """Prove when convolution equals correlation: both, their difference, and a verdict.
+
+    Computes conv = convolve(I, K), corr = correlate(I, K) and flip =
+    correlate(I, rot180 K) with the same backend and boundary, prints the kernel,
+    the differences and a verdict (EQUAL, NEGATED or DIFFERENT), and draws a panel
+    input | convolution | correlation | |difference|. Alpha, if any, is compared as
+    a plain channel.
+
+    \b
+    Examples:
+      convcli compare sample_images/coffee.jpg -k emboss -o panel.png
+      convcli compare photo.png -k sobel:axis=x --json --expect negated
+    """
+    import json
+    from pathlib import Path
+
+    from . import console
+    from .backends.borders import normalize_mode
+    from .compare import compare as run_compare
+    from .compare import default_display_policy
+    from .errors import UsageError
+    from .image_io import read_image, write_image
+    from .kernel_io import load_kernel
+    from .panel import panel_image, result_images
+
+    kernel = load_kernel(kernel_spec)
+    boundary = normalize_mode(mode)
+    image = read_image(input_path)
+    for note in image.meta.notes:
+        console.warning(f"{input_path}: {note}")
+    policy = range_policy or default_display_policy(kernel)
+    result = run_compare(
+        image.pixels,
+        kernel,
+        backend=backend,
+        mode=boundary,
+        cval=cval,
+        dtype=precision,
+        depth=image.depth,
+        range_policy=policy,
+    )
+    if panel_path is not None:
+        if input_path != "-" and _same_file(input_path, panel_path):
+            raise UsageError(f"panel '{panel_path}' is the input file; refusing to overwrite it")
+        write_image(panel_image(result, image.pixels, policy), panel_path)
+    if save_results is not None:
+        folder = Path(save_results)
+        folder.mkdir(parents=True, exist_ok=True)
+        stem = Path(input_path).stem if input_path != "-" else "stdin"
+        ext = ".tif" if image.depth == "float" else ".png"
+        for name, img in result_images(result, image, policy).items():
+            write_image(img, folder / f"{stem}-{name}{ext}")
+    report = result.to_dict()
+    if as_json:
+        click.echo(json.dumps(report, indent=2))
+    else:
+        console.show_comparison(report, kernel.weights, kernel.origin)
+    if expect is not None and result.verdict != expect:
+        click.echo(f"Error: verdict is {result.verdict}, expected {expect}", err=True)
+        sys.exit(1)
+
+
 @main.group()
 def kernels() -> None:
     """List the built-in kernels, or show any kernel as a matrix with its properties."""

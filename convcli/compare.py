@@ -67,11 +67,45 @@ class Comparison:
     conv_vs_flipped_corr: DiffStats
     tolerance: float  #: the rounding bound used for "equal"
     verdict: str  #: "equal", "negated" or "different"
+    range_policy: str = "clip"  #: how results were mapped to the output depth
+
+    def to_dict(self) -> dict[str, object]:
+        """The stable machine-readable fields (``convcli compare --json``)."""
+        k = self.kernel
+
+        def stats(s: DiffStats) -> dict[str, object]:
+            return {
+                "max_abs": s.max_abs,
+                "mean_abs": s.mean_abs,
+                "differing_pixels": s.differing_pixels,
+                "differing_percent": s.differing_percent,
+                "psnr": None if math.isinf(s.psnr) else s.psnr,
+            }
+
+        return {
+            "kernel": {
+                "name": k.name,
+                "shape": list(k.shape),
+                "origin": list(k.origin),
+                "sum": k.sum,
+                "symmetry": k.symmetry.value,
+                "separable": k.separable,
+            },
+            "backend": self.plan.backend,
+            "boundary": self.mode,
+            "range_policy": self.range_policy,
+            "tolerance": self.tolerance,
+            "conv_vs_corr": stats(self.conv_vs_corr),
+            "conv_vs_flipped_corr": stats(self.conv_vs_flipped_corr),
+            "verdict": self.verdict,
+            "explanation": self.explanation,
+        }
 
     @property
     def explanation(self) -> str:
         """The verdict as one sentence a person can check."""
         k = self.kernel
+        weights_symmetric = bool(np.array_equal(k.weights, k.weights[::-1, ::-1]))
         if self.verdict == "equal":
             if k.symmetry is Symmetry.SYMMETRIC:
                 why = "the kernel is point-symmetric (K == rot180 K), so flipping changes nothing"
@@ -87,9 +121,15 @@ class Comparison:
                 f"-correlation, max |conv + corr| {self.conv_vs_negated_corr.max_abs:.3g} "
                 f"(bound {self.tolerance:.2g})"
             )
+        shifted = ""
+        if weights_symmetric and not k.centred:
+            shifted = (
+                " (the weights are symmetric, but the origin is not their centre, so "
+                "flipping moves the anchor: the results are shifted copies)"
+            )
         return (
-            f"DIFFERENT - max |diff| {self.conv_vs_corr.max_abs:.3g}; correlating with the "
-            f"rotated kernel reproduces convolution (max |diff| "
+            f"DIFFERENT{shifted} - max |diff| {self.conv_vs_corr.max_abs:.3g}; correlating "
+            f"with the rotated kernel reproduces convolution (max |diff| "
             f"{self.conv_vs_flipped_corr.max_abs:.3g}, bound {self.tolerance:.2g})"
         )
 
@@ -102,15 +142,29 @@ def rounding_bound(image: NDArray[np.floating], kernel: Kernel, backend: str, dt
     return rel * scale * max(1.0, taps)
 
 
-def diff_stats(a: NDArray[np.floating], b: NDArray[np.floating], depth: str) -> DiffStats:
-    """Difference statistics of two results of the same shape ``(H, W[, C])``."""
+def default_display_policy(kernel: Kernel) -> str:
+    """``offset`` for zero-sum kernels (signed responses: 0 becomes mid-grey), else ``clip``."""
+    total = abs(kernel.sum)
+    return "offset" if total <= 1e-6 * float(np.abs(kernel.weights).sum()) else "clip"
+
+
+def diff_stats(
+    a: NDArray[np.floating], b: NDArray[np.floating], depth: str, policy: str = "clip"
+) -> DiffStats:
+    """Difference statistics of two results of the same shape ``(H, W[, C])``.
+
+    A pixel "differs" when any channel's value in the output ``depth``, after the
+    range ``policy`` (as ``convcli apply`` would write it), differs.
+    """
+    from .process import apply_range
+
     diff = np.abs(a.astype(np.float64) - b.astype(np.float64))
     max_abs = float(diff.max()) if diff.size else 0.0
     mean_abs = float(diff.mean()) if diff.size else 0.0
     if depth in _DEPTH_MAX:
         top = _DEPTH_MAX[depth]
-        qa = np.rint(np.clip(a, 0, 1) * top)
-        qb = np.rint(np.clip(b, 0, 1) * top)
+        qa = np.rint(apply_range(np.asarray(a, np.float64), policy, depth)[0] * top)
+        qb = np.rint(apply_range(np.asarray(b, np.float64), policy, depth)[0] * top)
         differs = qa != qb
     else:
         differs = diff > 0
@@ -132,11 +186,13 @@ def compare(
     cval: float = 0.0,
     dtype: str = "float32",
     depth: str = "8",
+    range_policy: str | None = None,
 ) -> Comparison:
     """Convolve and correlate ``image`` with ``kernel`` and measure how they differ.
 
-    ``depth`` ("8", "16" or "float") decides what "a pixel differs" means: its
-    value after rounding into that depth, or any difference for float.
+    ``depth`` ("8", "16" or "float") and ``range_policy`` (default: ``offset``
+    for zero-sum kernels, else ``clip``) decide what "a pixel differs" means:
+    its value as written into that depth, or any difference for float.
 
     Examples
     --------
@@ -163,9 +219,10 @@ def compare(
     )  # fmt: skip
     arr = np.asarray(image, dtype=np.float64)
     tol = rounding_bound(arr, kernel, chosen, dtype)
-    vs_corr = diff_stats(conv, corr, depth)
+    policy = range_policy or default_display_policy(kernel)
+    vs_corr = diff_stats(conv, corr, depth, policy)
     vs_neg = diff_stats(conv, -corr, "float")
-    vs_flip = diff_stats(conv, flip, depth)
+    vs_flip = diff_stats(conv, flip, depth, policy)
     if vs_corr.max_abs <= tol:
         verdict = "equal"
     elif vs_neg.max_abs <= tol:
@@ -184,4 +241,5 @@ def compare(
         conv_vs_flipped_corr=vs_flip,
         tolerance=tol,
         verdict=verdict,
+        range_policy=policy,
     )

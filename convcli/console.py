@@ -72,3 +72,47 @@ def show_kernel(
     for key, value in facts:
         facts_table.add_row(key, value)
     _out.print(facts_table)
+
+
+def show_comparison(report: dict, weights: np.ndarray, origin: tuple[int, int]) -> None:
+    """The ``convcli compare`` report: kernel, differences, verdict."""
+    k = report["kernel"]
+    show_kernel(
+        weights,
+        origin,
+        [
+            ("shape", f"{k['shape'][0]}x{k['shape'][1]}"),
+            ("origin", f"row {k['origin'][0]}, col {k['origin'][1]}"),
+            ("sum", format_number(k["sum"])),
+            ("symmetry", k["symmetry"]),
+            ("separable", "yes" if k["separable"] else "no"),
+            ("backend", f"{report['backend']}, boundary {report['boundary']}"),
+        ],
+        title=k["name"],
+    )
+    table = Table(title="differences", title_justify="left")
+    for col in ("", "max |diff|", "mean |diff|", "pixels differing", "PSNR dB"):
+        table.add_column(col, justify="right")
+    for label, key in (
+        ("conv - corr", "conv_vs_corr"),
+        ("conv - correlate(rot180 K)", "conv_vs_flipped_corr"),
+    ):
+        s = report[key]
+        psnr = "inf" if s["psnr"] is None else f"{s['psnr']:.1f}"
+        table.add_row(
+            label,
+            f"{s['max_abs']:.3g}",
+            f"{s['mean_abs']:.3g}",
+            f"{s['differing_pixels']} ({s['differing_percent']:.2f}%)",
+            psnr,
+        )
+    _out.print(table)
+    colour = {"equal": "green", "negated": "cyan", "different": "yellow"}[report["verdict"]]
+    _out.print(report["explanation"], style=f"bold {colour}", markup=False, soft_wrap=True)
+    _out.print(
+        f"(values differ by rounding only when below {report['tolerance']:.2g}: float "
+        f"arithmetic on the {report['backend']} backend; pixels are counted in the output "
+        f"depth after the '{report['range_policy']}' range policy)",
+        markup=False,
+        soft_wrap=True,
+    )

@@ -1,7 +1,8 @@
 """The side-by-side panel of ``convcli compare``, drawn with Pillow.
 
 Layout, left to right: input | convolution | correlation | |conv - corr| heat map
-(amplified so the largest difference is full scale, with a scale bar), and below
+(amplified so that the 99.5th percentile of the difference is full scale, with a
+scale bar), and below
 them the kernel as an annotated grid (origin outlined) beside the verdict and
 the numbers.  Tiles are at most ``TILE`` pixels on their long side: large
 inputs are shown downscaled (the numbers are always computed at full
@@ -89,7 +90,10 @@ def render_panel(
     if diff.ndim == 3:
         diff = diff.max(axis=2)
     peak = float(diff.max())
-    gain = 1.0 / peak if peak > 0 else 1.0
+    # full scale at the 99.5th percentile, so that a few extreme pixels do not hide the rest
+    scale = float(np.percentile(diff, 99.5)) if peak > 0 else 0.0
+    scale = scale if scale > 0 else (peak if peak > 0 else 1.0)
+    gain = 1.0 / scale
     shown.append((f"|conv - corr| x{gain:.3g}", heat(diff * gain)))
 
     kernel = result.kernel
@@ -99,7 +103,7 @@ def render_panel(
     big_kernel = max(kernel.shape) > 15
     if big_kernel:
         grid_w = grid_h = 0
-    text_lines = _text_lines(result, peak)
+    text_lines = _text_lines(result, peak, scale)
     body_h = max(grid_h, 18 * len(text_lines)) + 2 * MARGIN
     width = MARGIN + 4 * (tw + MARGIN)
     height = MARGIN + LABEL_H + th + 28 + body_h
@@ -117,7 +121,7 @@ def render_panel(
     bar = heat(np.linspace(0, 1, tw)[None, :].repeat(8, axis=0))
     panel.paste(Image.fromarray(bar, "RGB"), (x, y))
     draw.text((x, y + 9), "0", fill=INK, font=small)
-    label = f"{peak:.3g}"
+    label = f"{scale:.3g}" + ("+" if scale < peak else "")
     draw.text((x + tw - 7 * len(label), y + 9), label, fill=INK, font=small)
 
     top = MARGIN + LABEL_H + th + 28 + MARGIN
@@ -152,7 +156,7 @@ def _draw_kernel(draw: ImageDraw.ImageDraw, kernel, x0: int, y0: int, cell: int,
     draw.rectangle(box, outline=(0, 0, 0), width=2)
 
 
-def _text_lines(result: Comparison, peak: float) -> list[str]:
+def _text_lines(result: Comparison, peak: float, scale: float) -> list[str]:
     k = result.kernel
     s1, s2 = result.conv_vs_corr, result.conv_vs_flipped_corr
     return [
@@ -163,5 +167,38 @@ def _text_lines(result: Comparison, peak: float) -> list[str]:
         f"conv vs corr: max {s1.max_abs:.3g}, mean {s1.mean_abs:.3g}, "
         f"{s1.differing_pixels} px ({s1.differing_percent:.2f}%) differ, PSNR {s1.psnr:.1f} dB",
         f"conv vs correlate(rot180 K): max {s2.max_abs:.3g}, {s2.differing_pixels} px differ",
-        f"heat map: |conv - corr| per pixel (max over channels), full scale = {peak:.3g}",
+        f"heat map: |conv - corr| per pixel (max over channels), full scale {scale:.3g} "
+        f"(99.5th percentile; max {peak:.3g})",
     ]
+
+
+def panel_image(result: Comparison, source: NDArray[np.floating], display_policy: str):
+    """The panel as a convcli :class:`~convcli.image_io.Image` (8-bit RGB), ready to write."""
+    from .image_io import from_array
+
+    rgb = np.asarray(render_panel(result, source, display_policy=display_policy))
+    return from_array(rgb.astype(np.float32) / 255, depth="8")
+
+
+def result_images(result: Comparison, like, display_policy: str) -> dict[str, object]:
+    """``convolve``, ``correlate`` and ``correlate-rot180`` as images shaped like ``like``.
+
+    Values are mapped into the range by ``display_policy`` and keep ``like``'s
+    bands and depth (float sources stay unmapped floats).
+    """
+    from dataclasses import replace
+
+    out = {}
+    for name, values in (
+        ("convolve", result.conv),
+        ("correlate", result.corr),
+        ("correlate-rot180", result.flip),
+    ):
+        if like.depth == "float":
+            mapped = np.asarray(values, dtype=np.float32)
+        else:
+            mapped = apply_range(np.asarray(values, dtype=np.float32), display_policy, like.depth)[
+                0
+            ]
+        out[name] = replace(like, pixels=np.ascontiguousarray(mapped, dtype=np.float32))
+    return out
