@@ -97,12 +97,9 @@ def render_panel(
     shown.append((f"|conv - corr| x{gain:.3g}", heat(diff * gain)))
 
     kernel = result.kernel
-    cell = max(14, min(40, 260 // max(kernel.shape)))
+    cell = max(1, min(40, 260 // max(kernel.shape)))  # numbers are written when cells fit them
     grid_w = cell * kernel.shape[1]
     grid_h = cell * kernel.shape[0]
-    big_kernel = max(kernel.shape) > 15
-    if big_kernel:
-        grid_w = grid_h = 0
     text_lines = _text_lines(result, peak, scale)
     body_h = max(grid_h, 18 * len(text_lines)) + 2 * MARGIN
     width = MARGIN + 4 * (tw + MARGIN)
@@ -125,9 +122,8 @@ def render_panel(
     draw.text((x + tw - 7 * len(label), y + 9), label, fill=INK, font=small)
 
     top = MARGIN + LABEL_H + th + 28 + MARGIN
-    if not big_kernel:
-        _draw_kernel(draw, kernel, MARGIN, top, cell, small)
-    tx = MARGIN + (grid_w + 2 * MARGIN if grid_w else 0)
+    _draw_kernel(draw, kernel, MARGIN, top, cell, small)
+    tx = MARGIN + grid_w + 2 * MARGIN
     for j, line in enumerate(text_lines):
         draw.text((tx, top + 18 * j), line, fill=INK, font=font if j == 0 else small)
     return panel
@@ -142,7 +138,7 @@ def _draw_kernel(draw: ImageDraw.ImageDraw, kernel, x0: int, y0: int, cell: int,
             shade = int(255 - 150 * abs(v))
             fill = (255, shade, shade) if v < 0 else (shade, shade, 255)
             box = (x0 + c * cell, y0 + r * cell, x0 + (c + 1) * cell - 1, y0 + (r + 1) * cell - 1)
-            draw.rectangle(box, fill=fill, outline=(160, 160, 160))
+            draw.rectangle(box, fill=fill, outline=(160, 160, 160) if cell >= 6 else None)
             if cell >= 24:
                 text = f"{weights[r, c]:.3g}"
                 draw.text((box[0] + 2, box[1] + cell // 3), text, fill=INK, font=font)
@@ -153,7 +149,7 @@ def _draw_kernel(draw: ImageDraw.ImageDraw, kernel, x0: int, y0: int, cell: int,
         x0 + (ocol + 1) * cell - 1,
         y0 + (orow + 1) * cell - 1,
     )
-    draw.rectangle(box, outline=(0, 0, 0), width=2)
+    draw.rectangle(box, outline=(0, 0, 0), width=2 if cell >= 6 else 1)
 
 
 def _text_lines(result: Comparison, peak: float, scale: float) -> list[str]:
@@ -167,8 +163,12 @@ def _text_lines(result: Comparison, peak: float, scale: float) -> list[str]:
         f"conv vs corr: max {s1.max_abs:.3g}, mean {s1.mean_abs:.3g}, "
         f"{s1.differing_pixels} px ({s1.differing_percent:.2f}%) differ, PSNR {s1.psnr:.1f} dB",
         f"conv vs correlate(rot180 K): max {s2.max_abs:.3g}, {s2.differing_pixels} px differ",
-        f"heat map: |conv - corr| per pixel (max over channels), full scale {scale:.3g} "
-        f"(99.5th percentile; max {peak:.3g})",
+        (
+            f"heat map: |conv - corr| per pixel (max over channels), full scale {scale:.3g} "
+            f"(99.5th percentile; max {peak:.3g})"
+            if peak > 0
+            else "heat map: |conv - corr| is 0 at every pixel"
+        ),
     ]
 
 
