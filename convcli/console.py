@@ -33,16 +33,32 @@ def format_number(value: float) -> str:
     return f"{value:.6g}"
 
 
+def _heat_style(value: float, top: float) -> str:
+    """Background colour by sign (blue +, red -) and magnitude, black or white text."""
+    if top == 0 or value == 0:
+        return ""
+    t = min(1.0, abs(value) / top)
+    fade = int(235 - 175 * t)
+    rgb = (fade, fade, 255) if value > 0 else (255, fade, fade)
+    return f"black on rgb({rgb[0]},{rgb[1]},{rgb[2]})"
+
+
 def matrix_table(weights: np.ndarray, origin: tuple[int, int], title: str | None = None) -> Table:
-    """The weights as a table, the origin in bold brackets."""
+    """The weights as a heat-map table (blue positive, red negative), origin in brackets."""
+    from rich.text import Text
+
     table = Table(title=title, show_header=False, box=None, pad_edge=False, padding=(0, 1))
     for _ in range(weights.shape[1]):
         table.add_column(justify="right")
+    top = float(np.abs(weights).max())
     for r, row in enumerate(weights):
         cells = []
         for c, value in enumerate(row):
             text = format_number(float(value))
-            cells.append(f"[bold]\\[{text}][/bold]" if (r, c) == origin else text)
+            if (r, c) == origin:
+                text = f"[{text}]"
+            style = _heat_style(float(value), top) + (" bold" if (r, c) == origin else "")
+            cells.append(Text(text, style=style.strip()))
         table.add_row(*cells)
     return table
 
@@ -69,8 +85,10 @@ def show_kernel(
     facts_table = Table(show_header=False, box=None, padding=(0, 2))
     facts_table.add_column(style="bold")
     facts_table.add_column()
+    from rich.text import Text
+
     for key, value in facts:
-        facts_table.add_row(key, value)
+        facts_table.add_row(key, Text(value))
     _out.print(facts_table)
 
 
@@ -113,6 +131,67 @@ def show_comparison(report: dict, weights: np.ndarray, origin: tuple[int, int]) 
         f"(values differ by rounding only when below {report['tolerance']:.2g}: float "
         f"arithmetic on the {report['backend']} backend; pixels are counted in the output "
         f"depth after the '{report['range_policy']}' range policy)",
+        markup=False,
+        soft_wrap=True,
+    )
+
+
+def show_explanation(e, sliding: bool, show_matrix: bool) -> None:
+    """``convcli explain``: result, the sliding dot products, the matrix and the check."""
+    out = e.output
+    shape = "x".join(str(n) for n in out.shape)
+    _out.print(
+        f"{e.mode} {e.op} of a {e.input.shape[0]}x{e.input.shape[1]} input with the "
+        f"{e.kernel.shape[0]}x{e.kernel.shape[1]} kernel {e.kernel.name} "
+        f"(origin {e.kernel.origin}): output {shape}",
+        markup=False,
+        soft_wrap=True,
+    )
+    if out.shape[0] == 1:
+        _out.print(
+            "result: [" + ", ".join(format_number(v) for v in out.ravel()) + "]",
+            markup=False,
+            soft_wrap=True,
+        )
+    else:
+        _out.print(matrix_table(out, (-1, -1), title="result"))
+    if sliding:
+        _out.print("sliding-window dot products (weight x input):", markup=False)
+        for (y, x), pairs in e.windows:
+            terms = " + ".join(f"{format_number(w)}*{format_number(v)}" for w, v in pairs) or "0"
+            where = f"[{x}]" if out.shape[0] == 1 else f"[{y},{x}]"
+            _out.print(
+                f"  out{where} = {terms} = {format_number(float(out[y, x]))}",
+                markup=False,
+                soft_wrap=True,
+            )
+    m = e.matrix
+    if show_matrix:
+        _out.print(
+            matrix_table(
+                m, (-1, -1), title=f"M ({m.shape[0]}x{m.shape[1]}): output = M @ vec(input)"
+            )
+        )
+    else:
+        _out.print(
+            f"M is {m.shape[0]}x{m.shape[1]} (too wide to print; --save-matrix writes it)",
+            markup=False,
+        )
+    kind = (
+        "Toeplitz" if e.input.shape[0] == 1 and e.kernel.shape[0] == 1 else "doubly block Toeplitz"
+    )
+    _out.print(
+        f"M is {kind}: {e.zeros} of {m.size} entries are zero "
+        f"({100 * e.zeros / m.size:.1f}%) and {e.distinct_weights} distinct non-zero values: "
+        f"the kernel's {int(np.count_nonzero(e.kernel.weights))} non-zero weights, each tied "
+        "along its diagonal",
+        markup=False,
+        soft_wrap=True,
+    )
+    verdict = "equal" if e.max_abs_difference <= 1e-9 else "NOT equal"
+    _out.print(
+        f"check: M @ vec(input) and convcli's own {e.op} (zero borders) are {verdict} "
+        f"(max |diff| {e.max_abs_difference:.3g})",
         markup=False,
         soft_wrap=True,
     )

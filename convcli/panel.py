@@ -202,3 +202,26 @@ def result_images(result: Comparison, like, display_policy: str) -> dict[str, ob
             ]
         out[name] = replace(like, pixels=np.ascontiguousarray(mapped, dtype=np.float32))
     return out
+
+
+def kernel_picture(kernel):
+    """The kernel as an enlarged, annotated picture (convcli Image, 8-bit RGB).
+
+    Cells are blue for positive and red for negative weights, deeper for larger
+    magnitudes; the origin is outlined; values are written when cells fit them.
+    """
+    from .image_io import from_array
+
+    rows, cols = kernel.shape
+    cell = max(4, min(56, 720 // max(rows, cols)))
+    title = f"{kernel.name}: {rows}x{cols}, origin {kernel.origin}, sum {kernel.sum:.4g}"
+    title_font = _font(13)
+    text_w = int(ImageDraw.Draw(Image.new("RGB", (1, 1))).textlength(title, font=title_font))
+    width = max(cols * cell, text_w) + 2 * MARGIN
+    height = rows * cell + 2 * MARGIN + LABEL_H
+    pic = Image.new("RGB", (width, height), BACKGROUND)
+    draw = ImageDraw.Draw(pic)
+    font = _font(12 if cell >= 40 else 10)
+    draw.text((MARGIN, MARGIN // 2), title, fill=INK, font=title_font)
+    _draw_kernel(draw, kernel, MARGIN, MARGIN + LABEL_H, cell, font)
+    return from_array(np.asarray(pic).astype(np.float32) / 255, depth="8")
