@@ -64,6 +64,77 @@ def debug_option(fn: F) -> F:
     )(fn)
 
 
+#: Options that decide how images are filtered and encoded (apply, blur, ..., batch).
+_FILTER_SETTINGS = [
+    click.option(
+        "--backend",
+        type=click.Choice(["auto", "direct", "fft"]),
+        default="auto",
+        show_default=True,
+        help="auto picks the faster by a measured cost model.",
+    ),
+    click.option(
+        "--boundary",
+        "mode",
+        default="reflect",
+        show_default=True,
+        metavar="MODE",
+        help=BOUNDARY_HELP,
+    ),
+    click.option(
+        "--cval",
+        type=float,
+        default=0.0,
+        show_default=True,
+        help="Value outside the image for --boundary constant.",
+    ),
+    click.option(
+        "--range",
+        "range_policy",
+        type=click.Choice(["clip", "abs", "offset", "rescale", "none"]),
+        default=None,
+        help="Out-of-range results: clip (default for 8/16-bit), abs, offset "
+        "(+half range), rescale (min..max), none (float output only).",
+    ),
+    click.option(
+        "--depth",
+        type=click.Choice(["8", "16", "float"]),
+        default=None,
+        help="Output sample depth (default: the input's).",
+    ),
+    click.option(
+        "--precision",
+        type=click.Choice(["float32", "float64"]),
+        default="float32",
+        show_default=True,
+        help="Computation precision.",
+    ),
+    click.option(
+        "--alpha",
+        "alpha_mode",
+        type=click.Choice(["premultiply", "plain"]),
+        default="premultiply",
+        show_default=True,
+        help="premultiply colour by alpha while filtering (no dark fringes), or "
+        "filter alpha as a plain channel.",
+    ),
+    click.option("--quality", type=click.IntRange(1, 100), default=None, help="JPEG/WebP quality."),
+    click.option(
+        "--compress-level",
+        type=click.IntRange(0, 9),
+        default=None,
+        help="PNG compression level.",
+    ),
+]
+
+
+def filter_settings(fn: F) -> F:
+    """The filtering and encoding options, without the output options."""
+    for decorator in reversed(_FILTER_SETTINGS):
+        fn = decorator(fn)
+    return fn
+
+
 def filter_options(fn: F) -> F:
     """Options shared by every command that filters an image."""
     decorators = [
@@ -79,72 +150,11 @@ def filter_options(fn: F) -> F:
             help="Overwrite INPUT with the result (atomically). Off by default.",
         ),
         click.option(
-            "--backend",
-            type=click.Choice(["auto", "direct", "fft"]),
-            default="auto",
-            show_default=True,
-            help="auto picks the faster by a measured cost model.",
-        ),
-        click.option(
-            "--boundary",
-            "mode",
-            default="reflect",
-            show_default=True,
-            metavar="MODE",
-            help=BOUNDARY_HELP,
-        ),
-        click.option(
-            "--cval",
-            type=float,
-            default=0.0,
-            show_default=True,
-            help="Value outside the image for --boundary constant.",
-        ),
-        click.option(
-            "--range",
-            "range_policy",
-            type=click.Choice(["clip", "abs", "offset", "rescale", "none"]),
-            default=None,
-            help="Out-of-range results: clip (default for 8/16-bit), abs, offset "
-            "(+half range), rescale (min..max), none (float output only).",
-        ),
-        click.option(
-            "--depth",
-            type=click.Choice(["8", "16", "float"]),
-            default=None,
-            help="Output sample depth (default: the input's).",
-        ),
-        click.option(
-            "--precision",
-            type=click.Choice(["float32", "float64"]),
-            default="float32",
-            show_default=True,
-            help="Computation precision.",
-        ),
-        click.option(
-            "--alpha",
-            "alpha_mode",
-            type=click.Choice(["premultiply", "plain"]),
-            default="premultiply",
-            show_default=True,
-            help="premultiply colour by alpha while filtering (no dark fringes), or "
-            "filter alpha as a plain channel.",
-        ),
-        click.option(
             "--format",
             "fmt",
             default=None,
             metavar="FMT",
             help="Output format when the extension can't tell (png, jpeg, tiff, webp, bmp).",
-        ),
-        click.option(
-            "--quality", type=click.IntRange(1, 100), default=None, help="JPEG/WebP quality."
-        ),
-        click.option(
-            "--compress-level",
-            type=click.IntRange(0, 9),
-            default=None,
-            help="PNG compression level.",
         ),
         click.option(
             "-v",
@@ -156,7 +166,7 @@ def filter_options(fn: F) -> F:
     ]
     for decorator in reversed(decorators):
         fn = decorator(fn)
-    return fn
+    return filter_settings(fn)
 
 
 def _same_file(a: str, b: str) -> bool:
@@ -709,6 +719,192 @@ def probe(backends: tuple[str, ...]) -> None:
     if not all(r.ok for r in rows):
         click.echo("Error: an operation does not match its definition", err=True)
         sys.exit(1)
+
+
+@main.command()
+@click.argument("input_dir", metavar="INPUT_DIR", type=click.Path(file_okay=False))
+@click.option(
+    "-o",
+    "--output",
+    "output_dir",
+    required=True,
+    type=click.Path(file_okay=False),
+    help="Output folder (created; must not be INPUT_DIR or inside it).",
+)
+@click.option(
+    "-k",
+    "--kernel",
+    "kernel_specs",
+    multiple=True,
+    required=True,
+    metavar="KERNEL",
+    help="Kernel(s) to apply in sequence, as for apply.",
+)
+@click.option(
+    "--op", type=click.Choice(["convolve", "correlate"]), default="convolve", show_default=True
+)
+@click.option("--normalize", is_flag=True, help="Divide each kernel by its sum.")
+@filter_settings
+@click.option("--recursive", "-r", is_flag=True, help="Descend into sub-folders (mirrored).")
+@click.option(
+    "--pattern",
+    "patterns",
+    multiple=True,
+    metavar="GLOB",
+    help="Only files matching GLOB (name or relative path); repeatable.",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["png", "jpeg", "tiff", "webp", "bmp"]),
+    default=None,
+    help="Convert outputs to this format (default: keep each input's).",
+)
+@click.option(
+    "--jobs",
+    "-j",
+    type=click.IntRange(1, 256),
+    default=None,
+    help="Parallel worker processes (default: the number of cores).",
+)
+@click.option("--skip-existing", is_flag=True, help="Keep outputs that exist (resume a batch).")
+@click.option("--overwrite", is_flag=True, help="Replace outputs that exist.")
+@click.option(
+    "--report",
+    "report_path",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Write a JSON report of every file, the options and library versions.",
+)
+@click.option(
+    "--executor",
+    type=click.Choice(["local", "dask"]),
+    default="local",
+    show_default=True,
+    help="local processes, or a Dask cluster (convcli[dask]).",
+)
+@click.option(
+    "--scheduler",
+    default=None,
+    metavar="ADDRESS",
+    help="Dask scheduler, e.g. tcp://10.0.0.5:8786 (default: a local cluster).",
+)
+@click.option("--quiet", "-q", is_flag=True, help="Print nothing but errors.")
+@debug_option
+@handle_errors
+def batch(
+    input_dir: str,
+    output_dir: str,
+    kernel_specs: tuple[str, ...],
+    op: str,
+    normalize: bool,
+    backend: str,
+    mode: str,
+    cval: float,
+    range_policy: str | None,
+    depth: str | None,
+    precision: str,
+    alpha_mode: str,
+    quality: int | None,
+    compress_level: int | None,
+    recursive: bool,
+    patterns: tuple[str, ...],
+    fmt: str | None,
+    jobs: int | None,
+    skip_existing: bool,
+    overwrite: bool,
+    report_path: str | None,
+    executor: str,
+    scheduler: str | None,
+    quiet: bool,
+) -> None:
+    """Filter every image in INPUT_DIR into OUTPUT_DIR, safely and in parallel.
+
+    The folder structure is mirrored and file stems kept. Nothing is lost: inputs
+    are never modified, every output is written atomically, existing outputs are
+    refused unless --skip-existing or --overwrite, and an interrupted batch
+    (Ctrl-C) leaves only complete files: rerun with --skip-existing to finish it.
+    One bad image does not stop the batch; the exit code is then 1.
+
+    \b
+    Examples:
+      convcli batch photos/ -o blurred/ -k gaussian:sigma=2 --recursive
+      convcli batch scans/ -o sharp/ -k sharpen --format png --jobs 2 --report run.json
+      convcli batch /shared/in -o /shared/out -k box:size=5 --executor dask \\
+          --scheduler tcp://scheduler:8786
+    """
+    import json
+
+    from . import console
+    from .backends.borders import normalize_mode
+    from .backends.direct import available_cores
+    from .batch import JobSettings, plan_batch, run_batch, run_report
+    from .errors import UsageError
+    from .kernel_io import load_kernel
+    from .process import FilterOptions, prepare_kernels
+
+    if skip_existing and overwrite:
+        raise UsageError("give --skip-existing or --overwrite, not both")
+    if scheduler and executor != "dask":
+        raise UsageError("--scheduler goes with --executor dask")
+    kernels = prepare_kernels([load_kernel(s) for s in kernel_specs], normalize)
+    options = FilterOptions(
+        op=op,
+        backend=backend,
+        mode=normalize_mode(mode),
+        cval=cval,
+        normalize=False,
+        range_policy=range_policy,
+        dtype=precision,
+        alpha=alpha_mode,
+        depth=depth,
+    )
+    settings = JobSettings(tuple(kernels), options, quality=quality, compress_level=compress_level)
+    plan = plan_batch(input_dir, output_dir, recursive=recursive, patterns=patterns, fmt=fmt)
+    workers = jobs or available_cores()
+    if not quiet:
+        console.info(
+            f"{len(plan.jobs)} image(s) to filter, {plan.ignored} other file(s) "
+            f"ignored; {executor} executor, {workers} worker(s)"
+        )
+    with console.BatchProgress(len(plan.jobs), quiet=quiet) as progress:
+        summary = run_batch(
+            plan,
+            settings,
+            jobs=workers,
+            skip_existing=skip_existing,
+            overwrite=overwrite,
+            executor=executor,
+            scheduler=scheduler,
+            on_result=progress.update,
+        )
+    if report_path is not None:
+        report = run_report(plan, settings, summary, sys.argv)
+        _write_text_atomically(report_path, json.dumps(report, indent=2))
+    if not quiet or summary.count("failed") or summary.interrupted:
+        console.show_batch_summary(summary, plan.ignored)
+    if summary.interrupted:
+        sys.exit(130)
+    if summary.count("failed"):
+        sys.exit(1)
+
+
+def _write_text_atomically(path: str, text: str) -> None:
+    import tempfile
+    from pathlib import Path
+
+    from .errors import ImageWriteError
+
+    target = Path(path)
+    try:
+        fd, tmp = tempfile.mkstemp(
+            dir=target.parent if str(target.parent) else ".", prefix=".convcli-", suffix=".part"
+        )
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text + "\n")
+        os.replace(tmp, target)
+    except OSError as exc:
+        raise ImageWriteError(f"{path}: cannot write report ({exc.strerror or exc})") from None
 
 
 @main.group()

@@ -195,3 +195,94 @@ def show_explanation(e, sliding: bool, show_matrix: bool) -> None:
         markup=False,
         soft_wrap=True,
     )
+
+
+class BatchProgress:
+    """Progress of a batch: a rich bar on a terminal, one line per file otherwise.
+
+    ``quiet`` prints failures only.  Use as a context manager; call :meth:`update`
+    with each job result.
+    """
+
+    def __init__(self, total: int, *, quiet: bool = False) -> None:
+        self.total = total
+        self.quiet = quiet
+        self.done = 0
+        self._progress = None
+        self._task = None
+        if not quiet and _err.is_terminal:
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+                TimeRemainingColumn,
+            )
+
+            self._progress = Progress(
+                TextColumn("[bold]{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[rate]}"),
+                TimeElapsedColumn(),
+                TimeRemainingColumn(),
+                TextColumn("{task.fields[current]}", style="dim"),
+                console=_err,
+            )
+
+    def __enter__(self) -> BatchProgress:
+        if self._progress is not None:
+            self._progress.start()
+            self._task = self._progress.add_task("filtering", total=self.total, rate="", current="")
+        self._start = __import__("time").perf_counter()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+
+    def update(self, result) -> None:
+        self.done += 1
+        if self._progress is not None:
+            elapsed = max(__import__("time").perf_counter() - self._start, 1e-9)
+            self._progress.update(
+                self._task, advance=1, rate=f"{self.done / elapsed:.1f} img/s", current=result.input
+            )
+            if result.status == "failed":
+                self._progress.console.print(f"failed: {result.reason}", style="red", markup=False)
+            return
+        if result.status == "failed":
+            _err.print(
+                f"[{self.done}/{self.total}] failed {result.input}: {result.reason}",
+                markup=False,
+                soft_wrap=True,
+            )
+        elif not self.quiet:
+            _err.print(
+                f"[{self.done}/{self.total}] {result.status} {result.input} -> {result.output}",
+                markup=False,
+                soft_wrap=True,
+            )
+
+
+def show_batch_summary(summary, ignored: int) -> None:
+    """The end-of-batch table on stderr: counts, failures, wall time and rates."""
+    table = Table(title="batch summary", title_justify="left", show_header=False)
+    table.add_column(style="bold")
+    table.add_column(justify="right")
+    wall = max(summary.wall_s, 1e-9)
+    processed = summary.count("processed")
+    table.add_row("processed", str(processed))
+    table.add_row("skipped", str(summary.count("skipped")))
+    table.add_row("failed", str(summary.count("failed")))
+    table.add_row("not images (ignored)", str(ignored))
+    table.add_row("wall time", f"{summary.wall_s:.2f} s")
+    table.add_row("images/s", f"{processed / wall:.2f}")
+    table.add_row("megapixels/s", f"{summary.megapixels / wall:.2f}")
+    if summary.interrupted:
+        table.add_row("interrupted", "yes: rerun with --skip-existing to finish")
+    _err.print(table)
+    for r in summary.results:
+        if r.status == "failed":
+            _err.print(f"failed: {r.reason}", markup=False, soft_wrap=True)

@@ -1,0 +1,376 @@
+"""Filtering whole folders: planning, safety checks, and running jobs on an executor.
+
+A batch is planned before any work starts (:func:`plan_batch`): which files are
+images, where each output goes (the folder structure mirrored, stems kept),
+whether two inputs would write the same output, whether the output folder is
+the input folder or lies inside it (checked by file identity, so symlinks do
+not fool it), and which outputs already exist.  Then every image is one job
+(:func:`run_job`, a plain function of picklable arguments) run by an executor:
+in this process, on a pool of processes, or on a Dask cluster.  Each job reads
+one image, filters it and writes it atomically, so an interrupted batch leaves
+complete outputs only, and a rerun with ``skip_existing`` finishes it.
+
+The library never prints: progress goes through a callback that receives each
+:class:`JobResult` as it completes.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from .errors import ConvcliError, UsageError
+from .kernels import Kernel
+from .process import FilterOptions
+
+#: Extensions read as images.
+IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".tif", ".tiff", ".webp", ".bmp", ".gif"})
+#: --format choices and the extension they write.
+FORMAT_EXTENSIONS = {"png": ".png", "jpeg": ".jpg", "tiff": ".tif", "webp": ".webp", "bmp": ".bmp"}
+#: Temporary files of atomic writes (see image_io.write_image).
+TEMP_PREFIX, TEMP_SUFFIX = ".convcli-", ".part"
+
+
+@dataclass(frozen=True)
+class Job:
+    """One image to filter."""
+
+    input: str
+    output: str
+
+
+@dataclass(frozen=True)
+class JobSettings:
+    """Everything a worker needs besides the paths (picklable)."""
+
+    kernels: tuple[Kernel, ...]
+    options: FilterOptions
+    quality: int | None = None
+    compress_level: int | None = None
+
+
+@dataclass
+class JobResult:
+    """What happened to one image."""
+
+    input: str
+    output: str
+    status: str  #: "processed", "skipped" or "failed"
+    reason: str = ""
+    read_s: float = 0.0
+    filter_s: float = 0.0
+    write_s: float = 0.0
+    megapixels: float = 0.0
+    backend: str = ""
+
+
+@dataclass
+class BatchPlan:
+    """The checked plan of a batch."""
+
+    jobs: list[Job]
+    existing: list[Job]  #: jobs whose output already exists
+    ignored: int  #: files that are not images (or not matching the patterns)
+    input_dir: str
+    output_dir: str
+
+
+@dataclass
+class BatchSummary:
+    """Totals of a finished (or interrupted) batch."""
+
+    results: list[JobResult] = field(default_factory=list)
+    wall_s: float = 0.0
+    interrupted: bool = False
+
+    def count(self, status: str) -> int:
+        return sum(1 for r in self.results if r.status == status)
+
+    @property
+    def megapixels(self) -> float:
+        return sum(r.megapixels for r in self.results if r.status == "processed")
+
+
+def _is_same_or_inside(candidate: Path, folder: Path) -> bool:
+    """Whether ``candidate`` (which may not exist yet) is ``folder`` or lies inside it.
+
+    Compares file identity (device and inode) of ``folder`` with ``candidate``
+    and each of its existing ancestors, after resolving symlinks, so neither
+    symlinks nor different spellings of a path hide the overlap.
+    """
+    target = os.stat(folder)
+    path = Path(os.path.realpath(candidate))
+    for p in (path, *path.parents):
+        try:
+            st = os.stat(p)
+        except OSError:
+            continue
+        if (st.st_dev, st.st_ino) == (target.st_dev, target.st_ino):
+            return True
+    return False
+
+
+def iter_files(root: Path, recursive: bool) -> Iterator[Path]:
+    """Files under ``root`` in a stable (sorted) order; hidden files and folders skipped."""
+    try:
+        entries = sorted(os.scandir(root), key=lambda e: e.name)
+    except OSError as exc:
+        raise UsageError(f"{root}: cannot list folder ({exc.strerror or exc})") from None
+    for entry in entries:
+        if entry.name.startswith("."):
+            continue
+        if entry.is_dir(follow_symlinks=False):
+            if recursive:
+                yield from iter_files(Path(entry.path), recursive)
+        elif entry.is_file():
+            yield Path(entry.path)
+
+
+def plan_batch(
+    input_dir: str | os.PathLike[str],
+    output_dir: str | os.PathLike[str],
+    *,
+    recursive: bool = False,
+    patterns: Sequence[str] = (),
+    fmt: str | None = None,
+) -> BatchPlan:
+    """Find the images, map them to outputs, and refuse unsafe batches (:class:`UsageError`)."""
+    src = Path(input_dir)
+    dst = Path(output_dir)
+    if not src.is_dir():
+        raise UsageError(f"{src}: input folder does not exist or is not a folder")
+    if dst.exists() and not dst.is_dir():
+        raise UsageError(f"{dst}: output exists and is not a folder")
+    if _is_same_or_inside(dst, src):
+        raise UsageError(
+            f"output folder '{dst}' is the input folder or lies inside it; choose another"
+        )
+    if fmt is not None and fmt not in FORMAT_EXTENSIONS:
+        raise UsageError(f"format must be one of {', '.join(FORMAT_EXTENSIONS)}, got '{fmt}'")
+    jobs: list[Job] = []
+    ignored = 0
+    by_output: dict[str, str] = {}
+    for path in iter_files(src, recursive):
+        rel = path.relative_to(src)
+        if path.suffix.lower() not in IMAGE_EXTENSIONS:
+            ignored += 1
+            continue
+        if patterns and not any(
+            fnmatch.fnmatch(path.name, p) or fnmatch.fnmatch(str(rel), p) for p in patterns
+        ):
+            ignored += 1
+            continue
+        ext = FORMAT_EXTENSIONS[fmt] if fmt else path.suffix.lower()
+        if ext == ".gif":
+            ext = ".png"  # convcli does not write GIF
+        out = dst / rel.parent / (path.stem + ext)
+        key = os.path.normcase(str(out))
+        if key in by_output:
+            raise UsageError(
+                f"'{by_output[key]}' and '{rel}' would both be written to '{out}'; "
+                "rename one or use --format"
+            )
+        by_output[key] = str(rel)
+        jobs.append(Job(str(path), str(out)))
+    existing = [j for j in jobs if os.path.lexists(j.output)]
+    return BatchPlan(jobs, existing, ignored, str(src), str(dst))
+
+
+def run_job(job: Job, settings: JobSettings) -> JobResult:
+    """Read, filter and atomically write one image; never raises for a bad image."""
+    from .image_io import read_image, write_image
+    from .process import filter_image
+
+    result = JobResult(job.input, job.output, "failed")
+    try:
+        t0 = time.perf_counter()
+        image = read_image(job.input)
+        t1 = time.perf_counter()
+        out, report = filter_image(image, settings.kernels, settings.options)
+        t2 = time.perf_counter()
+        Path(job.output).parent.mkdir(parents=True, exist_ok=True)
+        write_image(
+            out,
+            job.output,
+            depth=out.depth,
+            quality=settings.quality,
+            compress_level=settings.compress_level,
+        )
+        t3 = time.perf_counter()
+    except ConvcliError as exc:
+        result.reason = str(exc)
+        return result
+    except OSError as exc:
+        result.reason = f"{job.output}: {exc.strerror or exc}"
+        return result
+    except MemoryError:
+        result.reason = f"{job.input}: out of memory"
+        return result
+    result.status = "processed"
+    result.read_s, result.filter_s, result.write_s = t1 - t0, t2 - t1, t3 - t2
+    result.megapixels = image.width * image.height / 1e6
+    result.backend = ",".join(f"{s.plan.backend}/{s.plan.method}" for s in report.steps)
+    return result
+
+
+def _worker_init() -> None:
+    # Workers leave SIGINT to the parent, which stops them in order (no tracebacks).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def remove_temporaries(plan: BatchPlan) -> int:
+    """Remove leftover temporary files of atomic writes in the output folders of ``plan``."""
+    removed = 0
+    folders = {str(Path(j.output).parent) for j in plan.jobs}
+    for folder in folders:
+        try:
+            names = os.listdir(folder)
+        except OSError:
+            continue
+        for name in names:
+            if name.startswith(TEMP_PREFIX) and name.endswith(TEMP_SUFFIX):
+                try:
+                    os.unlink(os.path.join(folder, name))
+                    removed += 1
+                except OSError:
+                    pass
+    return removed
+
+
+def run_batch(
+    plan: BatchPlan,
+    settings: JobSettings,
+    *,
+    jobs: int = 1,
+    skip_existing: bool = False,
+    overwrite: bool = False,
+    executor: str = "local",
+    scheduler: str | None = None,
+    on_result: Callable[[JobResult], None] | None = None,
+) -> BatchSummary:
+    """Run the jobs of ``plan``; ``on_result`` sees each result as it completes.
+
+    Existing outputs: skipped with ``skip_existing``, replaced with ``overwrite``,
+    otherwise the batch is refused before any work.  KeyboardInterrupt stops the
+    workers, removes temporary files, and returns the partial summary with
+    ``interrupted`` set.
+    """
+    if skip_existing and overwrite:
+        raise UsageError("give --skip-existing or --overwrite, not both")
+    if plan.existing and not (skip_existing or overwrite):
+        first = plan.existing[0].output
+        raise UsageError(
+            f"{len(plan.existing)} output(s) already exist (first: '{first}'); "
+            "use --skip-existing to keep them or --overwrite to replace them"
+        )
+    summary = BatchSummary()
+    notify = on_result or (lambda r: None)
+    todo: list[Job] = []
+    skip = {j.output for j in plan.existing} if skip_existing else set()
+    for job in plan.jobs:
+        if job.output in skip:
+            r = JobResult(job.input, job.output, "skipped", reason="output exists")
+            summary.results.append(r)
+            notify(r)
+        else:
+            todo.append(job)
+    start = time.perf_counter()
+    try:
+        if executor == "dask":
+            from .batch_dask import run_on_dask
+
+            for r in run_on_dask(todo, settings, scheduler=scheduler, workers=jobs):
+                summary.results.append(r)
+                notify(r)
+        elif executor != "local":
+            raise UsageError(f"executor must be local or dask, got '{executor}'")
+        elif jobs <= 1 or len(todo) <= 1:
+            for job in todo:
+                r = run_job(job, settings)
+                summary.results.append(r)
+                notify(r)
+        else:
+            for r in _run_pool(todo, settings, jobs):
+                summary.results.append(r)
+                notify(r)
+    except KeyboardInterrupt:
+        summary.interrupted = True
+        remove_temporaries(plan)
+    summary.wall_s = time.perf_counter() - start
+    return summary
+
+
+def _run_pool(todo: list[Job], settings: JobSettings, jobs: int) -> Iterator[JobResult]:
+    """Jobs on a process pool, at most 2 per worker in flight (images are streamed)."""
+    pool = ProcessPoolExecutor(max_workers=jobs, initializer=_worker_init)
+    pending: set[Future[JobResult]] = set()
+    queue = iter(todo)
+    try:
+        for job in queue:
+            pending.add(pool.submit(run_job, job, settings))
+            if len(pending) >= 2 * jobs:
+                break
+        while pending:
+            done, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for future in done:
+                yield future.result()
+                nxt = next(queue, None)
+                if nxt is not None:
+                    pending.add(pool.submit(run_job, nxt, settings))
+    except BaseException:
+        for future in pending:
+            future.cancel()
+        # stop the workers now: a half-written temporary is removed by the caller
+        for proc in list(getattr(pool, "_processes", {}).values()):
+            proc.terminate()
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
+
+
+def run_report(
+    plan: BatchPlan, settings: JobSettings, summary: BatchSummary, argv: Sequence[str]
+) -> dict[str, object]:
+    """The JSON report: every file, the run's kernels and options, and library versions."""
+    import numpy
+    import PIL
+    import scipy
+
+    from . import __version__
+
+    return {
+        "convcli": __version__,
+        "versions": {
+            "python": sys.version.split()[0],
+            "numpy": numpy.__version__,
+            "scipy": scipy.__version__,
+            "pillow": PIL.__version__,
+        },
+        "command": list(argv),
+        "input_dir": plan.input_dir,
+        "output_dir": plan.output_dir,
+        "kernels": [
+            {
+                "name": k.name,
+                "shape": list(k.shape),
+                "origin": list(k.origin),
+                "weights": k.weights.tolist(),
+            }
+            for k in settings.kernels
+        ],
+        "options": asdict(settings.options),
+        "quality": settings.quality,
+        "compress_level": settings.compress_level,
+        "ignored_files": plan.ignored,
+        "interrupted": summary.interrupted,
+        "wall_s": summary.wall_s,
+        "counts": {s: summary.count(s) for s in ("processed", "skipped", "failed")},
+        "files": [asdict(r) for r in summary.results],
+    }

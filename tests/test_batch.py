@@ -1,0 +1,245 @@
+"""convcli batch: planning, safety, failures, parallel determinism, interruption, Dask."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image as PILImage
+
+from convcli.batch import JobSettings, plan_batch, run_batch
+from convcli.cli import main
+from convcli.errors import UsageError
+from convcli.kernels import builtin_kernel
+from convcli.process import FilterOptions
+
+RNG = np.random.default_rng(17)
+
+
+def make_tree(root: Path, n: int = 4, size: int = 24) -> None:
+    (root / "sub" / "deeper").mkdir(parents=True)
+    for i in range(n):
+        arr = (RNG.random((size, size + i, 3)) * 255).astype(np.uint8)
+        folder = [root, root / "sub", root / "sub" / "deeper"][i % 3]
+        PILImage.fromarray(arr).save(folder / f"img{i}.png")
+    PILImage.fromarray((RNG.random((10, 12)) * 255).astype(np.uint8)).save(root / "grey.jpg")
+    (root / "notes.txt").write_text("not an image")
+    (root / "sub" / "data.csv").write_text("1,2")
+
+
+def snapshot(root: Path) -> dict[str, bytes]:
+    return {
+        str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()
+    }
+
+
+def invoke(*args):
+    return CliRunner().invoke(main, ["batch", *[str(a) for a in args]])
+
+
+def test_plan_mirrors_structure_and_counts_non_images(tmp_path):
+    src = tmp_path / "in"
+    make_tree(src)
+    plan = plan_batch(src, tmp_path / "out", recursive=True, fmt="png")
+    rel = sorted(str(Path(j.output).relative_to(tmp_path / "out")) for j in plan.jobs)
+    assert rel == ["grey.png", "img0.png", "img3.png", "sub/deeper/img2.png", "sub/img1.png"]
+    assert plan.ignored == 2
+    flat = plan_batch(src, tmp_path / "out")
+    assert sorted(Path(j.output).name for j in flat.jobs) == ["grey.jpg", "img0.png", "img3.png"]
+    only = plan_batch(src, tmp_path / "out", recursive=True, patterns=["img*"])
+    assert len(only.jobs) == 4 and only.ignored == 3
+
+
+def test_name_collision_is_reported_before_any_work(tmp_path):
+    src = tmp_path / "in"
+    src.mkdir()
+    PILImage.fromarray(np.zeros((4, 4, 3), np.uint8)).save(src / "a.png")
+    PILImage.fromarray(np.zeros((4, 4, 3), np.uint8)).save(src / "a.jpg")
+    result = invoke(src, "-o", tmp_path / "out", "-k", "box", "--format", "png")
+    assert result.exit_code == 2
+    assert "'a.jpg' and 'a.png' would both be written to" in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_output_inside_input_is_refused_even_through_a_symlink(tmp_path):
+    src = tmp_path / "in"
+    make_tree(src, n=1)
+    for out in (src, src / "sub" / "out"):
+        result = invoke(src, "-o", out, "-k", "box")
+        assert result.exit_code == 2
+        assert "is the input folder or lies inside it" in result.stderr
+    link = tmp_path / "link"
+    link.symlink_to(src / "sub")
+    result = invoke(src, "-o", link / "new", "-k", "box")
+    assert result.exit_code == 2 and "lies inside it" in result.stderr
+    assert not (src / "sub" / "new").exists()
+
+
+def test_end_to_end_inputs_untouched_existing_outputs_rules(tmp_path):
+    src, out = tmp_path / "in", tmp_path / "out"
+    make_tree(src)
+    before = snapshot(src)
+    result = invoke(
+        src,
+        "-o",
+        out,
+        "-k",
+        "gaussian:sigma=1",
+        "-r",
+        "--format",
+        "png",
+        "--jobs",
+        "1",
+        "--report",
+        tmp_path / "r.json",
+    )
+    assert result.exit_code == 0, result.output
+    assert snapshot(src) == before
+    assert len(list(out.rglob("*.png"))) == 5
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["counts"] == {"processed": 5, "skipped": 0, "failed": 0}
+    assert report["kernels"][0]["name"] == "gaussian(sigma=1.0)"
+    assert report["options"]["mode"] == "reflect" and report["ignored_files"] == 2
+    assert {"numpy", "scipy", "pillow", "python"} <= set(report["versions"])
+    assert all(f["read_s"] >= 0 and f["status"] == "processed" for f in report["files"])
+    # existing outputs: refused, skipped, or replaced
+    result = invoke(src, "-o", out, "-k", "box", "-r", "--format", "png")
+    assert result.exit_code == 2 and "5 output(s) already exist" in result.stderr
+    first = snapshot(out)
+    result = invoke(src, "-o", out, "-k", "box", "-r", "--format", "png", "--skip-existing")
+    assert result.exit_code == 0 and snapshot(out) == first
+    result = invoke(src, "-o", out, "-k", "box", "-r", "--format", "png", "--overwrite")
+    assert result.exit_code == 0 and snapshot(out) != first
+
+
+def test_a_bad_image_does_not_stop_the_batch(tmp_path):
+    src, out = tmp_path / "in", tmp_path / "out"
+    make_tree(src, n=3)
+    (src / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")
+    data = (src / "img0.png").read_bytes()
+    (src / "truncated.png").write_bytes(data[: len(data) // 2])
+    result = invoke(src, "-o", out, "-k", "box", "--report", tmp_path / "r.json", "-j", "2")
+    assert result.exit_code == 1
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["counts"] == {"processed": 2, "skipped": 0, "failed": 2}
+    reasons = {
+        Path(f["input"]).name: f["reason"] for f in report["files"] if f["status"] == "failed"
+    }
+    assert set(reasons) == {"broken.png", "truncated.png"}
+    assert all(str(src) in r for r in reasons.values())
+    assert "failed: " in result.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["grey.jpg", "img0.png"]
+
+
+def test_a_write_failure_is_reported_and_leaves_no_partial_file(tmp_path):
+    src, out = tmp_path / "in", tmp_path / "out"
+    make_tree(src, n=1)
+    (out / "img0.png").mkdir(parents=True)  # the destination is a folder: the write must fail
+    result = invoke(src, "-o", out, "-k", "box", "--overwrite")
+    assert result.exit_code == 1
+    assert "img0.png: is a directory" in result.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["grey.jpg", "img0.png"]
+    assert not list(out.glob(".convcli-*"))
+
+
+def test_jobs_1_and_2_are_byte_identical(tmp_path):
+    src = tmp_path / "in"
+    make_tree(src, n=6)
+    for jobs in ("1", "2"):
+        result = invoke(
+            src, "-o", tmp_path / f"out{jobs}", "-k", "sharpen", "-r", "-j", jobs, "--quiet"
+        )
+        assert result.exit_code == 0
+        assert result.stderr == ""  # --quiet: nothing but errors
+    assert snapshot(tmp_path / "out1") == snapshot(tmp_path / "out2")
+
+
+def test_library_run_batch_with_callback(tmp_path):
+    src = tmp_path / "in"
+    make_tree(src, n=2)
+    plan = plan_batch(src, tmp_path / "out")
+    seen = []
+    settings = JobSettings((builtin_kernel("box"),), FilterOptions())
+    summary = run_batch(plan, settings, jobs=2, on_result=seen.append)
+    assert summary.count("processed") == 2 and len(seen) == 2
+    with pytest.raises(UsageError, match="already exist"):
+        run_batch(plan_batch(src, tmp_path / "out"), settings)
+
+
+def test_sigint_mid_batch_then_resume_gives_identical_outputs(tmp_path):
+    src = tmp_path / "in"
+    src.mkdir()
+    for i in range(24):
+        arr = (RNG.random((400, 400, 3)) * 255).astype(np.uint8)
+        PILImage.fromarray(arr).save(src / f"p{i:02d}.png", compress_level=1)
+    args = ["-k", "gaussian:sigma=3", "-k", "sharpen", "--jobs", "2", "--compress-level", "9"]
+    reference = tmp_path / "ref"
+    assert invoke(src, "-o", reference, *args, "--quiet").exit_code == 0
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "convcli", "batch", str(src), "-o", str(out), *args]
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, "NO_COLOR": "1"}
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if out.exists() and len(list(out.glob("*.png"))) >= 3:
+            break
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    done = sorted(out.glob("*.png"))
+    assert proc.returncode == 130, err.decode()
+    assert 3 <= len(done) < 24  # interrupted mid-batch
+    assert "interrupted" in err.decode()
+    assert not list(out.glob(".convcli-*"))  # no partial files
+    for p in done:  # whatever was written is complete
+        assert p.read_bytes() == (reference / p.name).read_bytes()
+    result = invoke(src, "-o", out, *args, "--skip-existing", "--quiet")
+    assert result.exit_code == 0
+    assert snapshot(out) == snapshot(reference)
+
+
+def test_dask_local_cluster_matches_local_executor(tmp_path):
+    pytest.importorskip("distributed")
+    src = tmp_path / "in"
+    make_tree(src, n=4)
+    (src / "broken.png").write_bytes(b"garbage")
+    local = invoke(src, "-o", tmp_path / "local", "-k", "emboss", "-r", "--quiet")
+    assert local.exit_code == 1  # the broken image
+    result = invoke(
+        src,
+        "-o",
+        tmp_path / "dask",
+        "-k",
+        "emboss",
+        "-r",
+        "--executor",
+        "dask",
+        "--jobs",
+        "2",
+        "--report",
+        tmp_path / "d.json",
+    )
+    assert result.exit_code == 1, result.output
+    assert snapshot(tmp_path / "dask") == snapshot(tmp_path / "local")
+    report = json.loads((tmp_path / "d.json").read_text())
+    assert report["counts"] == {"processed": 5, "skipped": 0, "failed": 1}
+    assert (
+        "not an image file" in [f for f in report["files"] if f["status"] == "failed"][0]["reason"]
+    )
+
+
+def test_scheduler_needs_dask_executor(tmp_path):
+    src = tmp_path / "in"
+    make_tree(src, n=1)
+    result = invoke(src, "-o", tmp_path / "o", "-k", "box", "--scheduler", "tcp://127.0.0.1:1")
+    assert result.exit_code == 2
+    assert result.stderr.strip() == "Error: --scheduler goes with --executor dask"
