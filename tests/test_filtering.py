@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import time
+
 import numpy as np
 import pytest
 import scipy.signal
@@ -367,6 +371,38 @@ def test_backends_agree_on_a_large_image_with_threads():
         c = fft.correlate(img, k, "reflect", 0.0)
         assert np.array_equal(a, b)  # row bands change nothing
         assert np.abs(a - c).max() <= 1e-4
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_threaded_filtering_works_in_a_forked_child():
+    # The thread pool exists in the parent; a forked child (a process-pool worker)
+    # inherits the pool object without its threads and must not wait on them forever.
+    rng = np.random.default_rng(8)
+    img = rng.random((301, 257, 3), dtype=np.float32)
+    k = Kernel(rng.standard_normal((9, 9)) / 20)
+    expected = direct.correlate(img, k, "reflect", 0.0, threads=2)  # the pool now exists
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child: filter on two threads, report success through the pipe
+        try:
+            out = direct.correlate(img, k, "reflect", 0.0, threads=2)
+            os.write(write_fd, b"1" if np.array_equal(out, expected) else b"0")
+        finally:
+            os._exit(0)
+    os.close(write_fd)
+    deadline = time.monotonic() + 60
+    answer = b""
+    while time.monotonic() < deadline:
+        done, _ = os.waitpid(pid, os.WNOHANG)
+        if done:
+            answer = os.read(read_fd, 1)
+            break
+        time.sleep(0.01)
+    else:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+    os.close(read_fd)
+    assert answer == b"1", "the forked child hung or computed a different result"
 
 
 def test_8bit_outputs_within_one_level():

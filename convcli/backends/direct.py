@@ -47,6 +47,17 @@ def executor() -> ThreadPoolExecutor:
     return _pool
 
 
+def _forget_pool_in_child() -> None:
+    # A forked child inherits the pool object but none of its threads: work
+    # submitted there would wait forever.  The child makes its own on first use.
+    global _pool
+    _pool = None
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pool_in_child)
+
+
 def taps(kernel: Kernel) -> int:
     """Multiply-adds per output sample on the path the kernel takes."""
     rows, cols = kernel.shape
