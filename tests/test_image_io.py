@@ -9,6 +9,8 @@ import zlib
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from PIL import Image as PILImage
 from PIL import ImageCms
 
@@ -149,6 +151,46 @@ def test_rounding_is_to_nearest_and_clipped():
     assert to_depth(values, "8").tolist() == [0, 0, 1, 2, 254, 255, 255]
     assert to_depth(np.array([0.5 / 65535 + 1e-9, 1.0]), "16").tolist() == [1, 65535]
     assert to_depth(values, "float").dtype == np.float32
+
+
+@pytest.mark.parametrize("mode", ["L", "RGB", "RGBA", "P"])
+def test_8bit_samples_read_as_k_over_255_exactly(tmp_path, mode):
+    ramp = np.arange(256, dtype=np.uint8).reshape(16, 16)
+    if mode == "P":
+        pil = PILImage.fromarray(ramp, "L").convert("P")  # a grey palette of 256 entries
+    else:
+        channels = {"L": 1, "RGB": 3, "RGBA": 4}[mode]
+        pil = PILImage.fromarray(np.dstack([ramp] * channels).squeeze(), mode)
+    path = save(tmp_path, pil, "ramp.png")
+    im = read_image(path)
+    expected = np.arange(256, dtype=np.float32).reshape(16, 16) / np.float32(255)
+    assert im.pixels.dtype == np.float32
+    for c in range(im.channels):
+        assert np.array_equal(im.pixels[:, :, c], expected)
+    write_image(im, tmp_path / "back.png")
+    with PILImage.open(tmp_path / "back.png") as back:
+        assert np.array_equal(np.asarray(back.convert("L")), ramp)  # and back, exactly
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    shape=st.sampled_from([(0,), (1,), (3, 5), (70_000,), (300, 257, 3)]),
+    depth=st.sampled_from(["8", "16"]),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_blocked_rounding_matches_the_whole_array_formula(shape, depth, seed):
+    # to_depth works block by block; the result must be the plain formula's, ties
+    # (k + 0.5) / top and out-of-range values included, and keep the shape.
+    rng = np.random.default_rng(seed)
+    top = 255 if depth == "8" else 65535
+    values = rng.random(shape, dtype=np.float32) * 1.4 - 0.2
+    ties = (rng.integers(0, top, shape) + 0.5) / top
+    values = np.where(rng.random(shape) < 0.2, ties, values).astype(np.float32)
+    expected = np.rint(np.clip(values.astype(np.float64), 0, 1) * top)
+    got = to_depth(values, depth)
+    assert got.shape == values.shape
+    assert got.dtype == (np.uint8 if depth == "8" else np.uint16)
+    assert np.array_equal(got, expected)
 
 
 def test_depth_override(tmp_path):

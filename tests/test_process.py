@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
 
 from convcli.errors import KernelError, UsageError
 from convcli.filtering import convolve
@@ -34,6 +37,24 @@ def test_range_policies_exact_values():
         apply_range(values, "none", "8")
     with pytest.raises(UsageError, match="range policy must be one of"):
         apply_range(values, "wrap", "8")
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    values=arrays(
+        np.float32,
+        st.integers(1, 40),
+        elements=st.floats(-2, 3, width=32, allow_nan=False),
+    ),
+    depth=st.sampled_from(["8", "16"]),
+)
+def test_clip_matches_the_plain_formula(values, depth):
+    half = 0.5 / (255 if depth == "8" else 65535)
+    before = values.copy()
+    clipped, n = apply_range(values, "clip", depth)
+    assert np.array_equal(clipped, np.clip(values, 0, 1))
+    assert n == int(np.count_nonzero((values < -half) | (values > 1 + half)))
+    assert np.array_equal(values, before)  # the input is never modified
 
 
 def test_kernels_apply_in_sequence():
