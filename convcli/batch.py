@@ -23,7 +23,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from .errors import ConvcliError, UsageError
@@ -54,6 +54,9 @@ class JobSettings:
     options: FilterOptions
     quality: int | None = None
     compress_level: int | None = None
+    #: Threads per filter call in the worker (None: every core).  Workers that run
+    #: side by side get a share of the cores each instead of all of them.
+    threads: int | None = None
 
 
 @dataclass
@@ -185,9 +188,12 @@ def plan_batch(
 
 def run_job(job: Job, settings: JobSettings) -> JobResult:
     """Read, filter and atomically write one image; never raises for a bad image."""
+    from .backends.direct import set_thread_limit
     from .image_io import read_image, write_image
     from .process import filter_image
 
+    if settings.threads is not None:
+        set_thread_limit(settings.threads)
     result = JobResult(job.input, job.output, "failed")
     try:
         t0 = time.perf_counter()
@@ -281,6 +287,11 @@ def run_batch(
             notify(r)
         else:
             todo.append(job)
+    if jobs > 1 and len(todo) > 1 and settings.threads is None and not scheduler:
+        from .backends.direct import available_cores
+
+        # workers side by side on this machine: share the cores between them
+        settings = replace(settings, threads=max(1, available_cores() // jobs))
     start = time.perf_counter()
     try:
         if executor == "dask":

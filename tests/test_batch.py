@@ -243,3 +243,47 @@ def test_scheduler_needs_dask_executor(tmp_path):
     result = invoke(src, "-o", tmp_path / "o", "-k", "box", "--scheduler", "tcp://127.0.0.1:1")
     assert result.exit_code == 2
     assert result.stderr.strip() == "Error: --scheduler goes with --executor dask"
+
+
+def test_dask_existing_scheduler_by_address(tmp_path):
+    distributed = pytest.importorskip("distributed")
+    src = tmp_path / "in"
+    make_tree(src, n=3)
+    local = invoke(src, "-o", tmp_path / "local", "-k", "motion:length=5,angle=30", "-r", "-q")
+    assert local.exit_code == 0
+    with distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None
+    ) as cluster:
+        result = invoke(
+            src,
+            "-o",
+            tmp_path / "remote",
+            "-k",
+            "motion:length=5,angle=30",
+            "-r",
+            "--executor",
+            "dask",
+            "--scheduler",
+            cluster.scheduler_address,
+        )
+        assert result.exit_code == 0, result.output
+        # the cluster was the user's: the batch must leave it running
+        with distributed.Client(cluster.scheduler_address) as client:
+            assert len(client.scheduler_info()["workers"]) == 2
+    assert "dask executor" in result.stderr
+    assert snapshot(tmp_path / "remote") == snapshot(tmp_path / "local")
+
+
+def test_unreachable_dask_scheduler_is_one_clear_line(tmp_path):
+    pytest.importorskip("distributed")
+    src = tmp_path / "in"
+    make_tree(src, n=1)
+    result = invoke(
+        src, "-o", tmp_path / "o", "-k", "box", "--executor", "dask", "--scheduler",
+        "tcp://127.0.0.1:9",
+    )  # fmt: skip
+    assert result.exit_code == 2
+    lines = result.stderr.strip().splitlines()
+    assert lines[-1].startswith("Error: cannot reach the Dask scheduler 'tcp://127.0.0.1:9'")
+    assert "Traceback" not in result.stderr
+    assert not any(p.is_file() for p in (tmp_path / "o").rglob("*"))  # nothing written

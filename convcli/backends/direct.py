@@ -29,6 +29,7 @@ from .borders import index_map, pad_widths
 _MIN_WORK_PER_THREAD = 2_000_000
 
 _pool: ThreadPoolExecutor | None = None
+_thread_limit: int | None = None
 
 
 def available_cores() -> int:
@@ -37,6 +38,24 @@ def available_cores() -> int:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # pragma: no cover - not Linux
         return max(1, os.cpu_count() or 1)
+
+
+def set_thread_limit(limit: int | None) -> None:
+    """Let one filter call in this process use at most ``limit`` threads (None: every core).
+
+    For processes that already run in parallel, such as batch workers: two
+    workers on two cores filter faster on one thread each than on two each.
+    """
+    global _thread_limit
+    if limit is not None and limit < 1:
+        raise ValueError(f"thread limit must be at least 1, got {limit}")
+    _thread_limit = limit
+
+
+def filter_threads() -> int:
+    """Threads one filter call uses by default: a thread per core, within the limit."""
+    cores = available_cores()
+    return min(cores, _thread_limit) if _thread_limit is not None else cores
 
 
 def executor() -> ThreadPoolExecutor:
@@ -106,7 +125,7 @@ def correlate(
             )  # fmt: skip
 
     work = image.size * taps(kernel)
-    n = threads if threads is not None else available_cores()
+    n = threads if threads is not None else filter_threads()
     n = max(1, min(n, height, work // _MIN_WORK_PER_THREAD or 1))
     if n == 1:
         run(0, height)

@@ -23,7 +23,7 @@ from numpy.typing import NDArray
 
 from ..kernels import Kernel
 from .borders import index_map, pad_widths
-from .direct import available_cores, executor
+from .direct import executor, filter_threads
 
 
 def transform_work(
@@ -83,7 +83,7 @@ def correlate(
     height, width, channels = image.shape
     dtype = image.dtype
     kh, kw = kernel.shape
-    cores = workers if workers is not None else available_cores()
+    cores = workers if workers is not None else filter_threads()
     rows_per_strip, shape = strip_plan(height, width, kernel.shape, cores)
     strips = -(-height // rows_per_strip)
     fh, fw = shape
