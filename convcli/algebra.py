@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -162,8 +163,8 @@ def conv_matrix(
     n_out = out_shape[0] * out_shape[1]
     if n_in * n_out > MAX_MATRIX_ENTRIES:
         raise UsageError(
-            f"the matrix would have {n_out}x{n_in} entries; explain is for small inputs "
-            f"(at most {MAX_MATRIX_ENTRIES} entries, e.g. a 40x40 image)"
+            f"the matrix would have {n_out}x{n_in} = {n_out * n_in} entries, more than "
+            f"explain shows ({MAX_MATRIX_ENTRIES}); use a smaller input or kernel"
         )
     m = np.zeros((n_out, n_in))
     (h, w), (kh, kw), (orow, ocol) = in_shape, kernel.shape, kernel.origin
@@ -232,6 +233,17 @@ class Explanation:
         nonzero = self.matrix[self.matrix != 0]
         return int(np.unique(nonzero).size)
 
+    @property
+    def tolerance(self) -> float:
+        """Largest float64 rounding difference the check allows: 1e-12 of the largest sum."""
+        scale = float(np.abs(self.kernel.weights).sum() * np.abs(self.input).max())
+        return 1e-12 * max(scale, 1.0)
+
+    @property
+    def agrees(self) -> bool:
+        """Whether ``M @ vec(input)`` equals convcli's own filter."""
+        return self.max_abs_difference <= self.tolerance
+
 
 def explain(
     image: NDArray[np.floating], kernel: Kernel, *, op: str = "convolve", mode: str = "full"
@@ -249,6 +261,8 @@ def explain(
         arr = arr[np.newaxis, :]
     if arr.ndim != 2 or arr.size == 0:
         raise UsageError(f"explain takes a 1-D signal or a 2-D matrix, got shape {arr.shape}")
+    if not np.isfinite(arr).all():
+        raise UsageError("explain needs finite input values (NaN or infinity found)")
     m, out_shape = conv_matrix(arr.shape, kernel, op=op, mode=mode)
     vec = arr.ravel()
     output = (m @ vec).reshape(out_shape)
@@ -286,11 +300,16 @@ class ProbeRow:
         return self.reproduces == self.expected
 
 
-#: Asymmetric probe kernels: odd with the default origin, and even with an explicit one.
+#: Asymmetric probe kernels: odd with the default origin, even with an explicit one, and a
+#: rank-1 one (the direct backend's separable two-pass path).
 PROBE_KERNELS = (
     Kernel([[1, 2, 3], [4, 5, 6], [7, 8, 9]], name="3x3 1..9"),
     Kernel([[1, 2, 3], [4, 5, 6]], origin=(0, 2), name="2x3 1..6, origin (0, 2)"),
+    Kernel(np.outer([1, 2, 4], [1, 3, 9, 27]), name="3x4 outer([1,2,4], [1,3,9,27]), rank 1"),
 )
+#: Computation types probed, with the largest error that still counts as a match
+#: (relative to the kernel's largest weight).
+PROBE_DTYPES = ((np.float64, 1e-9), (np.float32, 1e-5))
 
 
 def probe(backends: Sequence[str] = ("direct", "fft", "auto")) -> list[ProbeRow]:
@@ -306,12 +325,13 @@ def probe(backends: Sequence[str] = ("direct", "fft", "auto")) -> list[ProbeRow]
         for op in ("convolve", "correlate"):
             worst = 0.0
             verdicts = set()
-            for k in PROBE_KERNELS:
+            for k, (dtype, rel_tol) in itertools.product(PROBE_KERNELS, PROBE_DTYPES):
                 impulse = np.zeros((9, 9))
                 impulse[4, 4] = 1.0
                 out = filter_array(
-                    impulse, k, op=op, mode="constant", backend=backend, dtype=np.float64
-                )[0]
+                    impulse, k, op=op, mode="constant", backend=backend, dtype=dtype
+                )[0].astype(np.float64)
+                tol = rel_tol * float(np.abs(k.weights).max())
                 kh, kw = k.shape
                 as_is = out[4 - k.origin[0] : 4 - k.origin[0] + kh,
                             4 - k.origin[1] : 4 - k.origin[1] + kw]  # fmt: skip
@@ -321,10 +341,10 @@ def probe(backends: Sequence[str] = ("direct", "fft", "auto")) -> list[ProbeRow]
                 err_as_is = float(np.abs(as_is - k.weights).max())
                 err_rot = float(np.abs(rotated - r.weights).max())
                 rest = np.abs(out).sum() - np.abs(k.weights).sum()
-                if err_as_is < 1e-9 and abs(rest) < 1e-9:
+                if err_as_is < tol and abs(rest) < tol * out.size:
                     verdicts.add("kernel as-is")
                     worst = max(worst, err_as_is)
-                elif err_rot < 1e-9 and abs(rest) < 1e-9:
+                elif err_rot < tol and abs(rest) < tol * out.size:
                     verdicts.add("kernel rotated 180")
                     worst = max(worst, err_rot)
                 else:
@@ -338,12 +358,31 @@ def probe(backends: Sequence[str] = ("direct", "fft", "auto")) -> list[ProbeRow]
 
 def save_matrix(matrix: NDArray[np.float64], path: str) -> None:
     """Write ``M`` as ``.npy`` or ``.csv`` (by extension)."""
+    import io
+    from pathlib import Path
+
+    from .atomic import write_atomically
+
+    p = Path(path)
+    check_matrix_path(path)
+    buf = io.BytesIO()
+    if p.suffix.lower() == ".npy":
+        np.save(buf, matrix, allow_pickle=False)
+    else:
+        np.savetxt(buf, matrix, delimiter=",", fmt="%.17g")
+    try:
+        write_atomically(p, buf.getvalue())
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot write the matrix ({exc.strerror or exc})") from None
+
+
+def check_matrix_path(path: str) -> None:
+    """Refuse a ``--save-matrix`` path that :func:`save_matrix` cannot write, before any work."""
     from pathlib import Path
 
     p = Path(path)
-    if p.suffix.lower() == ".npy":
-        np.save(p, matrix, allow_pickle=False)
-    elif p.suffix.lower() == ".csv":
-        np.savetxt(p, matrix, delimiter=",", fmt="%.17g")
-    else:
+    if p.suffix.lower() not in (".npy", ".csv"):
         raise UsageError(f"cannot tell the matrix format from '{p.name}'; use .npy or .csv")
+    folder = p.parent if str(p.parent) else Path(".")
+    if not folder.is_dir():
+        raise UsageError(f"{path}: folder '{folder}' does not exist")

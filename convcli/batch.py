@@ -26,6 +26,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wai
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
+from .atomic import TEMP_PREFIX, TEMP_SUFFIX
 from .errors import ConvcliError, UsageError
 from .kernels import Kernel
 from .process import FilterOptions
@@ -34,8 +35,6 @@ from .process import FilterOptions
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".tif", ".tiff", ".webp", ".bmp", ".gif"})
 #: --format choices and the extension they write.
 FORMAT_EXTENSIONS = {"png": ".png", "jpeg": ".jpg", "tiff": ".tif", "webp": ".webp", "bmp": ".bmp"}
-#: Temporary files of atomic writes (see image_io.write_image).
-TEMP_PREFIX, TEMP_SUFFIX = ".convcli-", ".part"
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ commands so that ``--help`` answers at once.
 from __future__ import annotations
 
 import functools
+import math
 import os
 import sys
 from collections.abc import Callable
@@ -558,12 +559,22 @@ def compare(
 
 
 def _numbers(text: str, what: str) -> list[float]:
+    """Finite numbers separated by commas or spaces; fractions like 1/3 allowed."""
+    from fractions import Fraction
+
     from .errors import UsageError
 
-    try:
-        values = [float(v) for v in text.replace(";", ",").replace(" ", ",").split(",") if v]
-    except ValueError:
-        raise UsageError(f"{what} must be numbers separated by commas, got '{text}'") from None
+    values = []
+    for token in text.replace(";", ",").replace(" ", ",").split(","):
+        if not token:
+            continue
+        try:
+            value = float(Fraction(token)) if "/" in token else float(token)
+        except (ValueError, ZeroDivisionError):
+            raise UsageError(f"{what} must be numbers separated by commas, got '{text}'") from None
+        if not math.isfinite(value):
+            raise UsageError(f"{what} must be finite numbers, got '{token}'")
+        values.append(value)
     if not values:
         raise UsageError(f"{what} is empty")
     return values
@@ -626,21 +637,24 @@ def explain(
     import numpy as np
 
     from . import console
+    from .algebra import check_matrix_path
     from .algebra import explain as run_explain
+    from .algebra import save_matrix as write_matrix
     from .errors import UsageError
     from .kernel_io import load_kernel
     from .kernels import Kernel
 
     if (signal is None) == (image_spec is None):
         raise UsageError("give exactly one of --signal or --image")
+    if save_matrix is not None:
+        check_matrix_path(save_matrix)  # before any work
     if signal is not None:
         data = np.array([_numbers(signal, "--signal")])
-        if any(c.isalpha() for c in kernel_spec.split(":")[0]):
-            kernel = load_kernel(kernel_spec)
-        else:
-            kernel = Kernel([_numbers(kernel_spec, "--kernel")], name=kernel_spec)
     else:
         data = _small_input(image_spec)
+    try:  # plain weights '5,6,7' (fractions too: '1/3,1/3,1/3') are a one-row kernel
+        kernel = Kernel([_numbers(kernel_spec, "--kernel")], name=kernel_spec)
+    except UsageError:
         kernel = load_kernel(kernel_spec)
     if data.size > 1600:
         raise UsageError(
@@ -651,9 +665,9 @@ def explain(
     small = result.matrix.shape[1] <= 24 and result.matrix.shape[0] <= 64
     console.show_explanation(result, sliding=result.output.size <= 64, show_matrix=small)
     if save_matrix is not None:
-        from .algebra import save_matrix as write_matrix
-
         write_matrix(result.matrix, save_matrix)
+    if not result.agrees:
+        sys.exit(1)
 
 
 def _small_input(spec: str):
@@ -890,19 +904,11 @@ def batch(
 
 
 def _write_text_atomically(path: str, text: str) -> None:
-    import tempfile
-    from pathlib import Path
-
+    from .atomic import write_atomically
     from .errors import ImageWriteError
 
-    target = Path(path)
     try:
-        fd, tmp = tempfile.mkstemp(
-            dir=target.parent if str(target.parent) else ".", prefix=".convcli-", suffix=".part"
-        )
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text + "\n")
-        os.replace(tmp, target)
+        write_atomically(path, (text + "\n").encode())
     except OSError as exc:
         raise ImageWriteError(f"{path}: cannot write report ({exc.strerror or exc})") from None
 
@@ -1082,7 +1088,7 @@ def kernels_compose(specs: tuple[str, ...], out_path: str | None) -> None:
         "and correlating once differs from correlating in turn by up to "
         f"{check.max_abs_correlated_kernels:.3g}"
         + (
-            " (0 here only because these kernels are point-symmetric)"
+            _why_correlation_merged(ks)
             if check.max_abs_correlated_kernels <= check.tolerance
             else ""
         )
@@ -1092,6 +1098,18 @@ def kernels_compose(specs: tuple[str, ...], out_path: str | None) -> None:
     )
     if not check.holds:
         sys.exit(1)
+
+
+def _why_correlation_merged(ks: list[Any]) -> str:
+    """Why merging by correlation happened to give no difference for these kernels."""
+    if len(ks) == 1:
+        return " (0 here: with one kernel there is nothing to merge)"
+    if all(str(k.symmetry) == "symmetric" for k in ks[1:]):
+        return (
+            " (0 here because every kernel after the first is point-symmetric, so correlating "
+            "with it equals convolving)"
+        )
+    return " (0 here for these particular kernels)"
 
 
 def _symmetry_text(k: Any) -> str:

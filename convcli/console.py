@@ -6,6 +6,7 @@ go to stdout.  Colour follows rich's detection (NO_COLOR, not a terminal).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 
 import numpy as np
@@ -63,6 +64,31 @@ def matrix_table(weights: np.ndarray, origin: tuple[int, int], title: str | None
     return table
 
 
+def matrix_width(weights: np.ndarray) -> int:
+    """Terminal columns :func:`matrix_table` needs (cells of equal width, one space apart)."""
+    if weights.size == 0:
+        return 0
+    cell = max(len(format_number(float(v))) for v in weights.ravel()) + 2  # + origin brackets
+    return weights.shape[1] * (cell + 1)
+
+
+def print_matrix(
+    weights: np.ndarray, origin: tuple[int, int], title: str, *, hint: str = ""
+) -> None:
+    """The matrix as a heat-map table on stdout when it fits the terminal, else one line saying
+    so (a table cut to the width would print truncated numbers)."""
+    need = matrix_width(weights)
+    rows, cols = weights.shape
+    if need <= _out.width and rows <= 64:
+        _out.print(matrix_table(weights, origin, title=title))
+        return
+    message = (
+        f"{title}: {rows}x{cols}, too large to print here (needs {need} columns, "
+        f"the terminal has {_out.width})"
+    )
+    _out.print(message + (f"; {hint}" if hint else ""), markup=False, soft_wrap=True)
+
+
 def show_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
     """A titled table on stdout."""
     table = Table(title=title, title_justify="left")
@@ -77,11 +103,9 @@ def show_kernel(
     weights: np.ndarray, origin: tuple[int, int], facts: Sequence[tuple[str, str]], title: str
 ) -> None:
     """A kernel's matrix (when small enough to read) and its facts, on stdout."""
-    rows, cols = weights.shape
-    if rows <= 25 and cols <= 25:
-        _out.print(matrix_table(weights, origin, title=title))
-    else:
-        _out.print(f"{title}: {rows}x{cols} (too large to print the matrix)", markup=False)
+    print_matrix(
+        weights, origin, title, hint="'convcli kernels show --png FILE' draws it at any size"
+    )
     facts_table = Table(show_header=False, box=None, padding=(0, 2))
     facts_table.add_column(style="bold")
     facts_table.add_column()
@@ -154,7 +178,7 @@ def show_explanation(e, sliding: bool, show_matrix: bool) -> None:
             soft_wrap=True,
         )
     else:
-        _out.print(matrix_table(out, (-1, -1), title="result"))
+        print_matrix(out, (-1, -1), "result", hint="a smaller input shows every value")
     if sliding:
         _out.print("sliding-window dot products (weight x input):", markup=False)
         for (y, x), pairs in e.windows:
@@ -166,32 +190,30 @@ def show_explanation(e, sliding: bool, show_matrix: bool) -> None:
                 soft_wrap=True,
             )
     m = e.matrix
+    _out.print(f"M ({m.shape[0]}x{m.shape[1]}): vec(output) = M @ vec(input)", markup=False)
     if show_matrix:
-        _out.print(
-            matrix_table(
-                m, (-1, -1), title=f"M ({m.shape[0]}x{m.shape[1]}): output = M @ vec(input)"
-            )
-        )
+        print_matrix(m, (-1, -1), "M", hint="--save-matrix writes it")
     else:
         _out.print(
-            f"M is {m.shape[0]}x{m.shape[1]} (too wide to print; --save-matrix writes it)",
+            f"M is {m.shape[0]}x{m.shape[1]}, too large to print; --save-matrix writes it",
             markup=False,
         )
     kind = (
         "Toeplitz" if e.input.shape[0] == 1 and e.kernel.shape[0] == 1 else "doubly block Toeplitz"
     )
+    taps = int(np.count_nonzero(e.kernel.weights))
     _out.print(
         f"M is {kind}: {e.zeros} of {m.size} entries are zero "
-        f"({100 * e.zeros / m.size:.1f}%) and {e.distinct_weights} distinct non-zero values: "
-        f"the kernel's {int(np.count_nonzero(e.kernel.weights))} non-zero weights, each tied "
-        "along its diagonal",
+        f"({100 * e.zeros / m.size:.1f}%); every non-zero entry is one of the kernel's {taps} "
+        f"non-zero taps, each tied along its own diagonal ({e.distinct_weights} distinct "
+        "values)",
         markup=False,
         soft_wrap=True,
     )
-    verdict = "equal" if e.max_abs_difference <= 1e-9 else "NOT equal"
+    verdict = "equal" if e.agrees else "NOT equal"
     _out.print(
         f"check: M @ vec(input) and convcli's own {e.op} (zero borders) are {verdict} "
-        f"(max |diff| {e.max_abs_difference:.3g})",
+        f"(max |diff| {e.max_abs_difference:.3g}, tolerance {e.tolerance:.2g})",
         markup=False,
         soft_wrap=True,
     )
@@ -235,7 +257,7 @@ class BatchProgress:
         if self._progress is not None:
             self._progress.start()
             self._task = self._progress.add_task("filtering", total=self.total, rate="", current="")
-        self._start = __import__("time").perf_counter()
+        self._start = time.perf_counter()
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -245,7 +267,7 @@ class BatchProgress:
     def update(self, result) -> None:
         self.done += 1
         if self._progress is not None:
-            elapsed = max(__import__("time").perf_counter() - self._start, 1e-9)
+            elapsed = max(time.perf_counter() - self._start, 1e-9)
             self._progress.update(
                 self._task, advance=1, rate=f"{self.done / elapsed:.1f} img/s", current=result.input
             )

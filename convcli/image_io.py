@@ -46,7 +46,6 @@ import io
 import os
 import struct
 import sys
-import tempfile
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -57,6 +56,7 @@ from numpy.typing import NDArray
 from PIL import Image as PILImage
 from PIL import ImageFile, ImageOps, UnidentifiedImageError
 
+from .atomic import write_atomically
 from .errors import ImageReadError, ImageWriteError, UsageError
 
 Depth = Literal["8", "16", "float"]
@@ -518,29 +518,7 @@ def write_image(
         raise ImageWriteError(f"{name}: output folder '{folder}' does not exist")
     if path.is_dir():
         raise ImageWriteError(f"{name}: is a directory")
-    tmp = None
     try:
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".convcli-", suffix=".part")
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        if path.exists():
-            try:
-                os.chmod(tmp, path.stat().st_mode & 0o7777)
-            except OSError:
-                pass
-        else:
-            umask = os.umask(0)
-            os.umask(umask)
-            os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-        tmp = None
+        write_atomically(path, data)
     except OSError as exc:
         raise ImageWriteError(f"{name}: cannot write ({exc.strerror or exc})") from None
-    finally:
-        if tmp is not None:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass

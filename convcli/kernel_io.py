@@ -45,6 +45,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .atomic import write_atomically
 from .errors import KernelFileError, UsageError
 from .kernels import MAX_KERNEL_SIDE, Kernel, parse_spec
 
@@ -398,12 +399,35 @@ def format_kernel(kernel: Kernel, fmt: str) -> str | bytes:
 
 
 def save_kernel(kernel: Kernel, path: str | os.PathLike[str], fmt: str | None = None) -> None:
-    """Write a kernel file (format from ``fmt`` or the extension)."""
+    """Write a kernel file (format from ``fmt`` or the extension), atomically.
+
+    Refused (:class:`UsageError`, nothing written): a ``fmt`` that contradicts the
+    file's extension (the file would not load back), and a ``mat`` or ``npy``
+    file for a kernel whose origin is not the default one, which those formats
+    cannot store (the kernel would load back shifted).
+    """
     p = Path(path)
-    fmt = fmt or FORMATS.get(p.suffix.lower())
+    by_extension = FORMATS.get(p.suffix.lower())
+    if fmt is not None and by_extension is not None and fmt != by_extension:
+        raise UsageError(
+            f"'{p.name}' is a .{by_extension} name but the format asked for is {fmt}; "
+            "it would not load back: make the extension match"
+        )
+    fmt = fmt or by_extension
     if fmt is None:
         raise UsageError(
             f"cannot tell the kernel format from '{p.name}'; use .txt, .csv, .mat, .im or .npy"
         )
+    rows, cols = kernel.shape
+    default = (rows // 2, cols // 2)
+    if fmt in ("mat", "npy") and kernel.origin != default:
+        raise UsageError(
+            f"a .{fmt} file cannot store the kernel's origin (row {kernel.origin[0]}, col "
+            f"{kernel.origin[1]}; it would load back at the default row {default[0]}, col "
+            f"{default[1]}, shifting every result): use .txt, .csv or .im"
+        )
     data = format_kernel(kernel, fmt)
-    p.write_bytes(data if isinstance(data, bytes) else data.encode())
+    try:
+        write_atomically(p, data if isinstance(data, bytes) else data.encode())
+    except OSError as exc:
+        raise KernelFileError(p, f"cannot write ({exc.strerror or exc})") from None

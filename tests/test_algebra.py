@@ -102,7 +102,7 @@ def test_2d_matrix_is_doubly_block_toeplitz():
 
 
 def test_explain_refuses_large_inputs():
-    with pytest.raises(UsageError, match="explain is for small inputs"):
+    with pytest.raises(UsageError, match="more than explain shows"):
         conv_matrix((100, 100), Kernel(np.ones((3, 3))), mode="same")
 
 
@@ -193,6 +193,24 @@ def test_probe_catches_a_backend_that_swaps_the_operations(monkeypatch):
     assert "Error: an operation does not match its definition" in result.stderr
 
 
+def test_probe_catches_a_bug_in_the_separable_path_only(monkeypatch):
+    # a direct backend whose two-pass (rank-1) path flips the kernel: only the probe's
+    # rank-1 kernel goes there, and it must be enough to fail the direct rows
+    from convcli.backends import direct
+
+    real = direct.correlate
+
+    def flipped_when_separable(image, kernel, mode, cval, **kw):
+        if kernel.separable:
+            kernel = kernel.rotated()
+        return real(image, kernel, mode, cval, **kw)
+
+    monkeypatch.setattr(direct, "correlate", flipped_when_separable)
+    rows = probe(["direct"])
+    assert [r.ok for r in rows] == [False, False]
+    assert all(r.reproduces == "neither" for r in rows)
+
+
 # -- CLI -----------------------------------------------------------------------------------------
 
 
@@ -202,7 +220,7 @@ def test_cli_explain_and_save_matrix(tmp_path):
     assert result.exit_code == 0
     assert "result: [5, 16, 34, 52, 45, 28]" in result.stdout
     assert "out[2] = 7*1 + 6*2 + 5*3 = 34" in result.stdout
-    assert "are equal (max |diff| 0)" in result.stdout
+    assert "are equal (max |diff| 0, tolerance" in result.stdout
     result = runner.invoke(
         main,
         [
@@ -277,3 +295,67 @@ def test_cli_compose_export_show_png(tmp_path):
     assert result.exit_code == 0
     with PILImage.open(png) as im:
         assert im.mode == "RGB" and im.width >= 7 * 40
+
+
+def test_cli_explain_reads_fractions_exponents_and_a_matrix_input():
+    runner = CliRunner()
+    result = runner.invoke(
+        main, ["explain", "--signal", "3,6,9", "--kernel", "1/3,1/3,1/3", "--mode", "valid"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "result: [6]" in result.stdout
+    result = runner.invoke(main, ["explain", "--signal", "1,2,3", "--kernel", "1e-3,2"])
+    assert result.exit_code == 0 and "result: [0.001, 2.002, 4.003, 6]" in result.stdout
+    result = runner.invoke(
+        main, ["explain", "--image", "[1 2 3; 4 5 6]", "--kernel", "5,6,7", "--mode", "valid"]
+    )
+    assert result.exit_code == 0, result.output
+    # valid convolution of each row with [5, 6, 7]: 7*1 + 6*2 + 5*3 and 7*4 + 6*5 + 5*6
+    assert "34" in result.stdout and "88" in result.stdout
+
+
+def test_cli_explain_refuses_non_finite_input_and_a_bad_matrix_path_before_work(tmp_path):
+    runner = CliRunner()
+    result = runner.invoke(main, ["explain", "--signal", "inf,1,2", "--kernel", "1,1"])
+    assert result.exit_code == 2
+    assert result.stderr.strip() == "Error: --signal must be finite numbers, got 'inf'"
+    result = runner.invoke(
+        main, ["explain", "--signal", "1,2", "--kernel", "1,1", "--save-matrix", "m.txt"]
+    )
+    assert result.exit_code == 2 and result.stdout == ""  # nothing printed before the refusal
+    assert "use .npy or .csv" in result.stderr
+    missing = tmp_path / "nodir" / "m.npy"
+    result = runner.invoke(
+        main, ["explain", "--signal", "1,2", "--kernel", "1,1", "--save-matrix", str(missing)]
+    )
+    assert result.exit_code == 2 and result.stdout == ""
+    assert f"{missing}: folder '{missing.parent}' does not exist" in result.stderr
+
+
+def test_cli_explain_exits_1_when_the_check_fails(monkeypatch):
+    real = algebra.filter_output
+    monkeypatch.setattr(algebra, "filter_output", lambda *a, **kw: real(*a, **kw) + 1.0)
+    result = CliRunner().invoke(main, ["explain", "--signal", "1,2,3", "--kernel", "1,2"])
+    assert result.exit_code == 1
+    assert "are NOT equal (max |diff| 1," in result.stdout
+
+
+@pytest.mark.parametrize(
+    "kernels, reason",
+    [
+        (["emboss"], "with one kernel there is nothing to merge"),
+        (["emboss", "gaussian:sigma=1,size=3"], "every kernel after the first is point-symm"),
+    ],
+)
+def test_cli_compose_says_why_correlation_merged_without_difference(kernels, reason):
+    result = CliRunner().invoke(main, ["kernels", "compose", *kernels])
+    assert result.exit_code == 0
+    assert reason in result.stderr
+
+
+def test_cli_compose_shows_that_merging_by_correlation_differs_for_asymmetric_kernels():
+    result = CliRunner().invoke(main, ["kernels", "compose", "box", "emboss"])
+    assert result.exit_code == 0
+    line = next(x for x in result.stderr.splitlines() if x.startswith("correlation is not"))
+    assert "(0 here" not in line
+    assert float(line.split("differs from correlating in turn by up to ")[1].split(";")[0]) > 0.1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -246,14 +247,31 @@ def kernels_with_origin(draw):
 )
 @given(k=kernels_with_origin(), fmt=st.sampled_from(WRITE_FORMATS))
 def test_save_load_round_trip(tmp_path, k, fmt):
-    path = tmp_path / f"k.{fmt}"
+    folder = Path(tempfile.mkdtemp(dir=tmp_path))  # tmp_path is shared by the examples
+    path = folder / f"k.{fmt}"
+    default = (k.shape[0] // 2, k.shape[1] // 2)
+    if fmt in ("mat", "npy") and k.origin != default:
+        # those formats have no origin: the kernel would load back shifted, so refuse
+        with pytest.raises(UsageError, match=f"a .{fmt} file cannot store the kernel's origin"):
+            save_kernel(k, path)
+        assert not list(folder.iterdir())  # nothing written, no temporary left
+        k = k.with_origin(default)
     save_kernel(k, path)
     back = load_kernel_file(path)
     np.testing.assert_array_equal(back.weights, k.weights)  # exact: repr() of every float
-    if fmt in ("txt", "csv", "im"):
-        assert back.origin == k.origin
-    else:  # libvips .mat and .npy have no origin: the default comes back
-        assert back.origin == (k.shape[0] // 2, k.shape[1] // 2)
+    assert back.origin == k.origin
+
+
+def test_save_refuses_a_format_that_contradicts_the_extension(tmp_path):
+    with pytest.raises(UsageError, match="'m.txt' is a .txt name but the format asked for is npy"):
+        save_kernel(Kernel([[1, 2, 1]]), tmp_path / "m.txt", "npy")
+    assert not (tmp_path / "m.txt").exists()
+
+
+def test_save_into_a_missing_folder_is_one_line_naming_the_file(tmp_path):
+    target = tmp_path / "nodir" / "k.txt"
+    with pytest.raises(KernelFileError, match=r"nodir/k.txt: cannot write \(.*does not exist"):
+        save_kernel(Kernel([[1, 2, 1]]), target)
 
 
 def test_format_im_string_is_loadable_as_a_spec():

@@ -1,0 +1,55 @@
+"""Writing files so that nothing is lost: a temporary file in the destination folder,
+flushed to disk, then renamed into place.
+
+A failed or interrupted write (encoder error, full disk, Ctrl-C) leaves no partial
+file and any existing file at the destination as it was.  Every file convcli
+writes (images, kernels, matrices, reports) goes through :func:`write_atomically`.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+#: Prefix and suffix of the temporary files (``convcli batch`` cleans up leftovers).
+TEMP_PREFIX, TEMP_SUFFIX = ".convcli-", ".part"
+
+
+def write_atomically(path: str | os.PathLike[str], data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically; raises :class:`OSError` (nothing written) on failure.
+
+    A new file gets the usual permissions (0666 less the umask); a replaced file
+    keeps its own.
+    """
+    target = Path(path)
+    folder = target.parent if str(target.parent) else Path(".")
+    if not folder.is_dir():
+        raise FileNotFoundError(2, f"folder '{folder}' does not exist")
+    if target.is_dir():
+        raise IsADirectoryError(21, "is a directory")
+    tmp: str | None = None
+    try:
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=TEMP_PREFIX, suffix=TEMP_SUFFIX)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        try:
+            mode = target.stat().st_mode & 0o7777
+        except FileNotFoundError:
+            umask = os.umask(0)
+            os.umask(umask)
+            mode = 0o666 & ~umask
+        try:
+            os.chmod(tmp, mode)
+        except OSError:
+            pass
+        os.replace(tmp, target)
+        tmp = None
+    finally:
+        if tmp is not None:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
