@@ -55,6 +55,12 @@ def handle_errors(fn: F) -> F:
                 "Error: out of memory (try --precision float32 or a smaller image)", err=True
             )
             sys.exit(1)
+        except OSError as exc:  # a file operation no more specific error caught
+            if debug:
+                raise
+            where = f"{exc.filename}: " if exc.filename else ""
+            click.echo(f"Error: {where}{exc.strerror or exc}", err=True)
+            sys.exit(1)
 
     return wrapper  # type: ignore[return-value]
 
@@ -87,7 +93,8 @@ _FILTER_SETTINGS = [
         type=float,
         default=0.0,
         show_default=True,
-        help="Value outside the image for --boundary constant.",
+        help="Value outside the image for --boundary constant, on the 0..1 scale of the "
+        "pixels (0 black, 1 white; 8- and 16-bit images are scaled to 0..1).",
     ),
     click.option(
         "--range",
@@ -240,6 +247,11 @@ def _run_filter(
     t_read = time.perf_counter() - t0
     for note in image.meta.notes:
         console.warning(f"{input_path}: {note}")
+    if options.mode == "constant" and not 0.0 <= cval <= 1.0 and image.depth != "float":
+        console.warning(
+            f"--cval {cval:g} is outside 0..1, the scale pixels are filtered on (0 black, "
+            "1 white); did you mean a fraction, e.g. 128 of 255 = 0.5?"
+        )
     if isinstance(kernels_or_edge, str):
         result, report = edge_image(image, kernels_or_edge, options)
     else:
@@ -262,16 +274,27 @@ def _run_filter(
                 f"sum {k.sum:.6g}, {k.symmetry}): {step.plan.backend} "
                 f"[{step.plan.method}] - {step.plan.reason}; {step.seconds * 1000:.1f} ms"
             )
-        pct = 100.0 * report.out_of_range / max(report.samples, 1)
-        console.info(
-            f"range {report.range_policy}: results spanned {report.value_min:.4g}.."
-            f"{report.value_max:.4g}; {report.out_of_range} of {report.samples} samples "
-            f"({pct:.2f}%) were out of range and clipped"
-        )
+        console.info(_range_line(report))
         console.info(
             f"wrote {dest} ({report.depth}{'-bit' if report.depth != 'float' else ''}); "
             f"read {t_read * 1000:.0f} ms, write {t_write * 1000:.0f} ms"
         )
+
+
+def _range_line(report: Any) -> str:
+    """The --verbose line on how results were brought into the output range."""
+    spanned = f"results spanned {report.value_min:.4g}..{report.value_max:.4g}"
+    if report.range_policy == "none":
+        return f"range none: {spanned}; written as they are (float output)"
+    pct = 100.0 * report.out_of_range / max(report.samples, 1)
+    outside = f"{report.out_of_range} of {report.samples} samples ({pct:.2f}%)"
+    what = {
+        "clip": "were out of range and clipped",
+        "abs": "were out of range after taking absolute values, and clipped",
+        "offset": "were out of range after adding half the range, and clipped",
+        "rescale": "were out of range after stretching min..max (rounding only), and clipped",
+    }[report.range_policy]
+    return f"range {report.range_policy}: {spanned}; {outside} {what}"
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -915,7 +938,16 @@ def _write_text_atomically(path: str, text: str) -> None:
 
 @main.group()
 def kernels() -> None:
-    """List the built-in kernels, or show any kernel as a matrix with its properties."""
+    """List the built-in kernels, show any kernel as a matrix with its properties,
+    merge kernels, or write a kernel file.
+
+    \b
+    Examples:
+      convcli kernels list
+      convcli kernels show kernels/gaussian5x5_273.txt --png g273.png
+      convcli kernels compose box:size=3 box:size=3 -o tent.txt
+      convcli kernels export sobel:axis=y -o sobel_y.mat
+    """
 
 
 @kernels.command("list")

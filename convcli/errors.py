@@ -54,6 +54,8 @@ class KernelFileError(KernelError):
             if column is not None:
                 where += f":{column}"
         super().__init__(f"{where}: {message}")
+        if self.source == "<string>":
+            self.exit_code = 2  # a kernel written on the command line: a usage error
 
 
 class ImageReadError(ConvcliError):

@@ -81,7 +81,7 @@ def _number(token: str, source: str, line: int | None, column: int | None) -> fl
             value = float(Fraction(num.strip())) / float(Fraction(den.strip()))
         else:
             value = float(text)
-    except (ValueError, ZeroDivisionError):
+    except (ValueError, ZeroDivisionError, OverflowError):
         raise KernelFileError(
             source, f"'{text}' is not a number", line=line, column=column
         ) from None
@@ -159,6 +159,7 @@ def _parse_rows(text: str, source: str) -> Kernel:
     first_line: list[int] = []
     scale = 1.0
     origin: tuple[int, int] | None = None
+    origin_line: int | None = None
     for number, raw in enumerate(text.splitlines(), start=1):
         header = _HEADER_RE.match(raw)
         if header:
@@ -172,6 +173,7 @@ def _parse_rows(text: str, source: str) -> Kernel:
                 scale /= d
             elif key == "origin":
                 origin = _parse_origin(value, source, number)
+                origin_line = number
             elif key == "offset":
                 if _number(value, source, number, None) != 0:
                     raise KernelFileError(
@@ -197,10 +199,17 @@ def _parse_rows(text: str, source: str) -> Kernel:
     if not rows:
         raise KernelFileError(source, "no kernel values found (empty file?)")
     weights = np.array(rows) * scale
-    return _make(weights, origin, source)
+    return _make(weights, origin, source, line=origin_line)
 
 
-def _make(weights: np.ndarray, origin: tuple[int, int] | None, source: str) -> Kernel:
+def _make(
+    weights: np.ndarray,
+    origin: tuple[int, int] | None,
+    source: str,
+    *,
+    line: int | None = None,
+) -> Kernel:
+    """The kernel, or a :class:`KernelFileError` at ``line`` (where the origin was given)."""
     from .errors import KernelError
 
     name = Path(source).name if source != "<string>" else "custom"
@@ -209,7 +218,7 @@ def _make(weights: np.ndarray, origin: tuple[int, int] | None, source: str) -> K
             return Kernel(weights, name=name)
         return Kernel(weights, origin=origin, name=name)
     except KernelError as exc:
-        raise KernelFileError(source, str(exc)) from None
+        raise KernelFileError(source, str(exc), line=line) from None
 
 
 def _parse_mat(text: str, source: str) -> Kernel:
@@ -276,14 +285,33 @@ def _parse_im(text: str, source: str) -> Kernel:
             )  # fmt: skip
     else:
         origin = ((height - 1) // 2, (width - 1) // 2)
-    tokens = [t for t in _SPLIT_RE.split(m.group(5).strip()) if t]
+    tokens = _im_values(text)
     if len(tokens) != width * height:
         raise KernelFileError(
             source, f"ImageMagick kernel {width}x{height} needs {width * height} values, "
             f"got {len(tokens)}",
         )  # fmt: skip
-    values = [0.0 if t.lower() in ("nan", "-") else _number(t, source, None, None) for t in tokens]
+    values = [
+        0.0 if t.lower() in ("nan", "-") else _number(t, source, line, col)
+        for t, line, col in tokens
+    ]
     return _make(np.array(values).reshape(height, width), origin, source)
+
+
+def _im_values(text: str) -> list[tuple[str, int, int]]:
+    """The value tokens after an ImageMagick ``WxH:`` header, with 1-based line and column."""
+    found: list[tuple[str, int, int]] = []
+    after_header = False
+    for number, raw in enumerate(text.splitlines(), start=1):
+        line = raw.split("#", 1)[0]
+        start = 0
+        if not after_header:
+            if ":" not in line:
+                continue
+            start = line.index(":") + 1
+            after_header = True
+        found += [(t, number, start + col) for t, col in _tokens(line[start:])]
+    return found
 
 
 def _parse_inline(text: str) -> Kernel:
@@ -320,6 +348,8 @@ def load_kernel_file(path: str | os.PathLike[str], fmt: str | None = None) -> Ke
         ) from None
     if "\x00" in text:
         raise KernelFileError(source, "not a text kernel file (binary data)")
+    if fmt == "txt" and _sniff(text) == "im":
+        fmt = "im"  # an ImageMagick 'WxH:' string saved as .txt cannot be anything else
     return parse_kernel_text(text, source=source, fmt=fmt)
 
 

@@ -289,11 +289,12 @@ class Param:
 
     name: str
     kind: type  #: int, float or str
-    default: object  #: None: required
+    default: object  #: None: required, unless ``derived``
     help: str
     choices: tuple[str, ...] = ()
     minimum: float | None = None  #: inclusive lower bound, if any
     positive: bool = False  #: must be > 0
+    derived: bool = False  #: optional with no fixed default: computed from the others
 
     def describe(self) -> str:
         """``name=default`` (or ``name=<kind>`` when required), with the choices."""
@@ -304,6 +305,8 @@ class Param:
         text = f"{self.name}={value}"
         if self.default is not None:
             text += f" (default {self.default})"
+        elif self.derived:
+            text += " (optional)"
         else:
             text += " (required)"
         return text
@@ -507,7 +510,14 @@ BUILTINS: dict[str, BuiltinKernel] = {
             "size = 2*ceil(3 sigma) + 1 by default",
             (
                 Param("sigma", float, None, "standard deviation in pixels", positive=True),
-                Param("size", int, None, "side length (default 2*ceil(3*sigma)+1)", positive=True),
+                Param(
+                    "size",
+                    int,
+                    None,
+                    "side length (default 2*ceil(3*sigma)+1)",
+                    positive=True,
+                    derived=True,
+                ),
             ),
             _gaussian,
         ),
@@ -526,7 +536,14 @@ BUILTINS: dict[str, BuiltinKernel] = {
             (
                 Param("sigma", float, None, "blur standard deviation", positive=True),
                 Param("amount", float, 1.0, "strength"),
-                Param("size", int, None, "side length (default 2*ceil(3*sigma)+1)", positive=True),
+                Param(
+                    "size",
+                    int,
+                    None,
+                    "side length (default 2*ceil(3*sigma)+1)",
+                    positive=True,
+                    derived=True,
+                ),
             ),
             _unsharp,
         ),
@@ -544,7 +561,14 @@ BUILTINS: dict[str, BuiltinKernel] = {
             "size = 2*ceil(4 sigma) + 1 by default",
             (
                 Param("sigma", float, None, "standard deviation", positive=True),
-                Param("size", int, None, "side length (default 2*ceil(4*sigma)+1)", positive=True),
+                Param(
+                    "size",
+                    int,
+                    None,
+                    "side length (default 2*ceil(4*sigma)+1)",
+                    positive=True,
+                    derived=True,
+                ),
             ),
             _log,
         ),
@@ -626,13 +650,22 @@ def builtin_kernel(name: str, **params: object) -> Kernel:
     for p in spec.params:
         if p.name in params and params[p.name] is not None:
             values[p.name] = p.parse(key, params[p.name])
-        elif p.default is None and p.name != "size":
+        elif p.default is None and not p.derived:
             raise KernelSpecError(f"{key}: missing parameter '{p.name}' ({p.help})")
         elif p.default is not None:
             values[p.name] = p.parse(key, p.default)
-    weights = spec.build(**values)
     shown = ",".join(f"{k}={v}" for k, v in values.items() if k in params)
     label = f"{key}({shown})" if shown else key
+    try:
+        with np.errstate(all="ignore"):  # extreme parameters are reported below, not warned
+            weights = np.asarray(spec.build(**values), dtype=np.float64)
+    except (ArithmeticError, ValueError):  # ZeroDivisionError, OverflowError, ...
+        weights = np.array([[np.nan]])
+    if not np.isfinite(weights).all() or not np.any(weights):
+        raise KernelSpecError(
+            f"{label}: these parameters give no usable kernel (weights overflow, underflow "
+            "or are all zero); use values of an ordinary size"
+        )
     return Kernel(weights, name=label)
 
 

@@ -122,6 +122,24 @@ def apply_range(
     return clipped, outside
 
 
+def _check_float_range(pixels: NDArray[np.floating], kernels: Sequence[Kernel]) -> None:
+    """Refuse kernels whose results could overflow the computation type (they would turn
+    into inf/NaN and be written as black or white without a word)."""
+    top = float(np.finfo(pixels.dtype).max) / 16
+    gain = 1.0
+    for k in kernels:
+        gain *= float(np.abs(k.weights).sum())
+    if gain <= 1e-6 * top:  # the common case: no pass over the pixels needed
+        return
+    peak = float(np.abs(pixels).max()) if pixels.size else 0.0
+    if gain * max(peak, 1.0) > top:
+        hint = "; use --precision float64" if pixels.dtype == np.float32 else ""
+        raise UsageError(
+            f"the kernels' weights (sum of |weights| {gain:.3g} in all) could overflow "
+            f"{pixels.dtype} arithmetic{hint}"
+        )
+
+
 def prepare_kernels(kernels: Sequence[Kernel], normalize: bool) -> list[Kernel]:
     """The kernels as they will be applied (normalized to sum 1 if asked)."""
     if not kernels:
@@ -144,6 +162,7 @@ def filter_image(
     ks = prepare_kernels(kernels, options.normalize)
 
     pixels = np.asarray(image.pixels, dtype=dtype)
+    _check_float_range(pixels, ks)
     has_alpha = image.bands in ("LA", "RGBA")
     premultiplied = has_alpha and alpha_mode == "premultiply"
     if premultiplied:

@@ -218,8 +218,15 @@ def test_every_command_has_help_with_an_example(runner):
         ["blur", "--help"],
         ["sharpen", "--help"],
         ["edge", "--help"],
+        ["kernels", "--help"],
         ["kernels", "list", "--help"],
         ["kernels", "show", "--help"],
+        ["kernels", "compose", "--help"],
+        ["kernels", "export", "--help"],
+        ["compare", "--help"],
+        ["batch", "--help"],
+        ["explain", "--help"],
+        ["probe", "--help"],
     ):
         result = run(runner, *args)
         assert result.exit_code == 0
@@ -271,3 +278,83 @@ def test_16bit_in_16bit_out_and_depth_override(runner, tmp_path):
     run(runner, "blur", src, "-o", tmp_path / "o8.png", "--box", "3", "--depth", "8")
     with PILImage.open(tmp_path / "o8.png") as im:
         assert im.mode == "L"
+
+
+@pytest.mark.parametrize(
+    "policy, words",
+    [
+        ("clip", "were out of range and clipped"),
+        ("abs", "after taking absolute values, and clipped"),
+        ("offset", "after adding half the range, and clipped"),
+        ("rescale", "after stretching min..max (rounding only), and clipped"),
+    ],
+)
+def test_verbose_range_line_says_what_the_policy_did(runner, photo, tmp_path, policy, words):
+    path, _ = photo
+    result = run(
+        runner, "apply", path, "-k", "sobel", "-o", tmp_path / "o.png", "--range", policy, "-v"
+    )
+    assert result.exit_code == 0
+    line = next(x for x in result.stderr.splitlines() if x.startswith(f"range {policy}:"))
+    assert line.endswith(words)
+
+
+def test_verbose_range_none_says_written_as_they_are(runner, photo, tmp_path):
+    _, arr = photo
+    grey = tmp_path / "grey.png"
+    PILImage.fromarray(arr[:, :, 0], "L").save(grey)
+    out = tmp_path / "o.tif"
+    result = run(
+        runner, "apply", grey, "-k", "laplacian", "-o", out, "--depth", "float", "--range", "none",
+        "-v",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    with PILImage.open(out) as back:
+        assert back.mode == "F" and np.asarray(back).min() < 0  # signed values kept
+    line = next(x for x in result.stderr.splitlines() if x.startswith("range none:"))
+    assert line.endswith("written as they are (float output)")
+
+
+def test_cval_outside_0_1_warns_about_the_scale(runner, photo, tmp_path):
+    path, _ = photo
+    result = run(
+        runner, "apply", path, "-k", "box:size=5", "-o", tmp_path / "o.png",
+        "--boundary", "constant", "--cval", "128",
+    )  # fmt: skip
+    assert result.exit_code == 0
+    assert "Warning: --cval 128 is outside 0..1, the scale pixels are filtered on" in result.stderr
+    result = run(
+        runner, "apply", path, "-k", "box:size=5", "-o", tmp_path / "o2.png",
+        "--boundary", "constant", "--cval", "0.5",
+    )  # fmt: skip
+    assert result.exit_code == 0 and "Warning" not in result.stderr
+
+
+def test_kernels_that_could_overflow_float32_are_refused(runner, photo, tmp_path):
+    path, _ = photo
+    out = tmp_path / "o.png"
+    result = run(runner, "apply", path, "-k", "[1e300 1e300]", "-o", out)
+    assert result.exit_code == 2
+    assert result.stderr.strip() == (
+        "Error: the kernels' weights (sum of |weights| 2e+300 in all) could overflow float32 "
+        "arithmetic; use --precision float64"
+    )
+    assert not out.exists()
+    result = run(
+        runner, "apply", path, "-k", "[1e30 1e30]", "-o", out, "--precision", "float64",
+        "--range", "rescale",
+    )  # fmt: skip
+    assert result.exit_code == 0
+
+
+def test_an_unexpected_file_error_is_one_line_not_a_traceback(runner, photo, tmp_path):
+    path, _ = photo
+    (tmp_path / "afile").write_text("not a folder")
+    result = runner.invoke(
+        main, ["compare", str(path), "-k", "emboss", "--save-results", str(tmp_path / "afile/sub")]
+    )
+    assert result.exit_code == 1
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"Error: {tmp_path / 'afile/sub'}: Not a directory"
+    )
+    assert "Traceback" not in result.stderr

@@ -167,7 +167,7 @@ def test_dispatch_prefers_files_then_strings_then_built_ins(tmp_path, monkeypatc
         ("1 nan\n", "k.txt:1:3: 'nan' is not a finite number"),
         ("1 inf\n", "k.txt:1:3: 'inf' is not a finite number"),
         ("1 2/0\n", "k.txt:1:3: division by zero in '2/0'"),
-        ("# origin: 5,5\n1 2\n", "k.txt: kernel origin \\(row 5, col 5\\) lies outside the 1x2"),
+        ("# origin: 5,5\n1 2\n", "k.txt:1: kernel origin \\(row 5, col 5\\) lies outside the 1x2"),
         ("# origin: a\n1\n", "k.txt:1: origin must be 'row,col' \\(0-based\\), got 'a'"),
         ("# offset: 2\n1\n", "k.txt:1: offset other than 0 is not supported"),
         ("# divisor: 0\n1\n", "k.txt:1: divisor is 0"),
@@ -205,7 +205,7 @@ def test_mat_errors(tmp_path, monkeypatch, content, message):
     [
         ("3x3: 1,2,3", "<string>: ImageMagick kernel 3x3 needs 9 values, got 3"),
         ("2x2+5+0: 1 2 3 4", "<string>: ImageMagick origin \\+5\\+0 lies outside the 2x2 kernel"),
-        ("3x1: 1 x 1", "<string>: 'x' is not a number"),
+        ("3x1: 1 x 1", "<string>:1:8: 'x' is not a number"),
         ("3x1: 1 1 1; 3x1: 1 1 1", "<string>: multiple ImageMagick kernels"),
     ],
 )
@@ -284,3 +284,37 @@ def test_format_im_string_is_loadable_as_a_spec():
 def test_save_needs_a_known_format(tmp_path):
     with pytest.raises(UsageError, match="cannot tell the kernel format from 'k.xyz'"):
         save_kernel(Kernel([[1]]), tmp_path / "k.xyz")
+
+
+def test_imagemagick_errors_name_line_and_column(tmp_path):
+    path = tmp_path / "bad.im"
+    path.write_text("3x3: 0,1,0\n 1,x,1\n 0,1,0\n")
+    with pytest.raises(KernelFileError) as info:
+        load_kernel_file(path)
+    assert str(info.value) == f"{path}:2:4: 'x' is not a number"
+    with pytest.raises(KernelFileError) as info:
+        load_kernel("3x3: 0,1,0 1,y,1 0,1,0")
+    assert str(info.value) == "<string>:1:14: 'y' is not a number"
+    assert info.value.exit_code == 2  # written on the command line: a usage error
+
+
+def test_origin_outside_the_kernel_names_the_header_line(tmp_path):
+    path = tmp_path / "o.txt"
+    path.write_text("1 2 1\n# origin: 5,5\n")
+    with pytest.raises(KernelFileError, match=r"o.txt:2: kernel origin \(row 5, col 5\) lies"):
+        load_kernel_file(path)
+
+
+def test_a_number_too_large_for_a_float_is_an_error_not_a_traceback(tmp_path):
+    path = tmp_path / "ov.txt"
+    path.write_text("1e400/2 1\n")
+    with pytest.raises(KernelFileError, match=r"ov.txt:1:1: '1e400/2' is not a number"):
+        load_kernel_file(path)
+
+
+def test_an_imagemagick_string_saved_as_txt_is_read_as_one(tmp_path):
+    path = tmp_path / "im.txt"
+    path.write_text("3x3+0+0: 0 1 0 1 -4 1 0 1 0\n")
+    k = load_kernel_file(path)
+    assert k.shape == (3, 3) and k.origin == (0, 0)
+    assert k.weights.tolist() == [[0, 1, 0], [1, -4, 1], [0, 1, 0]]

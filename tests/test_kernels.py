@@ -227,3 +227,21 @@ def test_spec_errors_are_one_line_and_name_the_problem(spec, message):
     with pytest.raises(KernelSpecError, match=message) as info:
         parse_spec(spec)
     assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("spec", ["log:sigma=1e-300", "log:sigma=1e-80", "sharpen:amount=1e308"])
+def test_extreme_parameters_are_a_spec_error_not_a_warning_or_traceback(spec):
+    with pytest.raises(KernelSpecError, match="these parameters give no usable kernel") as info:
+        parse_spec(spec)
+    assert str(info.value).startswith(spec.split(":")[0] + "(")
+    assert info.value.exit_code == 2
+
+
+def test_optional_parameters_are_not_listed_as_required():
+    from convcli.kernels import BUILTINS
+
+    described = {p.name: p.describe() for p in BUILTINS["gaussian"].params}
+    assert described == {"sigma": "sigma=float (required)", "size": "size=int (optional)"}
+    assert parse_spec("gaussian:sigma=1").shape == (7, 7)  # size derived from sigma
+    with pytest.raises(KernelSpecError, match="missing parameter 'sigma'"):
+        parse_spec("gaussian:size=5")
