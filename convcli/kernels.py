@@ -459,9 +459,9 @@ def _motion(length: int, angle: float) -> NDArray[np.float64]:
     r = length - 1
     size = 2 * r + 1
     w = np.zeros((size, size))
-    steps = max(1, 4 * r)
-    for i in range(steps + 1):
-        t = r * i / steps
+    # one point per pixel of the streak, each splatted bilinearly: every point weighs
+    # the same, so the streak is uniform (exactly 1/length per tap along an axis)
+    for t in range(length):
         x, y = r + t * dx, r + t * dy
         x0, y0 = int(math.floor(x)), int(math.floor(y))
         fx, fy = x - x0, y - y0
@@ -612,9 +612,9 @@ BUILTINS: dict[str, BuiltinKernel] = {
         BuiltinKernel(
             "motion",
             "motion blur: a one-sided streak from the origin (asymmetric), sum 1",
-            "an anti-aliased line of `length` pixels starting at the centre of a "
-            "(2*length-1)^2 kernel, `angle` degrees anticlockwise from +x; bilinear weights, "
-            "normalized to sum 1",
+            "`length` equally weighted points one pixel apart, from the centre of a "
+            "(2*length-1)^2 kernel towards `angle` degrees anticlockwise from +x, each split "
+            "bilinearly over its 4 nearest pixels (1/length per tap along an axis); sum 1",
             (
                 Param("length", int, 9, "streak length in pixels", positive=True),
                 Param("angle", float, 0.0, "direction in degrees, anticlockwise from +x"),

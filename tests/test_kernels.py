@@ -245,3 +245,23 @@ def test_optional_parameters_are_not_listed_as_required():
     assert parse_spec("gaussian:sigma=1").shape == (7, 7)  # size derived from sigma
     with pytest.raises(KernelSpecError, match="missing parameter 'sigma'"):
         parse_spec("gaussian:size=5")
+
+
+@pytest.mark.parametrize(
+    "angle, line",
+    [(0, lambda w: w[8, 8:]), (90, lambda w: w[:9, 8][::-1]), (180, lambda w: w[8, :9][::-1])],
+)
+def test_motion_along_an_axis_is_a_uniform_streak(angle, line):
+    w = builtin_kernel("motion", length=9, angle=angle).weights
+    assert w.shape == (17, 17)
+    np.testing.assert_allclose(line(w), np.full(9, 1 / 9), atol=1e-12)
+    assert np.count_nonzero(np.abs(w) > 1e-12) == 9  # nothing off the streak
+
+
+def test_motion_at_an_angle_weighs_every_step_of_the_streak_equally():
+    k = builtin_kernel("motion", length=7, angle=30)
+    w, r = k.weights, 6
+    # the weight's centre of mass along the streak is the middle of the 7 steps
+    ys, xs = np.mgrid[0 : w.shape[0], 0 : w.shape[1]]
+    cx, cy = (w * (xs - r)).sum(), (w * (ys - r)).sum()
+    np.testing.assert_allclose([cx, cy], [3 * np.cos(np.pi / 6), -3 * np.sin(np.pi / 6)], atol=1e-9)
