@@ -227,7 +227,7 @@ def _run_filter(
 
     from . import console
     from .backends.borders import normalize_mode
-    from .image_io import read_image, write_image
+    from .image_io import check_output, read_image, write_image
     from .process import FilterOptions, edge_image, filter_image
 
     dest = _resolve_output(input_path, output, in_place)
@@ -247,6 +247,15 @@ def _run_filter(
     t_read = time.perf_counter() - t0
     for note in image.meta.notes:
         console.warning(f"{input_path}: {note}")
+    # fail before filtering if the result could not be written (format, depth, folder)
+    check_output(
+        dest,
+        bands=image.bands,
+        depth=depth or image.depth,  # type: ignore[arg-type]
+        format=fmt,
+        quality=quality,
+        compress_level=compress_level,
+    )
     if options.mode == "constant" and not 0.0 <= cval <= 1.0 and image.depth != "float":
         console.warning(
             f"--cval {cval:g} is outside 0..1, the scale pixels are filtered on (0 black, "

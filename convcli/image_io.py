@@ -23,9 +23,17 @@ Pillow mode                 becomes                        depth
 ``I`` (32-bit integer)      L; 16-bit if all values lie    16 or
                             in 0..65535, else float        float
 ``F`` (32-bit float)        L, values unscaled             float
-16-bit RGB/RGBA PNG         RGB/RGBA (decoded by convcli:  16
-                            Pillow would drop to 8 bits)
+16-bit RGB/RGBA/LA PNG      RGB/RGBA/LA (decoded by        16
+(interlaced or not)         convcli: Pillow would drop to
+                            8 bits)
 =========================== ============================== =========
+
+A PNG ``tRNS`` colour key on a grey or RGB image (8- or 16-bit) becomes an alpha
+band (``LA``/``RGBA``, alpha 0 where the pixel equals the key), as for palette
+images.  A TIFF with more than 8 bits per sample that Pillow decodes at 8 bits
+(16-bit RGB, say) is read at 8 bits with a note in ``meta.notes``.  Pillow's
+decompression-bomb limit (``PIL.Image.MAX_IMAGE_PIXELS``) applies to every file,
+16-bit colour PNGs included.
 
 Writing: the format comes from the extension (``format=`` overrides, and is
 required for stdout); 8-bit output for every band layout the format can
@@ -34,10 +42,13 @@ hold; 16-bit output as PNG or TIFF for ``L`` (Pillow ``I;16``) and as PNG for
 (Pillow ``F``).  Values are rounded to nearest, not truncated, and clipped.
 JPEG cannot store alpha, 16-bit or float: such requests fail with a message
 naming the file rather than silently dropping data.  EXIF orientation is
-applied on read and the EXIF written back with Orientation 1; the ICC profile
-and DPI are written back.  Writes to a path are atomic (temporary file in the
-same folder, then rename): a failed write leaves no partial file and an
-existing file untouched.
+applied on read; only descriptive EXIF tags (camera, date, author, copyright,
+description, the Exif and GPS sub-IFDs) are written back, with Orientation 1,
+never tags describing the source file's layout (size, samples, compression,
+strips, sample format, photometric...); the ICC profile and DPI are written back.
+Writes to a path are atomic (temporary file in the same folder, then rename): a
+failed write leaves no partial file and an existing file untouched.
+:func:`check_output` raises what :func:`write_image` would, without encoding.
 """
 
 from __future__ import annotations
@@ -46,15 +57,16 @@ import io
 import os
 import struct
 import sys
+import warnings
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO, Literal
+from typing import Any, BinaryIO, Literal, NamedTuple
 
 import numpy as np
 from numpy.typing import NDArray
+from PIL import ExifTags, ImageFile, ImageOps, PngImagePlugin, UnidentifiedImageError
 from PIL import Image as PILImage
-from PIL import ImageFile, ImageOps, UnidentifiedImageError
 
 from .atomic import write_atomically
 from .errors import ImageReadError, ImageWriteError, UsageError
@@ -87,6 +99,26 @@ DEFAULT_JPEG_QUALITY = 92
 
 _EXIF_FORMATS = {"JPEG", "PNG", "WEBP", "TIFF"}
 _ICC_FORMATS = {"JPEG", "PNG", "WEBP", "TIFF"}
+
+#: EXIF tags of the first IFD written back: descriptive ones only.  For a TIFF source the
+#: first IFD is the image's own directory (size, bits per sample, compression, strips,
+#: sample format, photometric...), which would mislabel the output's pixels.
+_KEPT_EXIF_TAGS = (
+    ExifTags.Base.ImageDescription,
+    ExifTags.Base.Make,
+    ExifTags.Base.Model,
+    ExifTags.Base.Software,
+    ExifTags.Base.DateTime,
+    ExifTags.Base.Artist,
+    ExifTags.Base.Copyright,
+)
+#: Dropped from the Exif sub-IFD: the image size (stale once the orientation is applied)
+#: and the Interop pointer (an offset into the source file).
+_DROPPED_EXIF_IFD_TAGS = (
+    ExifTags.Base.ExifImageWidth,
+    ExifTags.Base.ExifImageHeight,
+    ExifTags.IFD.Interop,
+)
 
 
 @dataclass
@@ -158,15 +190,15 @@ def read_image(source: str | os.PathLike[str] | BinaryIO) -> Image:
     Raises :class:`ImageReadError` naming the file for anything Pillow cannot read.
     """
     name, data = _read_source(source)
-    png16 = _read_png16_colour(data, name)
-    if png16 is not None:
-        return png16
+    png = _png_header(data)
+    if png is not None and png.bit_depth == 16 and png.colour in (2, 4, 6):
+        return _read_png16_colour(data, png, name)
     previous = ImageFile.LOAD_TRUNCATED_IMAGES
     ImageFile.LOAD_TRUNCATED_IMAGES = False
     try:
         with PILImage.open(io.BytesIO(data)) as im:
             im.load()
-            return _from_pil(im, name)
+            return _from_pil(im, name, png_bit_depth=png.bit_depth if png else None)
     except PILImage.DecompressionBombError as exc:
         raise ImageReadError(f"{name}: image too large ({exc})") from None
     except UnidentifiedImageError:
@@ -210,7 +242,82 @@ def _unit8(im: PILImage.Image) -> NDArray[np.float32]:
     return np.divide(np.asarray(im), np.float32(255), dtype=np.float32)
 
 
-def _from_pil(im: PILImage.Image, name: str) -> Image:
+def _check_pixel_limit(width: int, height: int, name: str) -> None:
+    """Pillow's decompression-bomb check (``PIL.Image.MAX_IMAGE_PIXELS``), for convcli's decoder.
+
+    As for a file Pillow decodes: above twice the limit an :class:`ImageReadError`, above the
+    limit a :class:`PIL.Image.DecompressionBombWarning`.
+    """
+    limit = PILImage.MAX_IMAGE_PIXELS
+    if limit is None:
+        return
+    pixels = max(1, width) * max(1, height)
+    if pixels > 2 * limit:
+        raise ImageReadError(
+            f"{name}: image too large (Image size ({pixels} pixels) exceeds limit of "
+            f"{2 * limit} pixels, could be decompression bomb DOS attack.)"
+        )
+    if pixels > limit:
+        warnings.warn(
+            f"Image size ({pixels} pixels) exceeds limit of {limit} pixels, "
+            "could be decompression bomb DOS attack.",
+            PILImage.DecompressionBombWarning,
+            stacklevel=4,
+        )
+
+
+def _descriptive_exif(exif: PILImage.Exif) -> bytes | None:
+    """The EXIF to write back: descriptive tags, Exif and GPS sub-IFDs, Orientation 1."""
+    kept = PILImage.Exif()
+    for tag in _KEPT_EXIF_TAGS:
+        if tag in exif:
+            kept[tag] = exif[tag]
+    if ExifTags.Base.Orientation in exif:
+        kept[ExifTags.Base.Orientation] = 1
+    for tag in (ExifTags.IFD.Exif, ExifTags.IFD.GPSInfo):
+        if tag in exif:
+            sub = dict(exif.get_ifd(tag))
+            if tag == ExifTags.IFD.Exif:
+                for dropped in _DROPPED_EXIF_IFD_TAGS:
+                    sub.pop(dropped, None)
+            if sub:
+                kept[tag] = sub
+    return kept.tobytes() if len(kept) else None
+
+
+def _without_sub_ifds(exif: bytes) -> bytes | None:
+    """EXIF for a TIFF output: Pillow's libtiff writer fails on the Exif and GPS sub-IFDs."""
+    source = PILImage.Exif()
+    source.load(exif)
+    kept = PILImage.Exif()
+    for tag, value in source.items():
+        if tag not in (ExifTags.IFD.Exif, ExifTags.IFD.GPSInfo):
+            kept[tag] = value
+    return kept.tobytes() if len(kept) else None
+
+
+def _colour_key(im: PILImage.Image, png_bit_depth: int | None) -> int | tuple[int, ...] | None:
+    """A grey or RGB image's ``tRNS`` colour key, on the scale of its pixel values."""
+    value = im.info.get("transparency")
+    if im.mode == "RGB" and isinstance(value, tuple) and len(value) == 3:
+        return tuple(int(v) for v in value)
+    if im.mode in ("1", "L", "I;16", "I") and isinstance(value, int):
+        if im.mode == "L" and png_bit_depth in (2, 4):
+            return value * (255 // (2**png_bit_depth - 1))  # Pillow scales 2/4-bit grey to 8
+        return value  # mode "1": Pillow already gives 0 or 255
+    return None
+
+
+def _key_alpha(values: NDArray[Any], key: int | tuple[int, ...]) -> NDArray[np.float32]:
+    """Alpha for a colour key: 0.0 where a pixel equals the key, else 1.0; ``(H, W, 1)``."""
+    match = values == np.asarray(key, dtype=np.int64)
+    if match.ndim == 3:
+        match = match.all(axis=2)
+    return (~match).astype(np.float32)[:, :, np.newaxis]
+
+
+def _from_pil(im: PILImage.Image, name: str, *, png_bit_depth: int | None = None) -> Image:
+    """Pixels and metadata of a decoded Pillow image (``png_bit_depth``: from a PNG's IHDR)."""
     meta = ImageMeta(format=im.format, source_mode=im.mode)
     frames = getattr(im, "n_frames", 1)
     if frames > 1:
@@ -222,12 +329,12 @@ def _from_pil(im: PILImage.Image, name: str) -> Image:
             meta.dpi = (float(dpi[0]), float(dpi[1]))
         except (TypeError, ValueError, IndexError):
             meta.dpi = None
+    key = _colour_key(im, png_bit_depth)
+    tiff_bits = getattr(im, "tag_v2", {}).get(258)  # BitsPerSample
     exif = im.getexif()
-    orientation = exif.get(0x0112, 1)
-    if orientation not in (None, 1):
+    meta.exif = _descriptive_exif(exif)
+    if exif.get(ExifTags.Base.Orientation, 1) not in (None, 1):
         im = ImageOps.exif_transpose(im)
-        exif[0x0112] = 1
-    meta.exif = exif.tobytes() if len(exif) else None
     mode = im.mode
     if mode == "1":
         pixels, bands, depth = _unit8(im.convert("L")), "L", "8"
@@ -265,12 +372,51 @@ def _from_pil(im: PILImage.Image, name: str) -> Image:
     meta.icc_profile = icc
     if pixels.ndim == 2:
         pixels = pixels[:, :, np.newaxis]
+    if key is not None and bands in ("L", "RGB"):
+        values = np.asarray(im.convert("L") if mode == "1" else im)
+        pixels = np.concatenate([pixels, _key_alpha(values, key)], axis=2)
+        bands += "A"
+    if depth == "8" and tiff_bits:
+        bits = max(tiff_bits) if isinstance(tiff_bits, tuple) else int(tiff_bits)
+        if bits > 8:
+            meta.notes.append(
+                f"{bits}-bit samples read as 8-bit (Pillow cannot read this {mode} TIFF "
+                "at full depth)"
+            )
     return Image(np.ascontiguousarray(pixels, dtype=np.float32), bands, depth, meta)  # type: ignore[arg-type]
 
 
 # -- 16-bit colour PNG (Pillow would reduce it to 8 bits) -------------------------------------
 
 _PNG_SIG = b"\x89PNG\r\n\x1a\n"
+
+#: Adam7 passes: first column, first row, column step, row step.
+_ADAM7 = (
+    (0, 0, 8, 8),
+    (4, 0, 8, 8),
+    (0, 4, 4, 8),
+    (2, 0, 4, 4),
+    (0, 2, 2, 4),
+    (1, 0, 2, 2),
+    (0, 1, 1, 2),
+)
+
+
+class _PngHeader(NamedTuple):
+    width: int
+    height: int
+    bit_depth: int
+    colour: int
+    compression: int
+    filter_method: int
+    interlace: int
+
+
+def _png_header(data: bytes) -> _PngHeader | None:
+    """A PNG's IHDR fields, or None if ``data`` does not start like a PNG."""
+    if not data.startswith(_PNG_SIG) or len(data) < 33 or data[12:16] != b"IHDR":
+        return None
+    return _PngHeader(*struct.unpack(">IIBBBBB", data[16:29]))
 
 
 def _png_chunks(data: bytes, name: str) -> list[tuple[bytes, bytes]]:
@@ -289,48 +435,86 @@ def _png_chunks(data: bytes, name: str) -> list[tuple[bytes, bytes]]:
     return chunks
 
 
-def _read_png16_colour(data: bytes, name: str) -> Image | None:
-    """Decode a non-interlaced 16-bit RGB/RGBA/LA PNG, or return None to let Pillow do it."""
-    if not data.startswith(_PNG_SIG) or len(data) < 33 or data[12:16] != b"IHDR":
-        return None
-    width, height, bitdepth, colour, _, _, interlace = struct.unpack(">IIBBBBB", data[16:29])
-    if bitdepth != 16 or colour not in (2, 4, 6):
-        return None
-    if interlace:
-        return None  # Pillow reads it (at 8 bits per channel)
-    from . import _native
+def _png_passes(header: _PngHeader) -> list[tuple[int, int, int, int, int, int]]:
+    """``(x0, y0, dx, dy, width, height)`` of each non-empty pass (one if not interlaced)."""
+    if not header.interlace:
+        return [(0, 0, 1, 1, header.width, header.height)]
+    passes = []
+    for x0, y0, dx, dy in _ADAM7:
+        width = (header.width - x0 + dx - 1) // dx
+        height = (header.height - y0 + dy - 1) // dy
+        if width > 0 and height > 0:
+            passes.append((x0, y0, dx, dy, width, height))
+    return passes
 
-    channels = {2: 3, 4: 2, 6: 4}[colour]
-    chunks = _png_chunks(data, name)
+
+def _decompress_at_most(compressed: bytes, size: int, name: str) -> bytes:
+    """At most ``size`` (> 0) bytes of a zlib stream: data beyond the header's size is ignored."""
     try:
-        raw = zlib.decompress(b"".join(body for ctype, body in chunks if ctype == b"IDAT"))
+        return zlib.decompressobj().decompress(compressed, size)
     except zlib.error as exc:
         raise ImageReadError(f"{name}: cannot decode image (corrupt PNG data: {exc})") from None
-    stride = width * channels * 2
-    if len(raw) < height * (stride + 1):
+
+
+def _read_png16_colour(data: bytes, header: _PngHeader, name: str) -> Image:
+    """Decode a 16-bit RGB/RGBA/LA PNG, interlaced or not (Pillow would give 8 bits)."""
+    from . import _native
+
+    width, height, _, colour, compression, filter_method, interlace = header
+    if width == 0 or height == 0 or compression or filter_method or interlace not in (0, 1):
+        raise ImageReadError(f"{name}: cannot decode image (invalid PNG header)")
+    _check_pixel_limit(width, height, name)
+    channels = {2: 3, 4: 2, 6: 4}[colour]
+    bpp = channels * 2
+    passes = _png_passes(header)
+    expected = sum(h * (w * bpp + 1) for _, _, _, _, w, h in passes)
+    chunks = _png_chunks(data, name)
+    idat = b"".join(body for ctype, body in chunks if ctype == b"IDAT")
+    raw = _decompress_at_most(idat, expected, name)
+    if len(raw) < expected:
         raise ImageReadError(f"{name}: cannot decode image (truncated PNG data)")
-    out = bytearray(height * stride)
-    try:
-        _native.png_unfilter(raw, out, height, stride, channels * 2)
-    except ValueError as exc:
-        raise ImageReadError(f"{name}: cannot decode image ({exc})") from None
-    arr = np.frombuffer(bytes(out), dtype=">u2").reshape(height, width, channels)
+    arr = np.empty((height, width, channels), dtype=">u2")
+    view = memoryview(raw)
+    pos = 0
+    for x0, y0, dx, dy, w, h in passes:
+        stride = w * bpp
+        out = bytearray(h * stride)
+        try:
+            _native.png_unfilter(view[pos : pos + h * (stride + 1)], out, h, stride, bpp)
+        except ValueError as exc:
+            raise ImageReadError(f"{name}: cannot decode image ({exc})") from None
+        arr[y0::dy, x0::dx] = np.frombuffer(out, dtype=">u2").reshape(h, w, channels)
+        pos += h * (stride + 1)
     meta = ImageMeta(
         format="PNG", source_mode=f"{'RGB' if colour == 2 else 'RGBA' if colour == 6 else 'LA'};16"
     )
+    key: tuple[int, ...] | None = None
     for ctype, body in chunks:
         if ctype == b"iCCP":
+            _, _, rest = body.partition(b"\x00")
             try:
-                pname, _, rest = body.partition(b"\x00")
-                meta.icc_profile = zlib.decompress(rest[1:])
+                inflate = zlib.decompressobj()
+                profile = inflate.decompress(rest[1:], PngImagePlugin.MAX_TEXT_CHUNK)
             except zlib.error:
                 meta.notes.append("unreadable ICC profile ignored")
+                continue
+            if inflate.unconsumed_tail:
+                meta.notes.append(
+                    f"ICC profile ignored: larger than {PngImagePlugin.MAX_TEXT_CHUNK} bytes"
+                )
+            else:
+                meta.icc_profile = profile
         elif ctype == b"pHYs" and len(body) == 9:
             px, py, unit = struct.unpack(">IIB", body)
             if unit == 1:
                 meta.dpi = (px * 0.0254, py * 0.0254)
+        elif ctype == b"tRNS" and colour == 2 and len(body) == 6:
+            key = struct.unpack(">HHH", body)
     bands = {2: "RGB", 4: "LA", 6: "RGBA"}[colour]
     pixels = arr.astype(np.float32) / 65535
+    if key is not None:
+        pixels = np.concatenate([pixels, _key_alpha(arr, key)], axis=2)
+        bands = "RGBA"
     return Image(np.ascontiguousarray(pixels), bands, "16", meta)
 
 
@@ -402,6 +586,83 @@ def _format_for(dest_name: str, format: str | None) -> str:
     return EXTENSIONS[ext]
 
 
+def _check_encodable(
+    fmt: str,
+    bands: str,
+    depth: Depth,
+    *,
+    quality: int | None,
+    compress_level: int | None,
+    name: str,
+) -> None:
+    """Raise the error encoding ``bands`` at ``depth`` as ``fmt`` would meet, if any."""
+    if quality is not None and not 1 <= quality <= 100:
+        raise UsageError(f"quality must be 1..100, got {quality}")
+    if compress_level is not None and not 0 <= compress_level <= 9:
+        raise UsageError(f"PNG compression level must be 0..9, got {compress_level}")
+    if depth not in ("8", "16", "float"):
+        raise UsageError(f"depth must be 8, 16 or float, got '{depth}'")
+    if bands not in _BANDS_BY_CHANNELS.values():
+        raise UsageError(f"bands must be L, LA, RGB or RGBA, got '{bands}'")
+    if fmt == "JPEG" and bands in ("LA", "RGBA"):
+        raise ImageWriteError(
+            f"{name}: JPEG cannot store transparency; write .png, .webp or .tif instead"
+        )
+    if depth == "16":
+        if fmt not in ("PNG", "TIFF") or (fmt == "TIFF" and bands != "L"):
+            raise ImageWriteError(
+                f"{name}: {fmt} cannot store 16-bit {bands}; write .png"
+                + (" or .tif" if bands == "L" else "")
+                + " or use --depth 8"
+            )
+    elif depth == "float":
+        if fmt != "TIFF" or bands != "L":
+            raise ImageWriteError(
+                f"{name}: float output needs a single-channel .tif (got {bands} as {fmt}); "
+                "use --depth 16 or --depth 8"
+            )
+    elif fmt == "BMP" and bands == "LA":
+        raise ImageWriteError(f"{name}: BMP cannot store grey with alpha; write .png")
+
+
+def _check_destination(name: str) -> None:
+    """Raise the error writing to the path ``name`` would meet before encoding (not "-")."""
+    path = Path(name)
+    folder = path.parent if str(path.parent) else Path(".")
+    if not folder.is_dir():
+        raise ImageWriteError(f"{name}: output folder '{folder}' does not exist")
+    if path.is_dir():
+        raise ImageWriteError(f"{name}: is a directory")
+
+
+def check_output(
+    dest: str | os.PathLike[str] | BinaryIO,
+    *,
+    bands: str,
+    depth: Depth,
+    format: str | None = None,
+    quality: int | None = None,
+    compress_level: int | None = None,
+) -> str:
+    """Check that :func:`write_image` could write ``bands`` at ``depth`` to ``dest``; no encoding.
+
+    Raises the :class:`UsageError` or :class:`ImageWriteError` that writing would raise
+    (unknown extension or format, ``"-"`` without ``format``, JPEG with alpha, 16-bit or
+    float data, a missing output folder...), so a command can fail before filtering.
+    Returns the Pillow format name (``"PNG"``, ``"JPEG"``, ...).
+    """
+    if not isinstance(dest, (str, os.PathLike)):
+        name = str(getattr(dest, "name", "<stream>"))
+        fmt = _format_for("-", format)
+    else:
+        name = os.fspath(dest)
+        fmt = _format_for(name, format)
+    _check_encodable(fmt, bands, depth, quality=quality, compress_level=compress_level, name=name)
+    if isinstance(dest, (str, os.PathLike)) and name != "-":
+        _check_destination(name)
+    return fmt
+
+
 def encode_image(
     image: Image,
     fmt: str,
@@ -413,37 +674,17 @@ def encode_image(
 ) -> bytes:
     """Encode an image into the bytes of a file of Pillow format ``fmt``."""
     depth = depth or image.depth
-    if quality is not None and not 1 <= quality <= 100:
-        raise UsageError(f"quality must be 1..100, got {quality}")
-    if compress_level is not None and not 0 <= compress_level <= 9:
-        raise UsageError(f"PNG compression level must be 0..9, got {compress_level}")
     bands = image.bands
+    _check_encodable(fmt, bands, depth, quality=quality, compress_level=compress_level, name=name)
     values = to_depth(image.pixels, depth)
-    if fmt == "JPEG" and bands in ("LA", "RGBA"):
-        raise ImageWriteError(
-            f"{name}: JPEG cannot store transparency; write .png, .webp or .tif instead"
-        )
     level = DEFAULT_PNG_LEVEL if compress_level is None else compress_level
     if depth == "16":
         if fmt == "PNG" and bands != "L":
             return _png16_bytes(values, bands, image.meta, level)
-        if fmt not in ("PNG", "TIFF") or bands != "L":
-            raise ImageWriteError(
-                f"{name}: {fmt} cannot store 16-bit {bands}; write .png"
-                + (" or .tif" if bands == "L" else "")
-                + " or use --depth 8"
-            )
         pil = PILImage.fromarray(np.ascontiguousarray(values[:, :, 0]))  # uint16: I;16
     elif depth == "float":
-        if fmt != "TIFF" or bands != "L":
-            raise ImageWriteError(
-                f"{name}: float output needs a single-channel .tif (got {bands} as {fmt}); "
-                "use --depth 16 or --depth 8"
-            )
         pil = PILImage.fromarray(np.ascontiguousarray(values[:, :, 0]))  # float32: F
     else:
-        if fmt == "BMP" and bands == "LA":
-            raise ImageWriteError(f"{name}: BMP cannot store grey with alpha; write .png")
         arr = values[:, :, 0] if bands == "L" else values
         pil = PILImage.fromarray(np.ascontiguousarray(arr))  # uint8 by channel count
     params: dict[str, object] = {}
@@ -452,8 +693,9 @@ def encode_image(
         params["icc_profile"] = meta.icc_profile
     if meta.dpi and fmt in ("JPEG", "PNG", "TIFF", "BMP", "WEBP"):
         params["dpi"] = meta.dpi
-    if meta.exif and fmt in _EXIF_FORMATS:
-        params["exif"] = meta.exif
+    exif = _without_sub_ifds(meta.exif) if meta.exif and fmt == "TIFF" else meta.exif
+    if exif and fmt in _EXIF_FORMATS:
+        params["exif"] = exif
     if fmt == "PNG":
         params["compress_level"] = level
     elif fmt == "JPEG":
@@ -468,7 +710,7 @@ def encode_image(
     buf = io.BytesIO()
     try:
         pil.save(buf, format=fmt, **params)
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+    except (OSError, ValueError, KeyError, TypeError, RuntimeError) as exc:
         raise ImageWriteError(f"{name}: cannot encode as {fmt} ({_reason(exc)})") from None
     return buf.getvalue()
 
@@ -512,13 +754,8 @@ def write_image(
         sys.stdout.buffer.write(data)
         sys.stdout.buffer.flush()
         return
-    path = Path(name)
-    folder = path.parent if str(path.parent) else Path(".")
-    if not folder.is_dir():
-        raise ImageWriteError(f"{name}: output folder '{folder}' does not exist")
-    if path.is_dir():
-        raise ImageWriteError(f"{name}: is a directory")
+    _check_destination(name)
     try:
-        write_atomically(path, data)
+        write_atomically(Path(name), data)
     except OSError as exc:
         raise ImageWriteError(f"{name}: cannot write ({exc.strerror or exc})") from None

@@ -158,7 +158,13 @@ def filter_image(
     depth = _check("depth", options.depth or image.depth, DEPTHS)
     alpha_mode = _check("alpha mode", options.alpha, ALPHA_MODES)
     dtype = np.dtype(_check("precision", options.dtype, ("float32", "float64")))
-    policy = options.range_policy or ("none" if depth == "float" else "clip")
+    policy = _check(
+        "range policy",
+        options.range_policy or ("none" if depth == "float" else "clip"),
+        RANGE_POLICIES,
+    )
+    if policy == "none" and depth != "float":  # refused before the work, not after it
+        raise UsageError("range policy 'none' is only for float output (--depth float)")
     ks = prepare_kernels(kernels, options.normalize)
 
     pixels = np.asarray(image.pixels, dtype=dtype)

@@ -358,3 +358,29 @@ def test_an_unexpected_file_error_is_one_line_not_a_traceback(runner, photo, tmp
         f"Error: {tmp_path / 'afile/sub'}: Not a directory"
     )
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    "extra, code, message",
+    [
+        (["-o", "x.xyz"], 2, "cannot tell the image format from 'x.xyz'"),
+        (["-o", "-"], 2, "writing to standard output needs --format"),
+        (["-o", "o.png", "--range", "none"], 2, "range policy 'none' is only for float output"),
+        (["-o", "nodir/o.png"], 1, "nodir/o.png: output folder 'nodir' does not exist"),
+    ],
+)
+def test_unwritable_outputs_are_refused_before_filtering(
+    runner, photo, tmp_path, monkeypatch, extra, code, message
+):
+    import convcli.process
+
+    def must_not_run(*args, **kwargs):
+        raise AssertionError("filtered although the output could not be written")
+
+    monkeypatch.setattr(convcli.process, "_check_float_range", must_not_run)
+    monkeypatch.chdir(tmp_path)
+    path, _ = photo
+    result = runner.invoke(main, ["apply", str(path), "-k", "box", *extra])
+    assert result.exit_code == code, result.output
+    assert message in result.stderr
+    assert result.stderr.startswith("Error: ") and len(result.stderr.strip().splitlines()) == 1

@@ -5,17 +5,25 @@ from __future__ import annotations
 import io
 import struct
 import sys
+import tracemalloc
 import zlib
 
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from PIL import ExifTags, ImageCms, PngImagePlugin
 from PIL import Image as PILImage
-from PIL import ImageCms
 
 from convcli.errors import ImageReadError, ImageWriteError, UsageError
-from convcli.image_io import Image, from_array, read_image, to_depth, write_image
+from convcli.image_io import (
+    Image,
+    check_output,
+    from_array,
+    read_image,
+    to_depth,
+    write_image,
+)
 
 RNG = np.random.default_rng(42)
 GREY = (RNG.random((5, 7)) * 255).astype(np.uint8)  # odd sizes catch transposes
@@ -212,8 +220,8 @@ def _paeth(a, b, c):
     return a if pa <= pb and pa <= pc else (b if pb <= pc else c)
 
 
-def _png16(values: np.ndarray, colour: int, filters: list[int]) -> bytes:
-    """A reference PNG encoder (slow, test only) using the given filter type per row."""
+def _filtered_rows(values: np.ndarray, filters: list[int]) -> bytes:
+    """Rows of a (sub-)image, each filtered with the given type in turn and prefixed by it."""
     h, w, c = values.shape
     bpp = 2 * c
     rows = [values[y].astype(">u2").tobytes() for y in range(h)]
@@ -229,16 +237,52 @@ def _png16(values: np.ndarray, colour: int, filters: list[int]) -> bytes:
             pred = [0, a, b, (a + b) // 2, _paeth(a, b, cc)][ftype]
             enc.append((v - pred) & 0xFF)
         out += bytes([ftype]) + bytes(enc)
+    return out
 
-    def chunk(t, d):
-        return struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d) & 0xFFFFFFFF)
 
-    ihdr = struct.pack(">IIBBBBB", w, h, 16, colour, 0, 0, 0)
+def _chunk(ctype: bytes, body: bytes) -> bytes:
+    crc = zlib.crc32(ctype + body) & 0xFFFFFFFF
+    return struct.pack(">I", len(body)) + ctype + body + struct.pack(">I", crc)
+
+
+ADAM7 = [
+    (0, 0, 8, 8),
+    (4, 0, 8, 8),
+    (0, 4, 4, 8),
+    (2, 0, 4, 4),
+    (0, 2, 2, 4),
+    (1, 0, 2, 2),
+    (0, 1, 1, 2),
+]
+
+
+def _png16(
+    values: np.ndarray,
+    colour: int,
+    filters: list[int],
+    *,
+    interlace: bool = False,
+    chunks: bytes = b"",
+    idat: bytes | None = None,
+) -> bytes:
+    """A reference PNG encoder (slow, test only) using the given filter type per row.
+
+    ``interlace``: Adam7, each pass a sub-image filtered on its own; ``chunks`` go
+    before IDAT; ``idat`` replaces the compressed data.
+    """
+    h, w, c = values.shape
+    if interlace:
+        passes = [values[y0::dy, x0::dx] for x0, y0, dx, dy in ADAM7]
+        raw = b"".join(_filtered_rows(p, filters) for p in passes if p.size)
+    else:
+        raw = _filtered_rows(values, filters)
+    ihdr = struct.pack(">IIBBBBB", w, h, 16, colour, 0, 0, int(interlace))
     return (
         b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", ihdr)
-        + chunk(b"IDAT", zlib.compress(out))
-        + chunk(b"IEND", b"")
+        + _chunk(b"IHDR", ihdr)
+        + chunks
+        + _chunk(b"IDAT", zlib.compress(raw) if idat is None else idat)
+        + _chunk(b"IEND", b"")
     )
 
 
@@ -269,6 +313,288 @@ def test_16bit_colour_png_bad_filter_is_a_read_error(tmp_path):
     path.write_bytes(good[:idat_start] + idat + good[good.index(b"IEND") - 4 :])
     with pytest.raises(ImageReadError, match="bad.png: cannot decode image \\(invalid PNG filter"):
         read_image(path)
+
+
+@pytest.mark.parametrize(
+    ("width", "height"), [(13, 11), (1, 1), (3, 2), (8, 8)], ids=["13x11", "1x1", "3x2", "8x8"]
+)
+@pytest.mark.parametrize(
+    ("colour", "channels", "bands"), [(2, 3, "RGB"), (6, 4, "RGBA"), (4, 2, "LA")]
+)
+def test_interlaced_16bit_colour_png_is_read_at_full_depth(
+    tmp_path, width, height, colour, channels, bands
+):
+    values = RNG.integers(0, 65536, (height, width, channels)).astype(np.uint16)
+    path = tmp_path / "adam7.png"
+    path.write_bytes(_png16(values, colour, [0, 1, 2, 3, 4], interlace=True))
+    with PILImage.open(path) as pil:  # the reference encoder, checked by Pillow (at 8 bits)
+        eight = np.asarray(pil)
+        if bands == "LA":  # Pillow gives 16-bit grey + alpha as RGBA
+            assert pil.mode == "RGBA"
+            eight = eight[..., [0, 3]]
+        np.testing.assert_array_equal(eight.reshape(values.shape), values >> 8)
+    im = read_image(path)
+    assert im.bands == bands and im.depth == "16" and im.meta.notes == []
+    np.testing.assert_array_equal(np.rint(im.pixels * 65535).astype(np.uint16), values)
+
+
+def _tiff16(values: np.ndarray) -> bytes:
+    """An uncompressed little-endian 16-bit RGB TIFF (Pillow cannot write one)."""
+    h, w, c = values.shape
+    pixels = values.astype("<u2").tobytes()
+    bits = struct.pack("<3H", 16, 16, 16)
+    data_at = 8 + len(bits)
+    ifd_at = data_at + len(pixels)
+    short, long_ = 3, 4
+    entries = [
+        (256, short, 1, w),
+        (257, short, 1, h),
+        (258, short, 3, 8),  # BitsPerSample: three values, stored at offset 8
+        (259, short, 1, 1),
+        (262, short, 1, 2),
+        (273, long_, 1, data_at),
+        (277, short, 1, c),
+        (278, short, 1, h),
+        (279, long_, 1, len(pixels)),
+    ]
+    ifd = struct.pack("<H", len(entries))
+    for tag, kind, count, value in entries:
+        ifd += struct.pack("<HHI", tag, kind, count)
+        ifd += (
+            struct.pack("<HH", value, 0)
+            if kind == short and count == 1
+            else struct.pack("<I", value)
+        )
+    return b"II*\x00" + struct.pack("<I", ifd_at) + bits + pixels + ifd + struct.pack("<I", 0)
+
+
+def test_16bit_rgb_tiff_read_at_8_bits_says_so(tmp_path):
+    values = RNG.integers(0, 65536, (4, 5, 3)).astype(np.uint16)
+    path = tmp_path / "rgb16.tif"
+    path.write_bytes(_tiff16(values))
+    im = read_image(path)
+    assert (im.bands, im.depth) == ("RGB", "8")
+    np.testing.assert_allclose(im.pixels, (values >> 8) / 255, atol=1e-7)
+    assert im.meta.notes == [
+        "16-bit samples read as 8-bit (Pillow cannot read this RGB TIFF at full depth)"
+    ]
+    assert read_image(save(tmp_path, PILImage.fromarray(RGB), "rgb8.tif")).meta.notes == []
+
+
+# -- decompression bombs -------------------------------------------------------------------------
+
+
+def _png8(tmp_path):
+    return save(tmp_path, PILImage.fromarray(RGB), "p8.png")  # 7 x 5, decoded by Pillow
+
+
+def _png16_file(tmp_path):
+    path = tmp_path / "p16.png"
+    path.write_bytes(_png16(RGB.astype(np.uint16) * 257, 2, [0]))  # 7 x 5, decoded by convcli
+    return path
+
+
+@pytest.mark.parametrize("make", [_png8, _png16_file], ids=["pillow", "convcli"])
+def test_pixel_limit_is_pillows_for_every_decoder(tmp_path, monkeypatch, make):
+    path = make(tmp_path)
+    monkeypatch.setattr(PILImage, "MAX_IMAGE_PIXELS", 17)  # 35 pixels > 2 * 17
+    with pytest.raises(
+        ImageReadError,
+        match=r"p(8|16)\.png: image too large \(Image size \(35 pixels\) exceeds limit of 34 "
+        r"pixels, could be decompression bomb DOS attack\.\)$",
+    ):
+        read_image(path)
+    monkeypatch.setattr(PILImage, "MAX_IMAGE_PIXELS", 18)  # 18 < 35 <= 36: a warning
+    with pytest.warns(PILImage.DecompressionBombWarning, match="35 pixels"):
+        im = read_image(path)
+    np.testing.assert_allclose(im.pixels, RGB / 255, atol=1e-7)
+    monkeypatch.setattr(PILImage, "MAX_IMAGE_PIXELS", 35)
+    assert read_image(path).width == 7
+
+
+def test_16bit_png_decompresses_no_more_than_its_header_says(tmp_path):
+    values = RNG.integers(0, 65536, (4, 4, 3)).astype(np.uint16)
+    squeeze = zlib.compressobj(9)
+    # the real rows, then 64 MB of zeros the header has no room for
+    bomb = squeeze.compress(_filtered_rows(values, [0]))
+    for _ in range(64):
+        bomb += squeeze.compress(bytes(1 << 20))
+    bomb += squeeze.flush()
+    path = tmp_path / "bomb.png"
+    path.write_bytes(_png16(values, 2, [0], idat=bomb))
+    assert path.stat().st_size < 200_000
+    tracemalloc.start()
+    try:
+        im = read_image(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    np.testing.assert_array_equal(np.rint(im.pixels * 65535).astype(np.uint16), values)
+    assert peak < 4 << 20
+
+
+def test_16bit_png_oversized_icc_profile_is_ignored_with_a_note(tmp_path):
+    big = zlib.compress(bytes(PngImagePlugin.MAX_TEXT_CHUNK + 1))
+    iccp = _chunk(b"iCCP", b"icc\x00\x00" + big)
+    path = tmp_path / "icc.png"
+    path.write_bytes(_png16(np.zeros((2, 2, 3), np.uint16), 2, [0], chunks=iccp))
+    im = read_image(path)
+    assert im.meta.icc_profile is None
+    assert im.meta.notes == [
+        f"ICC profile ignored: larger than {PngImagePlugin.MAX_TEXT_CHUNK} bytes"
+    ]
+
+
+# -- tRNS colour keys ----------------------------------------------------------------------------
+
+
+def _grey4_png(tmp_path):
+    """4-bit grey (hand-made: Pillow cannot write it), key 15 = white."""
+    levels = np.array([[0, 5, 15, 15], [15, 3, 0, 15]], np.uint8)
+    rows = b"".join(
+        b"\x00" + bytes((int(r[0]) << 4 | int(r[1]), int(r[2]) << 4 | int(r[3]))) for r in levels
+    )
+    ihdr = struct.pack(">IIBBBBB", 4, 2, 4, 0, 0, 0, 0)
+    path = tmp_path / "g4.png"
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n"
+        + _chunk(b"IHDR", ihdr)
+        + _chunk(b"tRNS", struct.pack(">H", 15))
+        + _chunk(b"IDAT", zlib.compress(rows))
+        + _chunk(b"IEND", b"")
+    )
+    return path, levels[..., None] * 17, levels != 15
+
+
+def _grey8_png(tmp_path):
+    key = int(GREY[1, 2])
+    pil = PILImage.fromarray(GREY)
+    return save(tmp_path, pil, "g8.png", transparency=key), GREY[..., None], GREY != key
+
+
+def _grey16_png(tmp_path):
+    values = GREY.astype(np.uint16) * 257 + 3
+    key = int(values[4, 6])
+    path = save(tmp_path, PILImage.fromarray(values), "g16.png", transparency=key)
+    return path, values[..., None], values != key
+
+
+def _rgb8_png(tmp_path):
+    rgb = RGB.copy()
+    rgb[0, :3] = rgb[2, 5] = (10, 20, 30)
+    path = save(tmp_path, PILImage.fromarray(rgb), "rgb8.png", transparency=(10, 20, 30))
+    return path, rgb, np.any(rgb != (10, 20, 30), axis=2)
+
+
+def _rgb16_png(tmp_path):
+    rgb = RGB.astype(np.uint16) * 257
+    rgb[1, 1] = rgb[3, 6] = (1000, 2000, 65535)
+    trns = _chunk(b"tRNS", struct.pack(">3H", 1000, 2000, 65535))
+    path = tmp_path / "rgb16.png"
+    path.write_bytes(_png16(rgb, 2, [1, 4], chunks=trns))
+    return path, rgb, np.any(rgb != (1000, 2000, 65535), axis=2)
+
+
+@pytest.mark.parametrize(
+    ("make", "bands", "depth"),
+    [
+        (_grey4_png, "LA", "8"),
+        (_grey8_png, "LA", "8"),
+        (_grey16_png, "LA", "16"),
+        (_rgb8_png, "RGBA", "8"),
+        (_rgb16_png, "RGBA", "16"),
+    ],
+    ids=["grey4", "grey8", "grey16", "rgb8", "rgb16"],
+)
+def test_png_colour_key_becomes_alpha(tmp_path, make, bands, depth):
+    path, colour, opaque = make(tmp_path)
+    assert not opaque.all() and opaque.any()
+    top = 255 if depth == "8" else 65535
+    im = read_image(path)
+    assert (im.bands, im.depth) == (bands, depth)
+    np.testing.assert_allclose(im.pixels[..., :-1], colour / top, atol=1e-7)
+    np.testing.assert_array_equal(im.pixels[..., -1], opaque.astype(np.float32))
+    write_image(im, tmp_path / "out.png")
+    back = read_image(tmp_path / "out.png")
+    assert (back.bands, back.depth) == (bands, depth)
+    np.testing.assert_array_equal(back.pixels, im.pixels)
+
+
+# -- metadata written back -----------------------------------------------------------------------
+
+
+def _float_tiff(tmp_path):
+    floats = RNG.random((5, 7)).astype(np.float32)
+    pil = PILImage.fromarray(floats)
+    path = save(tmp_path, pil, "f.tif", tiffinfo={271: "Maker", 315: "Ann"})
+    return path, "8", "L", np.rint(floats * 255).astype(np.uint8)
+
+
+def _int32_tiff(tmp_path):
+    ints = GREY.astype(np.int32) * 250  # in 0..65535: read as 16-bit
+    path = save(tmp_path, PILImage.fromarray(ints, "I"), "i.tif", tiffinfo={271: "Maker"})
+    return path, "16", "I;16", ints.astype(np.uint16)
+
+
+def _cmyk_tiff(tmp_path):
+    cmyk = PILImage.fromarray(RGB).convert("CMYK")
+    path = save(tmp_path, cmyk, "c.tif", tiffinfo={271: "Maker"})
+    return path, "8", "RGB", np.asarray(cmyk.convert("RGB"))
+
+
+@pytest.mark.parametrize("make", [_float_tiff, _int32_tiff, _cmyk_tiff], ids=["F", "I", "CMYK"])
+def test_tiff_structure_is_not_carried_into_the_output(tmp_path, make):
+    src, depth, pil_mode, expected = make(tmp_path)
+    with PILImage.open(src) as pil:
+        source_tags = dict(pil.getexif())
+    assert source_tags[271] == "Maker"
+    assert {258, 259, 262, 273, 278, 279} <= source_tags.keys()
+    im = read_image(src)
+    out = tmp_path / "out.tif"
+    write_image(im, out, depth=depth)
+    with PILImage.open(out) as pil:
+        assert pil.mode == pil_mode
+        np.testing.assert_array_equal(np.asarray(pil).reshape(expected.shape), expected)
+        tags = pil.getexif()
+        assert tags[271] == "Maker"  # descriptive tags are kept
+        assert tags.get(339, 1) == 1  # SampleFormat: unsigned integer
+        assert tags[262] == (2 if pil_mode == "RGB" else 1)  # Photometric: RGB or grey
+    back = read_image(out)
+    assert back.depth == depth and back.bands == im.bands
+    top = 255 if depth == "8" else 65535
+    np.testing.assert_allclose(back.pixels.reshape(expected.shape), expected / top, atol=1e-7)
+
+
+@pytest.mark.parametrize("ext", [".jpg", ".png", ".tif", ".webp"])
+def test_jpeg_exif_description_is_kept_and_orientation_reset(tmp_path, ext):
+    exif = PILImage.Exif()
+    exif[ExifTags.Base.Make] = "Canon"
+    exif[ExifTags.Base.Model] = "EOS 5D"
+    exif[ExifTags.Base.Orientation] = 6
+    exif[ExifTags.Base.XResolution] = 72.0
+    exif[ExifTags.IFD.Exif] = {
+        ExifTags.Base.DateTimeOriginal: "2020:01:02 03:04:05",
+        ExifTags.Base.ExifImageWidth: 7,
+        ExifTags.Base.ExifImageHeight: 5,
+    }
+    exif[ExifTags.IFD.GPSInfo] = {ExifTags.GPS.GPSLatitudeRef: "N"}
+    src = save(tmp_path, PILImage.fromarray(RGB), "src.jpg", exif=exif.tobytes())
+    im = read_image(src)
+    assert (im.height, im.width) == (7, 5)  # turned upright
+    write_image(im, tmp_path / f"out{ext}")
+    with PILImage.open(tmp_path / f"out{ext}") as out:
+        tags = out.getexif()
+        assert (tags[ExifTags.Base.Make], tags[ExifTags.Base.Model]) == ("Canon", "EOS 5D")
+        assert tags[ExifTags.Base.Orientation] == 1
+        assert ExifTags.Base.XResolution not in tags or ext == ".tif"  # TIFF: from the DPI
+        if ext == ".tif":  # Pillow's libtiff writer cannot store the sub-IFDs
+            assert ExifTags.IFD.Exif not in tags and ExifTags.IFD.GPSInfo not in tags
+        else:
+            assert tags.get_ifd(ExifTags.IFD.Exif) == {
+                ExifTags.Base.DateTimeOriginal: "2020:01:02 03:04:05"
+            }
+            assert tags.get_ifd(ExifTags.IFD.GPSInfo) == {ExifTags.GPS.GPSLatitudeRef: "N"}
+    assert read_image(tmp_path / f"out{ext}").pixels.shape == (7, 5, 3)
 
 
 # -- errors ------------------------------------------------------------------------------------
@@ -412,3 +738,56 @@ def test_from_array_checks():
 def test_image_properties():
     im = from_array(np.zeros((2, 3, 2)), depth="8")
     assert (im.height, im.width, im.channels, im.has_alpha) == (2, 3, 2, True)
+
+
+# -- checking an output before filtering ---------------------------------------------------------
+
+
+def _outcome(call, *args, **kwargs):
+    try:
+        call(*args, **kwargs)
+    except (UsageError, ImageWriteError) as exc:
+        return type(exc), str(exc)
+    return None
+
+
+@pytest.mark.parametrize("ext", [".png", ".jpg", ".tif", ".webp", ".bmp", ".gif"])
+def test_check_output_raises_exactly_what_writing_raises(tmp_path, ext):
+    outcomes = set()
+    for bands in ("L", "LA", "RGB", "RGBA"):
+        for depth in ("8", "16", "float"):
+            dest = tmp_path / f"x{ext}"
+            checked = _outcome(check_output, dest, bands=bands, depth=depth)
+            assert list(tmp_path.iterdir()) == []  # nothing written by the check
+            image = from_array(np.full((3, 4, len(bands)), 0.5), depth=depth, bands=bands)
+            written = _outcome(write_image, image, dest)
+            assert checked == written, (bands, depth)
+            assert dest.exists() == (written is None)
+            dest.unlink(missing_ok=True)
+            outcomes.add(checked is None)
+    assert outcomes == ({False} if ext == ".gif" else {True, False})
+
+
+def test_check_output_other_errors_and_result(tmp_path, monkeypatch):
+    assert check_output(tmp_path / "a.jpeg", bands="RGB", depth="8") == "JPEG"
+    assert check_output("-", bands="RGBA", depth="16", format="png") == "PNG"
+    assert check_output(io.BytesIO(), bands="L", depth="float", format="tif") == "TIFF"
+    with pytest.raises(UsageError, match="writing to standard output needs --format"):
+        check_output("-", bands="RGB", depth="8")
+    with pytest.raises(UsageError, match="unknown image format 'gif'"):
+        check_output(tmp_path / "a.png", bands="RGB", depth="8", format="gif")
+    with pytest.raises(ImageWriteError, match="x.png: output folder '.*nodir' does not exist"):
+        check_output(tmp_path / "nodir" / "x.png", bands="RGB", depth="8")
+    with pytest.raises(ImageWriteError, match="sub.png: is a directory"):
+        (tmp_path / "sub.png").mkdir()
+        check_output(tmp_path / "sub.png", bands="RGB", depth="8")
+    with pytest.raises(UsageError, match="quality must be 1..100, got 101"):
+        check_output(tmp_path / "a.jpg", bands="RGB", depth="8", quality=101)
+    with pytest.raises(UsageError, match="PNG compression level must be 0..9, got -1"):
+        check_output(tmp_path / "a.png", bands="RGB", depth="8", compress_level=-1)
+    with pytest.raises(UsageError, match="depth must be 8, 16 or float, got '12'"):
+        check_output(tmp_path / "a.png", bands="RGB", depth="12")  # type: ignore[arg-type]
+    with pytest.raises(UsageError, match="bands must be L, LA, RGB or RGBA, got 'CMYK'"):
+        check_output(tmp_path / "a.png", bands="CMYK", depth="8")
+    monkeypatch.chdir(tmp_path)
+    assert check_output("plain.webp", bands="LA", depth="8") == "WEBP"
