@@ -28,6 +28,12 @@ BOUNDARY_HELP = (
 )
 
 
+CVAL_HELP = (
+    "Value outside the image for --boundary constant, on the 0..1 scale of the pixels "
+    "(0 black, 1 white; 8- and 16-bit images are scaled to 0..1)."
+)
+
+
 def handle_errors(fn: F) -> F:
     """Run a command body, mapping convcli errors to ``Error: ...`` and an exit code."""
 
@@ -93,8 +99,7 @@ _FILTER_SETTINGS = [
         type=float,
         default=0.0,
         show_default=True,
-        help="Value outside the image for --boundary constant, on the 0..1 scale of the "
-        "pixels (0 black, 1 white; 8- and 16-bit images are scaled to 0..1).",
+        help=CVAL_HELP,
     ),
     click.option(
         "--range",
@@ -480,12 +485,15 @@ def edge(input_path: str, operator: str, **opts: Any) -> None:
 @click.option(
     "--boundary", "mode", default="reflect", show_default=True, metavar="MODE", help=BOUNDARY_HELP
 )
+@click.option("--cval", type=float, default=0.0, show_default=True, help=CVAL_HELP)
 @click.option(
-    "--cval",
-    type=float,
-    default=0.0,
+    "--alpha",
+    "alpha_mode",
+    type=click.Choice(["premultiply", "plain"]),
+    default="premultiply",
     show_default=True,
-    help="Value outside the image for --boundary constant.",
+    help="With alpha: premultiply colour by alpha while filtering (as apply does), or "
+    "filter alpha as a plain channel.",
 )
 @click.option(
     "--range",
@@ -511,7 +519,13 @@ def edge(input_path: str, operator: str, **opts: Any) -> None:
     default=None,
     metavar="DIR",
     help="Also write the convolution, correlation and "
-    "correlation-with-rotated-kernel images into DIR.",
+    "correlation-with-rotated-kernel images into DIR (as apply would write them).",
+)
+@click.option(
+    "--raw-results",
+    is_flag=True,
+    help="With --save-results: write the raw float results instead, unmapped and "
+    "unrounded, one float32 .tif per channel.",
 )
 @debug_option
 @handle_errors
@@ -522,19 +536,22 @@ def compare(
     backend: str,
     mode: str,
     cval: float,
+    alpha_mode: str,
     range_policy: str | None,
     precision: str,
     as_json: bool,
     expect: str | None,
     save_results: str | None,
+    raw_results: bool,
 ) -> None:
     """Prove when convolution equals correlation: both, their difference, and a verdict.
 
     Computes conv = convolve(I, K), corr = correlate(I, K) and flip =
     correlate(I, rot180 K) with the same backend and boundary, prints the kernel,
     the differences and a verdict (EQUAL, NEGATED or DIFFERENT), and draws a panel
-    input | convolution | correlation | |difference|. Alpha, if any, is compared as
-    a plain channel.
+    input | convolution | correlation | |difference|. With alpha, colour is
+    premultiplied by alpha before filtering (as apply does) and pixels are
+    counted by what is visible (over black and over white).
 
     \b
     Examples:
@@ -553,6 +570,8 @@ def compare(
     from .kernel_io import load_kernel
     from .panel import panel_image, result_images
 
+    if raw_results and save_results is None:
+        raise UsageError("--raw-results goes with --save-results DIR")
     kernel = load_kernel(kernel_spec)
     boundary = normalize_mode(mode)
     image = read_image(input_path)
@@ -568,6 +587,7 @@ def compare(
         dtype=precision,
         depth=image.depth,
         range_policy=policy,
+        alpha=alpha_mode,
     )
     if panel_path is not None:
         if input_path != "-" and _same_file(input_path, panel_path):
@@ -577,8 +597,8 @@ def compare(
         folder = Path(save_results)
         folder.mkdir(parents=True, exist_ok=True)
         stem = Path(input_path).stem if input_path != "-" else "stdin"
-        ext = ".tif" if image.depth == "float" else ".png"
-        for name, img in result_images(result, image, policy).items():
+        for name, img in result_images(result, image, policy, raw=raw_results).items():
+            ext = ".tif" if img.depth == "float" else ".png"
             write_image(img, folder / f"{stem}-{name}{ext}")
     report = result.to_dict()
     if as_json:

@@ -12,9 +12,43 @@ and measures ``conv - corr`` and ``conv - flip``.  The verdict:
 * ``NEGATED``: ``conv == -corr`` within the bound (antisymmetric kernels);
 * ``DIFFERENT``: neither; then ``conv == flip`` shows that the flip explains it all.
 
+When both hold (both results are 0 within the bound, as on a flat image with a
+zero-sum kernel) the kernel's own class decides: ``NEGATED`` for an
+antisymmetric kernel, else ``EQUAL``, and the explanation says that both hold.
+
 The rounding bound is derived from the computation, not guessed: float32
 arithmetic over ``sum |K|`` times the largest input magnitude, looser for the
 FFT backend (whose error spreads over the whole transform).
+
+The numbers (:class:`DiffStats`; the JSON fields ``max_abs``, ``mean_abs``,
+``differing_pixels``, ``differing_percent``, ``psnr``) follow one rule: the
+maths on the raw results, the pixels on what is written and seen.
+
+* ``max_abs``, ``mean_abs``: of ``|a - b|`` over every pixel and channel of the
+  raw float results (before any range policy or rounding; for images with
+  alpha, the filtered channels: premultiplied colour and alpha).  They decide
+  the verdict.
+* ``differing_pixels`` (``differing_percent``: of all pixels): pixels whose
+  *visible* value *as written* differs in any channel.  As written means as
+  ``convcli apply`` would write the result: mapped by the range policy and
+  rounded to the output depth (8 or 16 bits; a float output is unmapped, and
+  there a value differs when it differs by more than the rounding bound).
+* ``psnr``: ``10 log10(peak^2 / MSE)`` of those same visible written values,
+  with the depth's peak (255 for 8-bit, 65535 for 16-bit: 1 in the [0, 1]
+  units used here), so it is never negative; for float output the peak is the
+  range (max - min) of the two results.  Infinite (JSON ``null``) when identical.
+
+Alpha (images with 2 or 4 channels: LA, RGBA).  As ``convcli apply`` does by
+default, colour is premultiplied by alpha before filtering
+(``alpha="premultiply"``), so the colour of transparent pixels, which is
+meaningless (often the rest of the picture), does not leak into the results;
+``alpha="plain"`` filters alpha as a plain channel.  As written, colour is
+un-premultiplied and mapped, alpha clipped to [0, 1].  What a viewer sees
+depends on the background, so a pixel's visible value is its colour
+composited over black and over white (``c a`` and ``c a + 1 - a``): two pixels
+look alike on every background exactly when both composites agree, and the
+larger difference of the two is the largest on any grey background.  Pixels
+transparent in both results never count, whatever their hidden colours.
 """
 
 from __future__ import annotations
@@ -29,6 +63,8 @@ from .filtering import Plan, filter_array
 from .kernels import Kernel, Symmetry
 
 VERDICTS: tuple[str, ...] = ("equal", "negated", "different")
+#: How an alpha channel is filtered (as ``convcli apply --alpha``).
+ALPHA_MODES: tuple[str, ...] = ("premultiply", "plain")
 
 #: Relative rounding error per unit of ``sum|K| * max|I|``, by backend and dtype.
 _REL_ERROR = {
@@ -43,18 +79,23 @@ _DEPTH_MAX = {"8": 255.0, "16": 65535.0}
 
 @dataclass(frozen=True)
 class DiffStats:
-    """How two results differ."""
+    """How two results differ (the rules are in the module docstring)."""
 
-    max_abs: float  #: largest absolute difference, in image units ([0, 1] for integer images)
-    mean_abs: float  #: mean absolute difference
-    differing_pixels: int  #: pixels whose quantized value differs in any channel
+    max_abs: float  #: largest |difference| of the raw results ([0, 1] units for integer images)
+    mean_abs: float  #: mean |difference| of the raw results
+    differing_pixels: int  #: pixels whose visible value as written differs in any channel
     differing_percent: float  #: the same, as a percentage of all pixels
-    psnr: float  #: peak signal-to-noise ratio in dB over a peak of 1 (inf when identical)
+    psnr: float  #: dB, on the visible written values over the depth's peak (inf when identical)
 
 
 @dataclass(frozen=True)
 class Comparison:
-    """The result of :func:`compare`."""
+    """The result of :func:`compare`.
+
+    ``conv``, ``corr`` and ``flip`` are the raw float results; for images with
+    alpha filtered with ``alpha="premultiply"`` their colour channels are
+    premultiplied (colour x alpha, the quantity that was filtered).
+    """
 
     kernel: Kernel
     plan: Plan
@@ -68,9 +109,27 @@ class Comparison:
     tolerance: float  #: the rounding bound used for "equal"
     verdict: str  #: "equal", "negated" or "different"
     range_policy: str = "clip"  #: how results were mapped to the output depth
+    cval: float = 0.0  #: the value outside the image for the ``constant`` boundary
+    precision: str = "float32"  #: the arithmetic
+    depth: str = "8"  #: the output depth pixels were counted in
+    alpha: str | None = None  #: how the alpha channel was filtered; None: no alpha channel
+
+    @property
+    def both_hold(self) -> bool:
+        """Both ``conv == corr`` and ``conv == -corr`` within the bound (both results ~0)."""
+        return (
+            self.conv_vs_corr.max_abs <= self.tolerance
+            and self.conv_vs_negated_corr.max_abs <= self.tolerance
+        )
 
     def to_dict(self) -> dict[str, object]:
-        """The stable machine-readable fields (``convcli compare --json``)."""
+        """The stable machine-readable fields (``convcli compare --json``).
+
+        ``max_abs``/``mean_abs`` are on the raw results; ``differing_pixels``,
+        ``differing_percent`` and ``psnr`` on the visible values as written in
+        ``depth`` after ``range_policy`` (see the module docstring); ``alpha`` is
+        ``premultiply``, ``plain`` or null (no alpha channel).
+        """
         k = self.kernel
 
         def stats(s: DiffStats) -> dict[str, object]:
@@ -93,6 +152,10 @@ class Comparison:
             },
             "backend": self.plan.backend,
             "boundary": self.mode,
+            "cval": self.cval,
+            "precision": self.precision,
+            "depth": self.depth,
+            "alpha": self.alpha,
             "range_policy": self.range_policy,
             "tolerance": self.tolerance,
             "conv_vs_corr": stats(self.conv_vs_corr),
@@ -106,18 +169,24 @@ class Comparison:
         """The verdict as one sentence a person can check."""
         k = self.kernel
         weights_symmetric = bool(np.array_equal(k.weights, k.weights[::-1, ::-1]))
+        both = (
+            " (both results are 0 within the bound on this image, so convolution = "
+            "correlation and convolution = -correlation both hold)"
+            if self.both_hold
+            else ""
+        )
         if self.verdict == "equal":
             if k.symmetry is Symmetry.SYMMETRIC:
                 why = "the kernel is point-symmetric (K == rot180 K), so flipping changes nothing"
             else:
                 why = "the two results agree on this image although the kernel is not symmetric"
             return (
-                f"EQUAL - {why}: max |diff| {self.conv_vs_corr.max_abs:.3g} "
+                f"EQUAL - {why}{both}: max |diff| {self.conv_vs_corr.max_abs:.3g} "
                 f"(bound {self.tolerance:.2g})"
             )
         if self.verdict == "negated":
             return (
-                "NEGATED - the kernel is antisymmetric (K == -rot180 K): convolution = "
+                f"NEGATED - the kernel is antisymmetric (K == -rot180 K){both}: convolution = "
                 f"-correlation, max |conv + corr| {self.conv_vs_negated_corr.max_abs:.3g} "
                 f"(bound {self.tolerance:.2g})"
             )
@@ -148,32 +217,119 @@ def default_display_policy(kernel: Kernel) -> str:
     return "offset" if total <= 1e-6 * float(np.abs(kernel.weights).sum()) else "clip"
 
 
-def diff_stats(
-    a: NDArray[np.floating], b: NDArray[np.floating], depth: str, policy: str = "clip"
-) -> DiffStats:
-    """Difference statistics of two results of the same shape ``(H, W[, C])``.
+def has_alpha_channel(values: NDArray[np.floating]) -> bool:
+    """Whether an ``(H, W, C)`` array's last channel is alpha: 2 (LA) or 4 (RGBA) channels."""
+    return values.ndim == 3 and values.shape[2] in (2, 4)
 
-    A pixel "differs" when any channel's value in the output ``depth``, after the
-    range ``policy`` (as ``convcli apply`` would write it), differs.
+
+def _hwc(values: NDArray[np.floating]) -> NDArray[np.floating]:
+    arr = np.asarray(values)
+    return arr[:, :, np.newaxis] if arr.ndim == 2 else arr
+
+
+def straight(
+    values: NDArray[np.floating], alpha: str
+) -> tuple[NDArray[np.floating], NDArray[np.floating]]:
+    """A filtered result with alpha as (straight colour, alpha clipped to [0, 1]).
+
+    As ``convcli apply`` does: premultiplied colour is divided by the clipped
+    alpha (and is 0 where alpha is 0); ``plain`` colour is taken as it is.
+    """
+    arr = _hwc(values)
+    colour, a = arr[..., :-1], np.clip(arr[..., -1:], 0.0, 1.0)
+    if alpha == "premultiply":
+        safe = np.where(a > 0, a, 1)
+        colour = np.where(a > 0, colour / safe, 0).astype(arr.dtype, copy=False)
+    return colour, a
+
+
+def as_written(
+    values: NDArray[np.floating], policy: str, depth: str, alpha: str | None = None
+) -> NDArray[np.float64]:
+    """A raw result as ``convcli apply`` writes it, ``(H, W, C)`` float64.
+
+    Colour mapped by the range ``policy`` (unmapped for ``float`` depth),
+    alpha (if ``alpha`` names how it was filtered) clipped to [0, 1] after the
+    colour is un-premultiplied, everything rounded to the steps of ``depth``.
     """
     from .process import apply_range
 
-    diff = np.abs(a.astype(np.float64) - b.astype(np.float64))
-    max_abs = float(diff.max()) if diff.size else 0.0
-    mean_abs = float(diff.mean()) if diff.size else 0.0
+    arr = _hwc(values)
+    if alpha is None:
+        colour, a = arr, None
+    else:
+        colour, a = straight(arr, alpha)
+    if depth != "float":
+        colour = apply_range(colour, policy, depth)[0]
+    out = np.asarray(colour, np.float64) if a is None else np.concatenate(
+        [np.asarray(colour, np.float64), np.asarray(a, np.float64)], axis=2
+    )  # fmt: skip
     if depth in _DEPTH_MAX:
         top = _DEPTH_MAX[depth]
-        qa = np.rint(apply_range(np.asarray(a, np.float64), policy, depth)[0] * top)
-        qb = np.rint(apply_range(np.asarray(b, np.float64), policy, depth)[0] * top)
-        differs = qa != qb
+        out = np.rint(np.clip(out * top, 0.0, top)) / top
+    return out
+
+
+def visible(values: NDArray[np.floating], alpha: str | None = None) -> NDArray[np.float64]:
+    """What a viewer sees of a result: the values, or with alpha the composites.
+
+    With alpha, the colour composited over black (``c a``) and over white
+    (``c a + 1 - a``), side by side along the channel axis (``2 (C - 1)``
+    channels).  ``values`` are raw (premultiplied for ``alpha="premultiply"``)
+    or already written (pass ``alpha="plain"``: written colour is straight).
+    """
+    arr = np.asarray(_hwc(values), np.float64)
+    if alpha is None:
+        return arr
+    colour, a = straight(arr, alpha)
+    black = colour * a
+    return np.concatenate([black, black + (1.0 - a)], axis=2)
+
+
+def visible_difference(result: Comparison) -> NDArray[np.float64]:
+    """``|conv - corr|`` per pixel of the raw results as seen, max over channels (the heat map)."""
+    diff = np.abs(visible(result.conv, result.alpha) - visible(result.corr, result.alpha))
+    return diff.max(axis=2)
+
+
+def diff_stats(
+    a: NDArray[np.floating],
+    b: NDArray[np.floating],
+    depth: str,
+    policy: str = "clip",
+    *,
+    alpha: str | None = None,
+    tolerance: float = 0.0,
+) -> DiffStats:
+    """Difference statistics of two raw results of the same shape ``(H, W[, C])``.
+
+    ``max_abs``/``mean_abs`` on the raw values; the pixel count and PSNR on the
+    visible values as written in ``depth`` after the range ``policy``
+    (``alpha``: how the last channel was filtered, None when it is not alpha).
+    In ``float`` depth a value differs when it differs by more than ``tolerance``.
+    """
+    diff = np.abs(np.asarray(a, np.float64) - np.asarray(b, np.float64))
+    max_abs = float(diff.max()) if diff.size else 0.0
+    mean_abs = float(diff.mean()) if diff.size else 0.0
+    written = "plain" if alpha is not None else None  # written colour is straight
+    va = visible(as_written(a, policy, depth, alpha), written)
+    vb = visible(as_written(b, policy, depth, alpha), written)
+    if depth in _DEPTH_MAX:
+        top = _DEPTH_MAX[depth]
+        va, vb = np.rint(va * top) / top, np.rint(vb * top) / top  # composites, written
+        differs = va != vb
+        peak = 1.0
     else:
-        differs = diff > 0
-    if differs.ndim == 3:
-        differs = differs.any(axis=2)
-    count = int(np.count_nonzero(differs))
-    pixels = differs.size
-    mse = float(np.mean(diff**2)) if diff.size else 0.0
-    psnr = math.inf if mse == 0.0 else 10.0 * math.log10(1.0 / mse)
+        differs = np.abs(va - vb) > tolerance
+        both = np.concatenate([va.ravel(), vb.ravel()])
+        peak = float(both.max() - both.min()) if both.size else 0.0
+    count = int(np.count_nonzero(differs.any(axis=2)))
+    pixels = differs.shape[0] * differs.shape[1]
+    mse = float(np.mean((va - vb) ** 2)) if va.size else 0.0
+    if mse == 0.0:
+        psnr = math.inf
+    else:
+        psnr = 10.0 * math.log10(peak**2 / mse) if peak > 0 else 0.0
     return DiffStats(max_abs, mean_abs, count, 100.0 * count / max(pixels, 1), psnr)
 
 
@@ -187,12 +343,15 @@ def compare(
     dtype: str = "float32",
     depth: str = "8",
     range_policy: str | None = None,
+    alpha: str = "premultiply",
 ) -> Comparison:
     """Convolve and correlate ``image`` with ``kernel`` and measure how they differ.
 
     ``depth`` ("8", "16" or "float") and ``range_policy`` (default: ``offset``
     for zero-sum kernels, else ``clip``) decide what "a pixel differs" means:
-    its value as written into that depth, or any difference for float.
+    its value as written into that depth, or a difference beyond the rounding
+    bound for float.  An image with 2 or 4 channels has alpha last, filtered
+    as ``alpha`` says (``premultiply`` or ``plain``, as ``convcli apply``).
 
     Examples
     --------
@@ -205,27 +364,38 @@ def compare(
     >>> compare(img, Kernel([[-2, -1, 0], [-1, 1, 1], [0, 1, 2]])).verdict
     'different'
     """
+    if alpha not in ALPHA_MODES:
+        from .errors import UsageError
+
+        raise UsageError(f"alpha mode must be one of {', '.join(ALPHA_MODES)}, got '{alpha}'")
+    arr = np.asarray(image)
+    alpha_mode = alpha if has_alpha_channel(arr) else None
+    if alpha_mode == "premultiply":  # in the arithmetic's precision, as convcli apply does
+        arr = np.array(arr, dtype=np.dtype(dtype))
+        arr[..., :-1] *= arr[..., -1:]
     conv, plan = filter_array(
-        image, kernel, op="convolve", mode=mode, cval=cval, backend=backend, dtype=dtype
+        arr, kernel, op="convolve", mode=mode, cval=cval, backend=backend, dtype=dtype
     )
     # the same backend for all three, so the comparison isolates the operation
     chosen = plan.backend
     corr, _ = filter_array(
-        image, kernel, op="correlate", mode=mode, cval=cval, backend=chosen, dtype=dtype
+        arr, kernel, op="correlate", mode=mode, cval=cval, backend=chosen, dtype=dtype
     )
     flip, _ = filter_array(
-        image, kernel.rotated(), op="correlate", mode=mode, cval=cval, backend=chosen,
+        arr, kernel.rotated(), op="correlate", mode=mode, cval=cval, backend=chosen,
         dtype=dtype,
     )  # fmt: skip
-    arr = np.asarray(image, dtype=np.float64)
     tol = rounding_bound(arr, kernel, chosen, dtype)
     policy = range_policy or default_display_policy(kernel)
-    vs_corr = diff_stats(conv, corr, depth, policy)
-    vs_neg = diff_stats(conv, -corr, "float")
-    vs_flip = diff_stats(conv, flip, depth, policy)
-    if vs_corr.max_abs <= tol:
+    vs_corr = diff_stats(conv, corr, depth, policy, alpha=alpha_mode, tolerance=tol)
+    vs_neg = diff_stats(conv, -corr, "float", tolerance=tol)  # only its raw max is used
+    vs_flip = diff_stats(conv, flip, depth, policy, alpha=alpha_mode, tolerance=tol)
+    equal, negated = vs_corr.max_abs <= tol, vs_neg.max_abs <= tol
+    if equal and negated:  # both results ~0: the kernel's own class is consistent with them
+        verdict = "negated" if kernel.symmetry is Symmetry.ANTISYMMETRIC else "equal"
+    elif equal:
         verdict = "equal"
-    elif vs_neg.max_abs <= tol:
+    elif negated:
         verdict = "negated"
     else:
         verdict = "different"
@@ -242,4 +412,8 @@ def compare(
         tolerance=tol,
         verdict=verdict,
         range_policy=policy,
+        cval=float(cval),
+        precision=str(np.dtype(dtype)),
+        depth=depth,
+        alpha=alpha_mode,
     )

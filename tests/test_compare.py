@@ -11,10 +11,20 @@ from click.testing import CliRunner
 from PIL import Image as PILImage
 
 from convcli.cli import main
-from convcli.compare import compare
+from convcli.compare import compare, diff_stats
 from convcli.kernel_io import load_kernel
 from convcli.kernels import Kernel
-from convcli.panel import TILE, render_panel, tile_size
+from convcli.panel import (
+    MIN_SIDE,
+    PAD,
+    TILE,
+    checkerboard,
+    heat,
+    panel_layout,
+    render_panel,
+    result_images,
+    tile_size,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 RNG = np.random.default_rng(9)
@@ -61,13 +71,66 @@ def test_verdicts(backend, mode):
 def test_numbers_are_what_they_say():
     k = load_kernel("emboss")
     r = compare(IMG, k, backend="direct", dtype="float64", range_policy="clip")
-    diff = np.abs(r.conv - r.corr)
+    diff = np.abs(r.conv - r.corr)  # raw results: the maths
     assert r.conv_vs_corr.max_abs == pytest.approx(diff.max())
     assert r.conv_vs_corr.mean_abs == pytest.approx(diff.mean())
-    q = lambda a: np.rint(np.clip(a, 0, 1) * 255)  # noqa: E731
+    assert diff.max() > 1  # emboss leaves [0, 1]: raw and written values do differ here
+    q = lambda a: np.rint(np.clip(a, 0, 1) * 255)  # noqa: E731  as written, 8-bit
     assert r.conv_vs_corr.differing_pixels == int((q(r.conv) != q(r.corr)).any(axis=2).sum())
-    assert r.conv_vs_corr.psnr == pytest.approx(10 * np.log10(1 / np.mean(diff**2)))
+    # PSNR on the same written values, over the 8-bit peak
+    mse = np.mean((q(r.conv) - q(r.corr)) ** 2)
+    assert r.conv_vs_corr.psnr == pytest.approx(10 * np.log10(255**2 / mse))
     assert r.verdict == "different" and r.explanation.startswith("DIFFERENT - max |diff|")
+
+
+def test_psnr_is_not_negative_on_a_tiny_image():
+    tiny = np.random.default_rng(1).random((3, 3)).astype(np.float32)
+    for depth, top in (("8", 255), ("16", 65535)):
+        r = compare(tiny, load_kernel("emboss"), backend="direct", depth=depth)
+        q = lambda a, top=top: np.rint(np.clip(a, 0, 1) * top)  # noqa: E731
+        mse = np.mean((q(r.conv) - q(r.corr)) ** 2)
+        assert r.conv_vs_corr.psnr == pytest.approx(10 * np.log10(top**2 / mse))
+        assert r.conv_vs_corr.psnr >= 0  # the raw values (peak 1) gave about -6 dB
+    # float output: unmapped values, peak = their range, a difference is beyond rounding
+    r = compare(tiny, load_kernel("emboss"), backend="fft", depth="float")
+    both = np.concatenate([r.conv.ravel(), r.corr.ravel()]).astype(np.float64)
+    mse = np.mean((r.conv.astype(np.float64) - r.corr) ** 2)
+    span = both.max() - both.min()
+    assert r.conv_vs_corr.psnr == pytest.approx(10 * np.log10(span**2 / mse))
+    assert r.conv_vs_corr.psnr >= 0
+    a = IMG[..., 0].astype(np.float64)
+    rounded = a + RNG.uniform(-1e-7, 1e-7, a.shape)  # float rounding is not a difference
+    assert diff_stats(a, rounded, "float", tolerance=1e-6).differing_pixels == 0
+    assert diff_stats(a, rounded, "float", tolerance=0.0).differing_pixels > a.size // 2
+
+
+def test_flat_image_verdict_follows_the_kernel_class(tmp_path):
+    flat = np.full((12, 14), 0.5, np.float32)
+    r = compare(flat, load_kernel("sobel"))
+    assert r.conv_vs_corr.max_abs == 0 and r.conv_vs_negated_corr.max_abs == 0
+    assert r.verdict == "negated"
+    assert r.explanation.startswith("NEGATED - the kernel is antisymmetric")
+    assert "both hold" in r.explanation
+    assert compare(flat, load_kernel("laplacian")).verdict == "equal"
+    zero_sum = Kernel([[0, 1, -2], [0, 1, 0], [0, 0, 0]])  # asymmetric, sum 0: both 0 here
+    r = compare(flat, zero_sum)
+    assert r.verdict == "equal" and "not symmetric" in r.explanation
+    assert "both hold" in r.explanation
+    r = compare(flat, load_kernel("emboss"))  # sum 1: both 0.5, equal but not negated
+    assert r.verdict == "equal" and "both hold" not in r.explanation
+    src = tmp_path / "flat.png"
+    PILImage.fromarray(np.full((12, 14), 128, np.uint8)).save(src)
+    result = CliRunner().invoke(main, ["compare", str(src), "-k", "sobel", "--expect", "negated"])
+    assert result.exit_code == 0, result.output
+    # 'offset' shows a zero response as mid-grey, and the panel says so
+    r = compare(flat, load_kernel("sobel"))
+    layout = panel_layout(r, flat)
+    assert "signed results shown with 'offset': result + 0.5, so 0 = mid-grey" in "".join(
+        layout.lines
+    )
+    arr = np.asarray(render_panel(r, flat))
+    x0, y0, x1, y1 = layout.content_box(1)
+    assert (arr[y0:y1, x0:x1] == 128).all()
 
 
 def test_even_kernel_with_symmetric_weights_is_different_and_explained():
@@ -92,26 +155,201 @@ def test_negated_and_equal_explanations(depth):
     assert r.conv_vs_corr.differing_pixels == 0 and r.conv_vs_corr.psnr == float("inf")
 
 
-def test_panel_layout():
-    for shape in ((24, 31, 3), (600, 200, 4), (5, 7, 1)):
-        img = RNG.random(shape).astype(np.float32)
-        r = compare(img, load_kernel("emboss"), backend="direct")
-        panel = render_panel(r, img)
-        tw, th = tile_size(shape[0], shape[1])
-        assert max(tw, th) == TILE  # big inputs shrink, tiny ones grow, for display only
-        assert panel.width == 12 + 4 * (tw + 12)
-        arr = np.asarray(panel).astype(int)
-        top = 12 + 22
-        for i in range(4):  # four tiles, each drawn (not background) and labelled above
-            x = 12 + i * (tw + 12)
-            tile = arr[top : top + th, x : x + tw]
-            assert tile.shape == (th, tw, 3)
-            label = arr[12 : 12 + 16, x : x + 80]
-            assert (label < 100).any()  # dark label text
-        # the input tile is the input, resized
-        x0 = 12
-        shown = arr[top : top + th, x0 : x0 + tw].mean()
-        assert abs(shown / 255 - img[..., :3].mean()) < 0.05
+HEAT_ZERO = tuple(int(v) for v in heat(np.zeros(1))[0])  # the heat map's colour for 0
+WHITE = (255, 255, 255)
+
+
+def _region(arr: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
+    x0, y0, x1, y1 = box
+    return arr[y0:y1, x0:x1]
+
+
+@pytest.mark.parametrize(
+    ("shape", "content"),
+    [
+        ((5, 7, 1), (320, 229)),  # tiny: enlarged for display only
+        ((24, 31, 3), (320, 248)),
+        ((900, 700, 3), (249, 320)),  # big: shrunk for display only
+        ((60, 3000, 3), (320, 6)),  # extreme aspects: letterboxed in a MIN_SIDE box
+        ((3000, 60, 1), (6, 320)),
+    ],
+)
+def test_panel_layout(shape, content):
+    img = RNG.random(shape).astype(np.float32)
+    r = compare(img, load_kernel("emboss"), backend="direct")
+    panel = render_panel(r, img)
+    layout = panel_layout(r, img)
+    assert panel.size == layout.size
+    assert tile_size(shape[0], shape[1]) == layout.content == content
+    assert max(content) == TILE  # the display is resized; the numbers are not
+    bw, bh = layout.box
+    assert min(bw, bh) >= MIN_SIDE and bw >= content[0] and bh >= content[1]
+    assert max(bh, content[1]) == bh and (bh == content[1] or bh == MIN_SIDE)
+    arr = np.asarray(panel).astype(int)
+    rows, cols = arr.shape[:2]
+    assert (rows, cols) == (layout.size[1], layout.size[0])
+    # nothing cut off: the outer margin is background all round
+    for edge in (arr[:6], arr[-6:], arr[:, :6], arr[:, -6:]):
+        assert (edge == 255).all()
+    for i, (x, y) in enumerate(layout.tiles):
+        label = arr[12 : 12 + 16, x : x + 60]
+        assert (label < 100).any()  # dark label text above the tile
+        if i:
+            assert x >= layout.tiles[i - 1][0] + bw + 2  # tiles do not overlap
+        shown = _region(arr, layout.content_box(i))
+        assert shown.shape[:2] == (content[1], content[0])
+        # image content, not the background or a flat colour (random input)
+        assert shown.std() > 5 and len(np.unique(shown.reshape(-1, 3), axis=0)) >= 5
+        tile = arr[y : y + bh, x : x + bw]
+        pad = np.ones(tile.shape[:2], bool)
+        ox, oy = layout.offset
+        pad[oy : oy + content[1], ox : ox + content[0]] = False
+        assert (tile[pad] == PAD).all()  # the letterbox (empty when the image fills the box)
+    # the input tile is the input, resized
+    shown = _region(arr, layout.content_box(0))
+    assert abs(shown.mean() / 255 - img[..., :3].mean()) < 0.05
+    # the heat map of an asymmetric kernel is not uniform
+    heat_tile = _region(arr, layout.content_box(3))
+    assert len(np.unique(heat_tile.reshape(-1, 3), axis=0)) > 10
+    # the kernel grid: emboss's -2 at the top left (deepest red), 2 at the bottom right (blue)
+    x0, y0, x1, y1 = layout.grid
+    cell = layout.cell
+    assert (x1 - x0, y1 - y0) == (3 * cell, 3 * cell)
+    assert tuple(arr[y0 + cell - 3, x0 + cell - 3]) == (255, 105, 105)
+    assert tuple(arr[y1 - 3, x1 - 3]) == (105, 105, 255)
+    # the text lines are drawn, the last one included
+    tx, ty = layout.text_at
+    last = arr[ty + 18 * (len(layout.lines) - 1) : ty + 18 * len(layout.lines), tx:]
+    assert (last < 100).any()
+
+
+def test_heat_map_is_uniform_zero_for_a_symmetric_kernel():
+    r = compare(IMG, load_kernel("gaussian:sigma=1.5"), backend="direct")
+    layout = panel_layout(r, IMG)
+    arr = np.asarray(render_panel(r, IMG))
+    heat_tile = _region(arr, layout.content_box(3))
+    assert (heat_tile == HEAT_ZERO).all()
+    assert layout.lines[-1] == "heat map: |conv - corr| is 0 at every pixel"
+    assert "display: results clipped to [0, 1] ('clip'): negative values black, above 1 white" in (
+        layout.lines
+    )
+
+
+def _cutout(hidden: np.ndarray) -> np.ndarray:
+    """RGBA 40x48: left half transparent holding ``hidden`` colour, right half opaque pattern."""
+    img = np.zeros((40, 48, 4), np.float32)
+    img[:, :24, :3] = hidden
+    img[:, 24:, :3] = RNG.random((40, 24, 3))
+    img[:, 24:, 3] = 1.0
+    return img
+
+
+def test_rgba_counts_only_what_is_visible():
+    loud, dark = _cutout(RNG.random((40, 24, 3))), _cutout(np.zeros((40, 24, 3)))
+    dark[:, 24:] = loud[:, 24:]
+    k = load_kernel("emboss")
+    r = compare(loud, k, backend="direct")
+    assert r.alpha == "premultiply" and r.verdict == "different"
+    # the hidden colour of transparent pixels changes nothing
+    assert r.conv_vs_corr == compare(dark, k, backend="direct").conv_vs_corr
+    # differences are in the opaque half and at the edge (the 3x3 kernel reaches 1 column)
+    assert 0 < r.conv_vs_corr.differing_pixels <= 40 * 25
+    # plain alpha filters the hidden colours too, but transparent pixels still never count
+    plain = compare(loud, k, backend="direct", alpha="plain")
+    assert np.abs(plain.conv - plain.corr)[:, :20, :3].max() > 0.1  # hidden, raw
+    assert 0 < plain.conv_vs_corr.differing_pixels <= 40 * 25
+    # opaque: the composites over black and white both see a colour difference
+    opaque = compare(loud[:, 24:], k, backend="direct")
+    q = lambda a: np.rint(np.clip(a[..., :3], 0, 1) * 255)  # noqa: E731
+    changed = (q(opaque.conv) != q(opaque.corr)).any(axis=2).sum()
+    assert opaque.conv_vs_corr.differing_pixels == changed
+
+
+def test_rgba_panel_shows_transparency_over_a_checkerboard():
+    img = _cutout(RNG.random((40, 24, 3)))
+    r = compare(img, load_kernel("motion:length=5,angle=30"), backend="direct")
+    layout = panel_layout(r, img)
+    assert any(line.startswith("alpha: colour premultiplied") for line in layout.lines)
+    arr = np.asarray(render_panel(r, img))
+    w, h = layout.content
+    # the left third of each image tile is transparent in input and both results
+    board = np.asarray(checkerboard((w, h)))[:, : w // 3]
+    for i in range(3):
+        shown = _region(arr, layout.content_box(i))
+        assert (shown[:, : w // 3] == board).all()
+        assert (board == (204, 204, 204)).all(axis=2).any() and (board == WHITE).all(axis=2).any()
+        assert shown[:, -w // 3 :].std() > 20  # the opaque half shows the picture
+    heat_tile = _region(arr, layout.content_box(3))
+    assert (heat_tile[:, : w // 3] == HEAT_ZERO).all()  # transparent in both: no difference
+    assert len(np.unique(heat_tile[:, w // 2 :].reshape(-1, 3), axis=0)) > 10
+    # plain alpha: the hidden colours differ in the raw results, yet nothing is visible there
+    plain = compare(img, load_kernel("motion:length=5,angle=30"), alpha="plain")
+    assert np.abs(plain.conv - plain.corr)[:, :12, :3].max() > 0.1
+    arr = np.asarray(render_panel(plain, img))
+    assert (_region(arr, layout.content_box(3))[:, : w // 3] == HEAT_ZERO).all()
+    assert (_region(arr, layout.content_box(1))[:, : w // 3] == board).all()
+
+
+def test_cli_compare_rgba_panel(tmp_path):
+    src = tmp_path / "cut.png"
+    PILImage.fromarray(np.rint(_cutout(RNG.random((40, 24, 3))) * 255).astype(np.uint8)).save(src)
+    panel = tmp_path / "panel.png"
+    result = CliRunner().invoke(
+        main, ["compare", str(src), "-k", "emboss", "--json", "-o", str(panel)]
+    )
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["alpha"] == "premultiply" and report["verdict"] == "different"
+    assert report["conv_vs_corr"]["differing_pixels"] <= 40 * 25
+    with PILImage.open(panel) as im:
+        arr = np.asarray(im.convert("RGB"))
+    # the input tile's transparent left half is the checkerboard
+    x, y = 12, 12 + 22
+    left = arr[y : y + 100, x : x + 100]
+    assert (left == WHITE).all(axis=2).any() and (left == (204, 204, 204)).all(axis=2).any()
+
+
+def test_result_images_raw_and_as_written(tmp_path):
+    from convcli.image_io import from_array, read_image, write_image
+
+    k = load_kernel("emboss")
+    like = from_array(IMG, depth="8")
+    r = compare(IMG, k, backend="direct")
+    raw = result_images(r, like, "clip", raw=True)
+    names = [f"{op}-{b}" for op in ("convolve", "correlate", "correlate-rot180") for b in "RGB"]
+    assert sorted(raw) == sorted(names)
+    assert r.conv.min() < 0 and r.conv.max() > 1  # values a PNG could not hold
+    for name, values in (("convolve", r.conv), ("correlate", r.corr)):
+        for c, band in enumerate("RGB"):
+            image = raw[f"{name}-{band}"]
+            assert image.depth == "float" and image.bands == "L"
+            path = tmp_path / f"{name}-{band}.tif"
+            write_image(image, path)
+            back = read_image(path)
+            assert back.depth == "float"
+            np.testing.assert_array_equal(back.pixels[..., 0], values[..., c])
+    grey = compare(IMG[..., 0], k, backend="direct")
+    raw = result_images(grey, from_array(IMG[..., 0], depth="8"), "clip", raw=True)
+    assert sorted(raw) == ["convolve", "correlate", "correlate-rot180"]
+    # default: as convcli apply writes them (RGBA: straight colour mapped, alpha clipped)
+    img = _cutout(RNG.random((40, 24, 3)))
+    r = compare(img, k, backend="direct")
+    out = result_images(r, from_array(img, depth="8"), "clip")["convolve"]
+    assert out.bands == "RGBA" and out.pixels.shape == img.shape
+    alpha = np.clip(r.conv[..., 3], 0, 1)
+    np.testing.assert_allclose(out.pixels[..., 3], alpha)
+    seen = alpha > 0.05
+    colour = np.clip(r.conv[..., :3][seen] / alpha[seen][:, None], 0, 1)
+    np.testing.assert_allclose(out.pixels[..., :3][seen], colour, atol=1e-6)
+    assert (out.pixels[..., :3][alpha == 0] == 0).all()
+
+
+def test_report_holds_every_setting_that_changes_results():
+    r = compare(IMG, load_kernel("sobel"), mode="constant", cval=0.3, dtype="float64")
+    d = r.to_dict()
+    assert (d["boundary"], d["cval"], d["precision"]) == ("constant", 0.3, "float64")
+    assert (d["depth"], d["alpha"], d["range_policy"]) == ("8", None, "offset")
+    assert compare(IMG, load_kernel("sobel"), mode="constant", cval=0.0).to_dict()["cval"] == 0
 
 
 def test_cli_compare_json_expect_panel_and_results(tmp_path):
@@ -137,10 +375,13 @@ def test_cli_compare_json_expect_panel_and_results(tmp_path):
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     assert report["verdict"] == "negated"
+    assert (report["cval"], report["precision"], report["depth"]) == (0.0, "float32", "8")
     assert set(report) >= {
         "kernel",
         "backend",
         "boundary",
+        "cval",
+        "precision",
         "conv_vs_corr",
         "conv_vs_flipped_corr",
         "verdict",
@@ -186,3 +427,34 @@ def test_cli_compare_16bit_rgba_and_terminal_report(tmp_path):
     PILImage.fromarray((RNG.random((20, 16)) * 65535).astype(np.uint16)).save(src16)
     result = CliRunner().invoke(main, ["compare", str(src16), "-k", "scharr", "--json"])
     assert json.loads(result.stdout)["verdict"] == "negated"
+
+
+def test_cli_compare_raw_results_are_the_float_results(tmp_path):
+    from convcli.filtering import convolve, correlate
+
+    rng = np.random.default_rng(11)
+    arr = (rng.random((12, 15)) * 255).astype(np.uint8)
+    src = tmp_path / "g.png"
+    PILImage.fromarray(arr, "L").save(src)
+    out = tmp_path / "res"
+    args = ["compare", str(src), "-k", "sobel", "--save-results", str(out), "--raw-results"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in out.iterdir()) == [
+        "g-convolve.tif", "g-correlate-rot180.tif", "g-correlate.tif"
+    ]  # fmt: skip
+    img = arr.astype(np.float32) / 255
+    k = load_kernel("sobel")
+    for name, expected in (
+        ("convolve", convolve(img, k)),
+        ("correlate", correlate(img, k)),
+        ("correlate-rot180", correlate(img, k.rotated())),
+    ):
+        with PILImage.open(out / f"g-{name}.tif") as saved:
+            assert saved.mode == "F"
+            values = np.asarray(saved)
+        assert values.min() < 0  # signed: not mapped into 0..1
+        np.testing.assert_allclose(values, expected, atol=1e-6)
+    result = CliRunner().invoke(main, ["compare", str(src), "-k", "sobel", "--raw-results"])
+    assert result.exit_code == 2
+    assert result.stderr.strip() == "Error: --raw-results goes with --save-results DIR"
