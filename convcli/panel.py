@@ -253,6 +253,21 @@ def render_panel(
     return panel
 
 
+def _fitting_number(
+    draw: ImageDraw.ImageDraw,
+    value: float,
+    width: float,
+    font: ImageFont.ImageFont | ImageFont.FreeTypeFont,
+) -> str:
+    """``value`` with as many significant digits (3 down to 1) as fit ``width`` pixels;
+    "" when not even one does (the cell's colour still shows it)."""
+    for digits in (3, 2, 1):
+        text = f"{value:.{digits}g}"
+        if draw.textlength(text, font=font) <= width:
+            return text
+    return ""
+
+
 def _draw_kernel(
     draw: ImageDraw.ImageDraw,
     kernel: Kernel,
@@ -271,8 +286,9 @@ def _draw_kernel(
             box = (x0 + c * cell, y0 + r * cell, x0 + (c + 1) * cell - 1, y0 + (r + 1) * cell - 1)
             draw.rectangle(box, fill=fill, outline=(160, 160, 160) if cell >= 6 else None)
             if cell >= 24:
-                text = f"{weights[r, c]:.3g}"
-                draw.text((box[0] + 2, box[1] + cell // 3), text, fill=INK, font=font)
+                text = _fitting_number(draw, float(weights[r, c]), cell - 4, font)
+                if text:
+                    draw.text((box[0] + 2, box[1] + cell // 3), text, fill=INK, font=font)
     orow, ocol = kernel.origin
     box = (
         x0 + ocol * cell,

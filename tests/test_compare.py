@@ -458,3 +458,17 @@ def test_cli_compare_raw_results_are_the_float_results(tmp_path):
     result = CliRunner().invoke(main, ["compare", str(src), "-k", "sobel", "--raw-results"])
     assert result.exit_code == 2
     assert result.stderr.strip() == "Error: --raw-results goes with --save-results DIR"
+
+
+def test_kernel_cell_numbers_shrink_to_fit_or_are_left_out():
+    from PIL import Image, ImageDraw
+
+    from convcli.panel import _fitting_number, _font
+
+    draw = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    font = _font(10)
+    full = draw.textlength("0.00739", font=font)
+    assert _fitting_number(draw, 0.0073941, full + 1, font) == "0.00739"
+    short = _fitting_number(draw, 0.0073941, full - 1, font)
+    assert short in ("0.0074", "0.007") and draw.textlength(short, font=font) <= full - 1
+    assert _fitting_number(draw, 0.0073941, 1, font) == ""
