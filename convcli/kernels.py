@@ -476,6 +476,10 @@ def _motion(length: int, angle: float) -> NDArray[np.float64]:
     return w / w.sum()
 
 
+#: The optional side length of Gaussian-based kernels (3 sigma each side by default).
+_SIZE_3_SIGMA = Param(
+    "size", int, None, "side length (default 2*ceil(3*sigma)+1)", positive=True, derived=True
+)
 _AXIS = Param("axis", str, "x", "x: derivative along columns (d/dx); y: along rows", ("x", "y"))
 
 BUILTINS: dict[str, BuiltinKernel] = {
@@ -510,14 +514,7 @@ BUILTINS: dict[str, BuiltinKernel] = {
             "size = 2*ceil(3 sigma) + 1 by default",
             (
                 Param("sigma", float, None, "standard deviation in pixels", positive=True),
-                Param(
-                    "size",
-                    int,
-                    None,
-                    "side length (default 2*ceil(3*sigma)+1)",
-                    positive=True,
-                    derived=True,
-                ),
+                _SIZE_3_SIGMA,
             ),
             _gaussian,
         ),
@@ -536,14 +533,7 @@ BUILTINS: dict[str, BuiltinKernel] = {
             (
                 Param("sigma", float, None, "blur standard deviation", positive=True),
                 Param("amount", float, 1.0, "strength"),
-                Param(
-                    "size",
-                    int,
-                    None,
-                    "side length (default 2*ceil(3*sigma)+1)",
-                    positive=True,
-                    derived=True,
-                ),
+                _SIZE_3_SIGMA,
             ),
             _unsharp,
         ),
