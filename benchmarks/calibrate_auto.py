@@ -42,7 +42,7 @@ def main() -> None:
         for size in (3, 15, 51, 151):
             k = Kernel(rng.standard_normal((size, size)))
             ms = median_ms(lambda k=k, img=img: fft.correlate(img, k, "reflect", 0.0), 3)
-            jobs, points = transform_work(img.shape, k.shape, 2)
+            jobs, points = transform_work(img.shape, k.shape)
             fft_rows.append((name, size, jobs, points, ms))
 
     def fit(rows: list[tuple], label: str) -> tuple[float, float]:

@@ -33,8 +33,6 @@ DIRECT_2D_FIXED = 0.48
 FFT_PER_POINT_LOG = 0.51
 FFT_PER_POINT = 0.0
 FLOAT64_FACTOR = 1.6
-#: Cores the constants were measured on; the strip plan is made for this many.
-CORES = 2
 
 
 @dataclass(frozen=True)
@@ -63,7 +61,7 @@ def fft_cost_ms(shape: tuple[int, int, int], kernel: Kernel) -> float:
     """Predicted time of the FFT backend, milliseconds."""
     from .fft import transform_work
 
-    jobs, n = transform_work(shape, kernel.shape, CORES)
+    jobs, n = transform_work(shape, kernel.shape)
     return jobs * (FFT_PER_POINT_LOG * n * math.log2(max(n, 2)) + FFT_PER_POINT * n) * 1e-6
 
 

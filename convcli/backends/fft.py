@@ -25,19 +25,20 @@ from ..kernels import Kernel
 from .borders import index_map, pad_widths
 from .direct import executor, filter_threads
 
+#: Fewest strips an image is cut into (the project's machines have 2 cores).
+MIN_STRIPS = 2
 
-def transform_work(
-    image_shape: tuple[int, ...], kernel_shape: tuple[int, int], cores: int
-) -> tuple[int, int]:
+
+def transform_work(image_shape: tuple[int, ...], kernel_shape: tuple[int, int]) -> tuple[int, int]:
     """``(number of transforms, points in each)`` the FFT backend will compute."""
     channels = image_shape[2] if len(image_shape) > 2 else 1
-    rows, (fh, fw) = strip_plan(image_shape[0], image_shape[1], kernel_shape, cores)
+    rows, (fh, fw) = strip_plan(image_shape[0], image_shape[1], kernel_shape)
     strips = -(-image_shape[0] // rows)
     return channels * strips, fh * fw
 
 
 def strip_plan(
-    height: int, width: int, kernel_shape: tuple[int, int], cores: int
+    height: int, width: int, kernel_shape: tuple[int, int]
 ) -> tuple[int, tuple[int, int]]:
     """``(rows per strip, transform shape)`` for an image cut into horizontal strips.
 
@@ -45,10 +46,13 @@ def strip_plan(
     each core can transform its own strip with all the work around it (filling,
     multiplying, cropping) in parallel too.  Each strip overlaps the next by the
     kernel's height - 1 rows, so strips are kept at least about 4 kernel heights
-    tall; there are at least as many strips as cores, and at most 8.
+    tall; there are at least :data:`MIN_STRIPS` and at most 8.  The plan depends on
+    the image and kernel only, never on the number of threads, so the result is
+    the same to the bit however many threads compute it (a batch's workers get
+    fewer threads than a single run).
     """
     kh, kw = kernel_shape
-    strips = max(cores, min(8, height // max(4 * kh, 64)))
+    strips = max(MIN_STRIPS, min(8, height // max(4 * kh, 64)))
     strips = max(1, min(strips, height))
     rows = -(-height // strips)
     return rows, (
@@ -84,7 +88,7 @@ def correlate(
     dtype = image.dtype
     kh, kw = kernel.shape
     cores = workers if workers is not None else filter_threads()
-    rows_per_strip, shape = strip_plan(height, width, kernel.shape, cores)
+    rows_per_strip, shape = strip_plan(height, width, kernel.shape)
     strips = -(-height // rows_per_strip)
     fh, fw = shape
     (top, _), (left, _) = pad_widths(kernel.shape, kernel.origin)
