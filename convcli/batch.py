@@ -21,8 +21,10 @@ import os
 import signal
 import sys
 import time
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -71,17 +73,21 @@ class JobResult:
     write_s: float = 0.0
     megapixels: float = 0.0
     backend: str = ""
+    notes: list[str] = field(default_factory=list)  #: warnings about the input (GIF frames...)
 
 
 @dataclass
 class BatchPlan:
-    """The checked plan of a batch."""
+    """The checked plan of a batch (paths absolute, so workers elsewhere find them)."""
 
     jobs: list[Job]
     existing: list[Job]  #: jobs whose output already exists
-    ignored: int  #: files that are not images (or not matching the patterns)
+    ignored: int  #: files that are not images
     input_dir: str
     output_dir: str
+    excluded: int = 0  #: images that match none of the patterns
+    other: int = 0  #: hidden entries, links to folders, special files: not looked into
+    unreadable: list[tuple[str, str]] = field(default_factory=list)  #: (folder, reason)
 
 
 @dataclass
@@ -100,7 +106,7 @@ class BatchSummary:
         return sum(r.megapixels for r in self.results if r.status == "processed")
 
 
-def _is_same_or_inside(candidate: Path, folder: Path) -> bool:
+def is_same_or_inside(candidate: Path, folder: Path) -> bool:
     """Whether ``candidate`` (which may not exist yet) is ``folder`` or lies inside it.
 
     Compares file identity (device and inode) of ``folder`` with ``candidate``
@@ -119,20 +125,53 @@ def _is_same_or_inside(candidate: Path, folder: Path) -> bool:
     return False
 
 
-def iter_files(root: Path, recursive: bool) -> Iterator[Path]:
-    """Files under ``root`` in a stable (sorted) order; hidden files and folders skipped."""
+@dataclass
+class _Walk:
+    """What :func:`iter_files` passed over."""
+
+    other: int = 0
+    unreadable: list[tuple[str, str]] = field(default_factory=list)
+
+
+class _Unlistable(Exception):
+    def __init__(self, folder: str, reason: str) -> None:
+        super().__init__(f"{folder}: {reason}")
+        self.folder, self.reason = folder, reason
+
+
+def iter_files(root: Path, recursive: bool, walk: _Walk | None = None) -> Iterator[Path]:
+    """Files under ``root`` in a stable (sorted) order.
+
+    Hidden entries, links to folders (which could loop) and special files are
+    passed over and counted in ``walk.other``; a sub-folder that cannot be listed
+    is recorded in ``walk.unreadable`` and the walk goes on.  ``root`` itself must
+    be listable (:class:`UsageError`).
+    """
+    walk = walk if walk is not None else _Walk()
     try:
-        entries = sorted(os.scandir(root), key=lambda e: e.name)
+        yield from _walk(root, recursive, walk)
+    except _Unlistable as exc:
+        raise UsageError(f"{exc.folder}: {exc.reason}") from None
+
+
+def _walk(folder: Path, recursive: bool, walk: _Walk) -> Iterator[Path]:
+    try:
+        entries = sorted(os.scandir(folder), key=lambda e: e.name)
     except OSError as exc:
-        raise UsageError(f"{root}: cannot list folder ({exc.strerror or exc})") from None
+        raise _Unlistable(str(folder), f"cannot list folder ({exc.strerror or exc})") from None
     for entry in entries:
         if entry.name.startswith("."):
-            continue
-        if entry.is_dir(follow_symlinks=False):
+            walk.other += 1
+        elif entry.is_dir(follow_symlinks=False):
             if recursive:
-                yield from iter_files(Path(entry.path), recursive)
-        elif entry.is_file():
+                try:
+                    yield from _walk(Path(entry.path), recursive, walk)
+                except _Unlistable as exc:
+                    walk.unreadable.append((exc.folder, exc.reason))
+        elif entry.is_file():  # a regular file, or a link to one
             yield Path(entry.path)
+        else:  # a link to a folder, a dangling link, a FIFO, a socket...
+            walk.other += 1
 
 
 def plan_batch(
@@ -143,23 +182,31 @@ def plan_batch(
     patterns: Sequence[str] = (),
     fmt: str | None = None,
 ) -> BatchPlan:
-    """Find the images, map them to outputs, and refuse unsafe batches (:class:`UsageError`)."""
-    src = Path(input_dir)
-    dst = Path(output_dir)
+    """Find the images, map them to outputs, and refuse unsafe batches (:class:`UsageError`).
+
+    Refused before any work: an output folder that is the input folder or lies
+    inside it, and any output that would land inside the input folder (an input
+    folder nested in the output folder, or a link in the output tree pointing
+    into the input), all by file identity; two inputs mapped to one output.
+    """
+    src = Path(os.path.abspath(input_dir))
+    dst = Path(os.path.abspath(output_dir))
     if not src.is_dir():
-        raise UsageError(f"{src}: input folder does not exist or is not a folder")
+        raise UsageError(f"{input_dir}: input folder does not exist or is not a folder")
     if dst.exists() and not dst.is_dir():
-        raise UsageError(f"{dst}: output exists and is not a folder")
-    if _is_same_or_inside(dst, src):
+        raise UsageError(f"{output_dir}: output exists and is not a folder")
+    if is_same_or_inside(dst, src):
         raise UsageError(
-            f"output folder '{dst}' is the input folder or lies inside it; choose another"
+            f"output folder '{output_dir}' is the input folder or lies inside it; choose another"
         )
     if fmt is not None and fmt not in FORMAT_EXTENSIONS:
         raise UsageError(f"format must be one of {', '.join(FORMAT_EXTENSIONS)}, got '{fmt}'")
     jobs: list[Job] = []
-    ignored = 0
+    ignored = excluded = 0
     by_output: dict[str, str] = {}
-    for path in iter_files(src, recursive):
+    checked_folders: set[Path] = set()
+    walk = _Walk()
+    for path in iter_files(src, recursive, walk):
         rel = path.relative_to(src)
         if path.suffix.lower() not in IMAGE_EXTENSIONS:
             ignored += 1
@@ -167,12 +214,20 @@ def plan_batch(
         if patterns and not any(
             fnmatch.fnmatch(path.name, p) or fnmatch.fnmatch(str(rel), p) for p in patterns
         ):
-            ignored += 1
+            excluded += 1
             continue
         ext = FORMAT_EXTENSIONS[fmt] if fmt else path.suffix.lower()
         if ext == ".gif":
             ext = ".png"  # convcli does not write GIF
         out = dst / rel.parent / (path.stem + ext)
+        if out.parent not in checked_folders:
+            if is_same_or_inside(out.parent, src):
+                raise UsageError(
+                    f"'{rel}' would be written to '{out}', inside the input folder "
+                    f"'{input_dir}' (the input lies inside the output, or a link leads "
+                    "there); choose an output folder apart from the input"
+                )
+            checked_folders.add(out.parent)
         key = os.path.normcase(str(out))
         if key in by_output:
             raise UsageError(
@@ -182,44 +237,87 @@ def plan_batch(
         by_output[key] = str(rel)
         jobs.append(Job(str(path), str(out)))
     existing = [j for j in jobs if os.path.lexists(j.output)]
-    return BatchPlan(jobs, existing, ignored, str(src), str(dst))
+    return BatchPlan(
+        jobs,
+        existing,
+        ignored,
+        str(src),
+        str(dst),
+        excluded=excluded,
+        other=walk.other,
+        unreadable=walk.unreadable,
+    )
+
+
+def check_existing(plan: BatchPlan, *, skip_existing: bool, overwrite: bool) -> None:
+    """Refuse (:class:`UsageError`) a batch whose outputs exist, unless told what to do."""
+    if skip_existing and overwrite:
+        raise UsageError("give --skip-existing or --overwrite, not both")
+    if plan.existing and not (skip_existing or overwrite):
+        first = plan.existing[0].output
+        raise UsageError(
+            f"{len(plan.existing)} output(s) already exist (first: '{first}'); "
+            "use --skip-existing to keep them or --overwrite to replace them"
+        )
 
 
 def run_job(job: Job, settings: JobSettings) -> JobResult:
-    """Read, filter and atomically write one image; never raises for a bad image."""
+    """Read, filter and atomically write one image; never raises for a bad image.
+
+    Whatever goes wrong with this image (unreadable, an output it cannot be
+    written as, a write failure, even an unexpected error) makes a ``failed``
+    result with a one-line reason naming the file; the output is checked
+    before filtering, so no work is spent on a result that cannot be written.
+    Warnings about the input (a GIF's other frames, say) come back as ``notes``.
+    """
     from .backends.direct import set_thread_limit
-    from .image_io import read_image, write_image
+    from .image_io import check_output, read_image, write_image
     from .process import filter_image
 
     if settings.threads is not None:
         set_thread_limit(settings.threads)
     result = JobResult(job.input, job.output, "failed")
     try:
-        t0 = time.perf_counter()
-        image = read_image(job.input)
-        t1 = time.perf_counter()
-        out, report = filter_image(image, settings.kernels, settings.options)
-        t2 = time.perf_counter()
-        Path(job.output).parent.mkdir(parents=True, exist_ok=True)
-        write_image(
-            out,
-            job.output,
-            depth=out.depth,
-            quality=settings.quality,
-            compress_level=settings.compress_level,
-        )
-        t3 = time.perf_counter()
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            t0 = time.perf_counter()
+            image = read_image(job.input)
+            result.read_s = time.perf_counter() - t0
+            result.notes = list(image.meta.notes)
+            Path(job.output).parent.mkdir(parents=True, exist_ok=True)
+            check_output(
+                job.output,
+                bands=image.bands,
+                depth=settings.options.depth or image.depth,  # type: ignore[arg-type]
+                quality=settings.quality,
+                compress_level=settings.compress_level,
+            )
+            t1 = time.perf_counter()
+            out, report = filter_image(image, settings.kernels, settings.options)
+            result.filter_s = time.perf_counter() - t1
+            t2 = time.perf_counter()
+            write_image(
+                out,
+                job.output,
+                depth=out.depth,
+                quality=settings.quality,
+                compress_level=settings.compress_level,
+            )
+            result.write_s = time.perf_counter() - t2
+        result.notes += [str(w.message) for w in caught if str(w.message) not in result.notes]
     except ConvcliError as exc:
         result.reason = str(exc)
         return result
     except OSError as exc:
-        result.reason = f"{job.output}: {exc.strerror or exc}"
+        result.reason = f"{exc.filename or job.output}: {exc.strerror or exc}"
         return result
     except MemoryError:
         result.reason = f"{job.input}: out of memory"
         return result
+    except Exception as exc:  # a bug or a library's surprise must not stop the batch
+        result.reason = f"{job.input}: unexpected error ({type(exc).__name__}: {exc})"
+        return result
     result.status = "processed"
-    result.read_s, result.filter_s, result.write_s = t1 - t0, t2 - t1, t3 - t2
     result.megapixels = image.width * image.height / 1e6
     result.backend = ",".join(f"{s.plan.backend}/{s.plan.method}" for s in report.steps)
     return result
@@ -267,16 +365,13 @@ def run_batch(
     workers, removes temporary files, and returns the partial summary with
     ``interrupted`` set.
     """
-    if skip_existing and overwrite:
-        raise UsageError("give --skip-existing or --overwrite, not both")
-    if plan.existing and not (skip_existing or overwrite):
-        first = plan.existing[0].output
-        raise UsageError(
-            f"{len(plan.existing)} output(s) already exist (first: '{first}'); "
-            "use --skip-existing to keep them or --overwrite to replace them"
-        )
+    check_existing(plan, skip_existing=skip_existing, overwrite=overwrite)
     summary = BatchSummary()
     notify = on_result or (lambda r: None)
+    for folder, reason in plan.unreadable:  # the folders the plan could not look into
+        r = JobResult(folder, "", "failed", reason=f"{folder}: {reason}")
+        summary.results.append(r)
+        notify(r)
     todo: list[Job] = []
     skip = {j.output for j in plan.existing} if skip_existing else set()
     for job in plan.jobs:
@@ -296,20 +391,18 @@ def run_batch(
         if executor == "dask":
             from .batch_dask import run_on_dask
 
-            for r in run_on_dask(todo, settings, scheduler=scheduler, workers=jobs):
-                summary.results.append(r)
-                notify(r)
+            results: Iterator[JobResult] = run_on_dask(
+                todo, settings, scheduler=scheduler, workers=jobs
+            )
         elif executor != "local":
             raise UsageError(f"executor must be local or dask, got '{executor}'")
         elif jobs <= 1 or len(todo) <= 1:
-            for job in todo:
-                r = run_job(job, settings)
-                summary.results.append(r)
-                notify(r)
+            results = (run_job(job, settings) for job in todo)
         else:
-            for r in _run_pool(todo, settings, jobs):
-                summary.results.append(r)
-                notify(r)
+            results = _run_pool(todo, settings, jobs)
+        for r in results:
+            summary.results.append(r)
+            notify(r)
     except KeyboardInterrupt:
         summary.interrupted = True
         remove_temporaries(plan)
@@ -317,53 +410,94 @@ def run_batch(
     return summary
 
 
+#: The reason given for the images a worker was filtering when it died.
+WORKER_DIED = (
+    "the worker process filtering it died (killed, or out of memory); "
+    "rerun with --skip-existing to try it again"
+)
+
+
 def _run_pool(todo: list[Job], settings: JobSettings, jobs: int) -> Iterator[JobResult]:
-    """Jobs on a process pool, at most 2 per worker in flight (images are streamed)."""
-    pool = ProcessPoolExecutor(max_workers=jobs, initializer=_worker_init)
-    pending: set[Future[JobResult]] = set()
+    """Jobs on a process pool, at most 2 per worker in flight (images are streamed).
+
+    A worker that dies (killed, out of memory) breaks the pool: the images in
+    flight are reported failed (:data:`WORKER_DIED`) and a new pool takes the rest.
+    """
     queue = iter(todo)
-    try:
-        for job in queue:
-            pending.add(pool.submit(run_job, job, settings))
-            if len(pending) >= 2 * jobs:
-                break
-        while pending:
-            done, pending = wait(pending, return_when=FIRST_COMPLETED)
-            for future in done:
-                yield future.result()
-                nxt = next(queue, None)
-                if nxt is not None:
-                    pending.add(pool.submit(run_job, nxt, settings))
-    except BaseException:
-        for future in pending:
-            future.cancel()
-        # stop the workers now: a half-written temporary is removed by the caller
-        for proc in list(getattr(pool, "_processes", {}).values()):
-            proc.terminate()
-        pool.shutdown(wait=True, cancel_futures=True)
-        raise
-    pool.shutdown(wait=True)
+    while True:
+        pool = ProcessPoolExecutor(max_workers=jobs, initializer=_worker_init)
+        pending: dict[Future[JobResult], Job] = {}
+        broken = False
+        try:
+            for job in queue:
+                pending[pool.submit(run_job, job, settings)] = job
+                if len(pending) >= 2 * jobs:
+                    break
+            while pending:
+                done, _ = wait(pending, return_when=FIRST_COMPLETED)
+                for future in done:
+                    job = pending.pop(future)
+                    try:
+                        yield future.result()
+                    except BrokenProcessPool:
+                        broken = True
+                        yield JobResult(job.input, job.output, "failed", reason=WORKER_DIED)
+                        continue
+                    if not broken:
+                        nxt = next(queue, None)
+                        if nxt is not None:
+                            pending[pool.submit(run_job, nxt, settings)] = nxt
+        except BaseException:
+            for future in pending:
+                future.cancel()
+            # stop the workers now: a half-written temporary is removed by the caller
+            for proc in list((getattr(pool, "_processes", None) or {}).values()):
+                proc.terminate()
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
+        pool.shutdown(wait=True)
+        if not broken:
+            return
 
 
 def run_report(
-    plan: BatchPlan, settings: JobSettings, summary: BatchSummary, argv: Sequence[str]
+    plan: BatchPlan,
+    settings: JobSettings,
+    summary: BatchSummary,
+    argv: Sequence[str],
+    run: dict[str, object] | None = None,
 ) -> dict[str, object]:
-    """The JSON report: every file, the run's kernels and options, and library versions."""
+    """The JSON report: every file, the run's kernels and options, and library versions.
+
+    ``run`` holds the batch's own settings (format, recursive, patterns, jobs,
+    executor, ...), recorded as given.
+    """
+    import importlib.metadata
+
     import numpy
     import PIL
     import scipy
 
     from . import __version__
 
+    versions = {
+        "python": sys.version.split()[0],
+        "numpy": numpy.__version__,
+        "scipy": scipy.__version__,
+        "pillow": PIL.__version__,
+    }
+    if (run or {}).get("executor") == "dask":
+        for dist in ("dask", "distributed"):
+            try:
+                versions[dist] = importlib.metadata.version(dist)
+            except importlib.metadata.PackageNotFoundError:
+                pass
     return {
         "convcli": __version__,
-        "versions": {
-            "python": sys.version.split()[0],
-            "numpy": numpy.__version__,
-            "scipy": scipy.__version__,
-            "pillow": PIL.__version__,
-        },
+        "versions": versions,
         "command": list(argv),
+        "cwd": os.getcwd(),
+        "run": dict(run or {}),
         "input_dir": plan.input_dir,
         "output_dir": plan.output_dir,
         "kernels": [
@@ -379,6 +513,8 @@ def run_report(
         "quality": settings.quality,
         "compress_level": settings.compress_level,
         "ignored_files": plan.ignored,
+        "excluded_by_pattern": plan.excluded,
+        "other_entries": plan.other,
         "interrupted": summary.interrupted,
         "wall_s": summary.wall_s,
         "counts": {s: summary.count(s) for s in ("processed", "skipped", "failed")},

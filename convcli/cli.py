@@ -261,11 +261,8 @@ def _run_filter(
         quality=quality,
         compress_level=compress_level,
     )
-    if options.mode == "constant" and not 0.0 <= cval <= 1.0 and image.depth != "float":
-        console.warning(
-            f"--cval {cval:g} is outside 0..1, the scale pixels are filtered on (0 black, "
-            "1 white); did you mean a fraction, e.g. 128 of 255 = 0.5?"
-        )
+    if image.depth != "float":
+        _warn_about_cval(options.mode, cval, "pixels")
     if isinstance(kernels_or_edge, str):
         result, report = edge_image(image, kernels_or_edge, options)
     else:
@@ -904,7 +901,7 @@ def batch(
     from . import console
     from .backends.borders import normalize_mode
     from .backends.direct import available_cores
-    from .batch import JobSettings, plan_batch, run_batch, run_report
+    from .batch import JobSettings, check_existing, plan_batch, run_batch, run_report
     from .errors import UsageError
     from .kernel_io import load_kernel
     from .process import FilterOptions, prepare_kernels
@@ -913,13 +910,15 @@ def batch(
         raise UsageError("give --skip-existing or --overwrite, not both")
     if scheduler and executor != "dask":
         raise UsageError("--scheduler goes with --executor dask")
+    if range_policy == "none" and depth in ("8", "16"):
+        raise UsageError("range policy 'none' is only for float output (--depth float)")
     kernels = prepare_kernels([load_kernel(s) for s in kernel_specs], normalize)
     options = FilterOptions(
         op=op,
         backend=backend,
         mode=normalize_mode(mode),
         cval=cval,
-        normalize=False,
+        normalize=False,  # the kernels are normalized once, here
         range_policy=range_policy,
         dtype=precision,
         alpha=alpha_mode,
@@ -927,12 +926,31 @@ def batch(
     )
     settings = JobSettings(tuple(kernels), options, quality=quality, compress_level=compress_level)
     plan = plan_batch(input_dir, output_dir, recursive=recursive, patterns=patterns, fmt=fmt)
+    check_existing(plan, skip_existing=skip_existing, overwrite=overwrite)
+    if report_path is not None:
+        _check_report_path(report_path, plan.input_dir)
+    try:  # the output folder now: a path that cannot be a folder fails once, not per image
+        os.makedirs(plan.output_dir, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(
+            f"{output_dir}: cannot create the output folder ({exc.strerror or exc})"
+        ) from None
+    _warn_about_cval(options.mode, cval, "8- and 16-bit images")
     workers = jobs or available_cores()
     if not quiet:
+        where = f"the cluster at {scheduler}" if scheduler else f"{workers} worker(s)"
+        skipped = []
+        if plan.excluded:
+            skipped.append(f"{plan.excluded} image(s) matching no --pattern")
+        if plan.other:
+            skipped.append(f"{plan.other} hidden or special entries")
         console.info(
-            f"{len(plan.jobs)} image(s) to filter, {plan.ignored} other file(s) "
-            f"ignored; {executor} executor, {workers} worker(s)"
+            f"{len(plan.jobs)} image(s) to filter, {plan.ignored} non-image file(s) ignored"
+            + "".join(f", {text} left out" for text in skipped)
+            + f"; {executor} executor, {where}"
         )
+    if patterns and not plan.jobs and plan.excluded:
+        console.warning(f"--pattern matched none of the {plan.excluded} image(s)")
     with console.BatchProgress(len(plan.jobs), quiet=quiet) as progress:
         summary = run_batch(
             plan,
@@ -945,14 +963,51 @@ def batch(
             on_result=progress.update,
         )
     if report_path is not None:
-        report = run_report(plan, settings, summary, sys.argv)
+        run = {
+            "recursive": recursive,
+            "patterns": list(patterns),
+            "format": fmt,
+            "normalize": normalize,
+            "jobs": workers,
+            "executor": executor,
+            "scheduler": scheduler,
+            "skip_existing": skip_existing,
+            "overwrite": overwrite,
+        }
+        report = run_report(plan, settings, summary, sys.argv, run)
         _write_text_atomically(report_path, json.dumps(report, indent=2))
-    if not quiet or summary.count("failed") or summary.interrupted:
-        console.show_batch_summary(summary, plan.ignored)
+    console.show_batch_summary(summary, plan, errors_only=quiet)
     if summary.interrupted:
         sys.exit(130)
     if summary.count("failed"):
         sys.exit(1)
+
+
+def _check_report_path(path: str, input_dir: str) -> None:
+    """Refuse, before any work, a --report path that cannot be written or lies in the input."""
+    from pathlib import Path
+
+    from .batch import is_same_or_inside
+    from .errors import UsageError
+
+    target = Path(os.path.abspath(path))
+    if not target.parent.is_dir():
+        raise UsageError(f"{path}: report folder '{target.parent}' does not exist")
+    if target.is_dir():
+        raise UsageError(f"{path}: report path is a folder")
+    if is_same_or_inside(target, Path(input_dir)):
+        raise UsageError(f"{path}: the report would be written inside the input folder")
+
+
+def _warn_about_cval(mode: str, cval: float, images: str) -> None:
+    """Warn when a --cval looks like a 0..255 value (pixels are filtered on 0..1)."""
+    from . import console
+
+    if mode == "constant" and not 0.0 <= cval <= 1.0:
+        console.warning(
+            f"--cval {cval:g} is outside 0..1, the scale {images} are filtered on "
+            "(0 black, 1 white); did you mean a fraction, e.g. 128 of 255 = 0.5?"
+        )
 
 
 def _write_text_atomically(path: str, text: str) -> None:

@@ -266,30 +266,43 @@ class BatchProgress:
 
     def update(self, result) -> None:
         self.done += 1
+        name = result.input
+        for note in getattr(result, "notes", ()):
+            self._print(f"Warning: {name}: {note}", style="yellow")
         if self._progress is not None:
             elapsed = max(time.perf_counter() - self._start, 1e-9)
             self._progress.update(
-                self._task, advance=1, rate=f"{self.done / elapsed:.1f} img/s", current=result.input
+                self._task,
+                advance=1,
+                rate=f"{self.done / elapsed:.1f} img/s",
+                current=f"last: {name}",
             )
             if result.status == "failed":
-                self._progress.console.print(f"failed: {result.reason}", style="red", markup=False)
+                self._print(f"failed: {result.reason}", style="red")
             return
         if result.status == "failed":
-            _err.print(
-                f"[{self.done}/{self.total}] failed {result.input}: {result.reason}",
-                markup=False,
-                soft_wrap=True,
-            )
+            self._print(f"[{self.done}/{self.total}] failed {name}: {result.reason}")
         elif not self.quiet:
-            _err.print(
-                f"[{self.done}/{self.total}] {result.status} {result.input} -> {result.output}",
-                markup=False,
-                soft_wrap=True,
-            )
+            self._print(f"[{self.done}/{self.total}] {result.status} {name} -> {result.output}")
+
+    def _print(self, text: str, style: str | None = None) -> None:
+        console = self._progress.console if self._progress is not None else _err
+        console.print(text, style=style, markup=False, soft_wrap=True)
 
 
-def show_batch_summary(summary, ignored: int) -> None:
-    """The end-of-batch table on stderr: counts, failures, wall time and rates."""
+def show_batch_summary(summary, plan, *, errors_only: bool = False) -> None:
+    """The end-of-batch table on stderr: counts, failures, wall time and rates.
+
+    ``errors_only`` (``--quiet``): only the failures, one line each (and the
+    interruption), no table.
+    """
+    failures = [r for r in summary.results if r.status == "failed"]
+    if errors_only:
+        for r in failures:
+            _err.print(f"failed: {r.reason}", markup=False, soft_wrap=True)
+        if summary.interrupted:
+            _err.print("interrupted: rerun with --skip-existing to finish", markup=False)
+        return
     table = Table(title="batch summary", title_justify="left", show_header=False)
     table.add_column(style="bold")
     table.add_column(justify="right")
@@ -297,14 +310,17 @@ def show_batch_summary(summary, ignored: int) -> None:
     processed = summary.count("processed")
     table.add_row("processed", str(processed))
     table.add_row("skipped", str(summary.count("skipped")))
-    table.add_row("failed", str(summary.count("failed")))
-    table.add_row("not images (ignored)", str(ignored))
+    table.add_row("failed", str(len(failures)))
+    table.add_row("not images (ignored)", str(plan.ignored))
+    if plan.excluded:
+        table.add_row("images matching no --pattern", str(plan.excluded))
+    if plan.other:
+        table.add_row("hidden or special entries", str(plan.other))
     table.add_row("wall time", f"{summary.wall_s:.2f} s")
     table.add_row("images/s", f"{processed / wall:.2f}")
     table.add_row("megapixels/s", f"{summary.megapixels / wall:.2f}")
     if summary.interrupted:
         table.add_row("interrupted", "yes: rerun with --skip-existing to finish")
     _err.print(table)
-    for r in summary.results:
-        if r.status == "failed":
-            _err.print(f"failed: {r.reason}", markup=False, soft_wrap=True)
+    for r in failures:
+        _err.print(f"failed: {r.reason}", markup=False, soft_wrap=True)

@@ -69,7 +69,7 @@ from PIL import ExifTags, ImageFile, ImageOps, PngImagePlugin, UnidentifiedImage
 from PIL import Image as PILImage
 
 from .atomic import write_atomically
-from .errors import ImageReadError, ImageWriteError, UsageError
+from .errors import ConvcliError, ImageReadError, ImageWriteError, UsageError
 
 Depth = Literal["8", "16", "float"]
 
@@ -190,6 +190,15 @@ def read_image(source: str | os.PathLike[str] | BinaryIO) -> Image:
     Raises :class:`ImageReadError` naming the file for anything Pillow cannot read.
     """
     name, data = _read_source(source)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")  # Pillow's warnings become notes, shown once
+        image = _decode(data, name)
+    for message in dict.fromkeys(str(w.message).strip() for w in caught):
+        image.meta.notes.append(message)
+    return image
+
+
+def _decode(data: bytes, name: str) -> Image:
     png = _png_header(data)
     if png is not None and png.bit_depth == 16 and png.colour in (2, 4, 6):
         return _read_png16_colour(data, png, name)
@@ -205,7 +214,9 @@ def read_image(source: str | os.PathLike[str] | BinaryIO) -> Image:
         raise ImageReadError(
             f"{name}: not an image file (or a format Pillow cannot read)"
         ) from None
-    except (OSError, ValueError, SyntaxError, struct.error, EOFError) as exc:
+    except (ConvcliError, MemoryError):
+        raise
+    except Exception as exc:  # a decoder fed a damaged file can raise anything (TypeError...)
         raise ImageReadError(f"{name}: cannot decode image ({_reason(exc)})") from None
     finally:
         ImageFile.LOAD_TRUNCATED_IMAGES = previous

@@ -15,7 +15,8 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image as PILImage
 
-from convcli.batch import JobSettings, plan_batch, run_batch
+import convcli.batch
+from convcli.batch import JobSettings, plan_batch, run_batch, run_job
 from convcli.cli import main
 from convcli.errors import UsageError
 from convcli.kernels import builtin_kernel
@@ -55,7 +56,7 @@ def test_plan_mirrors_structure_and_counts_non_images(tmp_path):
     flat = plan_batch(src, tmp_path / "out")
     assert sorted(Path(j.output).name for j in flat.jobs) == ["grey.jpg", "img0.png", "img3.png"]
     only = plan_batch(src, tmp_path / "out", recursive=True, patterns=["img*"])
-    assert len(only.jobs) == 4 and only.ignored == 3
+    assert len(only.jobs) == 4 and only.ignored == 2 and only.excluded == 1  # grey.jpg
 
 
 def test_name_collision_is_reported_before_any_work(tmp_path):
@@ -198,7 +199,8 @@ def test_sigint_mid_batch_then_resume_gives_identical_outputs(tmp_path):
     done = sorted(out.glob("*.png"))
     assert proc.returncode == 130, err.decode()
     assert 3 <= len(done) < 24  # interrupted mid-batch
-    assert "interrupted" in err.decode()
+    assert "batch summary" in err.decode()  # the summary, not just an error line
+    assert "yes: rerun with --skip-existing to finish" in err.decode()
     assert not list(out.glob(".convcli-*"))  # no partial files
     for p in done:  # whatever was written is complete
         assert p.read_bytes() == (reference / p.name).read_bytes()
@@ -287,3 +289,169 @@ def test_unreachable_dask_scheduler_is_one_clear_line(tmp_path):
     assert lines[-1].startswith("Error: cannot reach the Dask scheduler 'tcp://127.0.0.1:9'")
     assert "Traceback" not in result.stderr
     assert not any(p.is_file() for p in (tmp_path / "o").rglob("*"))  # nothing written
+
+
+def test_an_input_folder_inside_the_output_folder_cannot_be_overwritten(tmp_path):
+    # convcli batch o/in -o o -r: o/in/in/a.png would be written to o/in/a.png, an input
+    outer = tmp_path / "o"
+    src = outer / "in"
+    (src / "in").mkdir(parents=True)
+    PILImage.fromarray(np.full((4, 4), 10, np.uint8)).save(src / "a.png")
+    PILImage.fromarray(np.full((4, 4), 200, np.uint8)).save(src / "in" / "a.png")
+    before = snapshot(outer)
+    result = invoke(src, "-o", outer, "-k", "box", "-r", "--overwrite")
+    assert result.exit_code == 2
+    assert "would be written to" in result.stderr and "inside the input folder" in result.stderr
+    assert snapshot(outer) == before  # nothing written, nothing overwritten
+
+
+def test_a_link_in_the_output_tree_into_the_input_is_refused(tmp_path):
+    src, out = tmp_path / "in", tmp_path / "out"
+    (src / "sub").mkdir(parents=True)
+    PILImage.fromarray(np.full((4, 4), 10, np.uint8)).save(src / "sub" / "deep.png")
+    out.mkdir()
+    (out / "sub").symlink_to(src / "sub")
+    before = snapshot(src)
+    result = invoke(src, "-o", out, "-k", "box", "-r", "--overwrite")
+    assert result.exit_code == 2 and "inside the input folder" in result.stderr
+    assert snapshot(src) == before
+
+
+def test_a_decoder_crash_is_one_failed_file_not_the_end_of_the_batch(tmp_path):
+    src, out = tmp_path / "in", tmp_path / "out"
+    make_tree(src, n=2)
+    crash = Path(__file__).parent / "data" / "corrupt_tiff_missing_dimensions.tif"
+    (src / "crash.tif").write_bytes(crash.read_bytes())
+    result = invoke(src, "-o", out, "-k", "box", "-j", "2", "--report", tmp_path / "r.json")
+    assert result.exit_code == 1
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["counts"] == {"processed": 2, "skipped": 0, "failed": 1}
+    failed = [f for f in report["files"] if f["status"] == "failed"]
+    assert failed[0]["reason"] == f"{src / 'crash.tif'}: cannot decode image (Missing dimensions)"
+    assert "batch summary" in result.stderr
+
+
+def test_unexpected_errors_in_a_job_are_a_failed_result(tmp_path, monkeypatch):
+    import convcli.process
+
+    src = tmp_path / "in"
+    make_tree(src, n=1)
+
+    def boom(*args, **kwargs):
+        raise ZeroDivisionError("division by zero")
+
+    monkeypatch.setattr(convcli.process, "filter_image", boom)
+    plan = plan_batch(src, tmp_path / "out")
+    result = run_job(plan.jobs[0], JobSettings((builtin_kernel("box"),), FilterOptions()))
+    assert result.status == "failed"
+    assert result.reason == (
+        f"{plan.jobs[0].input}: unexpected error (ZeroDivisionError: division by zero)"
+    )
+    assert result.read_s > 0  # the timings of the steps that ran are kept
+
+
+def _run_or_die(job, settings):
+    # a job function for the pool's (forked) workers: dies on one image, as if killed by
+    # the out-of-memory killer, and runs the others as usual
+    if job.input.endswith("die.png"):
+        os._exit(9)
+    return run_job(job, settings)
+
+
+def test_a_worker_that_dies_fails_its_images_and_the_batch_goes_on(tmp_path, monkeypatch):
+    src = tmp_path / "in"
+    src.mkdir()
+    for name in ("a", "b", "die", "c", "d", "e"):
+        PILImage.fromarray(np.full((6, 6), 50, np.uint8)).save(src / f"{name}.png")
+    monkeypatch.setattr(convcli.batch, "run_job", _run_or_die)
+    plan = plan_batch(src, tmp_path / "out")
+    settings = JobSettings((builtin_kernel("box"),), FilterOptions())
+    summary = run_batch(plan, settings, jobs=2)
+    by_name = {Path(r.input).name: r for r in summary.results}
+    assert sorted(by_name) == ["a.png", "b.png", "c.png", "d.png", "die.png", "e.png"]
+    assert by_name["die.png"].status == "failed"
+    assert by_name["die.png"].reason == convcli.batch.WORKER_DIED
+    assert by_name["e.png"].status == "processed"  # images after the death still run
+    written = {p.name for p in (tmp_path / "out").iterdir()}
+    assert written == {n for n, r in by_name.items() if r.status == "processed"}
+
+
+def test_results_are_byte_identical_whatever_the_jobs_on_the_fft_path(tmp_path):
+    src = tmp_path / "in"
+    src.mkdir()
+    for i in range(4):
+        arr = (RNG.random((90, 70)) * 65535).astype(np.uint16)
+        PILImage.fromarray(arr).save(src / f"g{i}.png")  # 16-bit: one level is 1/65535
+    for jobs in ("1", "2"):
+        result = invoke(
+            src, "-o", tmp_path / f"o{jobs}", "-k", "log:sigma=6", "--backend", "fft", "-j", jobs
+        )
+        assert result.exit_code == 0, result.output
+    assert snapshot(tmp_path / "o1") == snapshot(tmp_path / "o2")
+
+
+def test_options_and_paths_that_cannot_work_are_refused_before_any_work(tmp_path):
+    src, out = tmp_path / "in", tmp_path / "out"
+    make_tree(src, n=2)
+    cases = [
+        (["--range", "none", "--depth", "8"], "range policy 'none' is only for float output"),
+        (["--report", tmp_path / "nodir" / "r.json"], "report folder"),
+        (["--report", src / "img0.png"], "the report would be written inside the input folder"),
+    ]
+    for extra, message in cases:
+        result = invoke(src, "-o", out, "-k", "box", *extra)
+        assert result.exit_code == 2, (extra, result.output)
+        assert message in result.stderr
+        assert not out.exists()
+    (tmp_path / "afile").write_text("x")
+    result = invoke(src, "-o", tmp_path / "afile" / "out", "-k", "box")
+    assert result.exit_code == 2
+    assert result.stderr.strip().startswith(f"Error: {tmp_path / 'afile' / 'out'}: cannot create")
+
+
+def test_an_unreadable_sub_folder_is_a_failure_and_the_rest_goes_on(tmp_path, monkeypatch):
+    src = tmp_path / "in"
+    make_tree(src, n=4)
+    locked = str(src / "sub" / "deeper")
+    real_scandir = os.scandir
+
+    def scandir(path):
+        if str(path) == locked:
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    result = invoke(src, "-o", tmp_path / "out", "-k", "box", "-r", "--report", tmp_path / "r.json")
+    assert result.exit_code == 1
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["counts"] == {"processed": 4, "skipped": 0, "failed": 1}
+    assert f"failed: {locked}: cannot list folder (Permission denied)" in result.stderr
+
+
+def test_counts_warnings_quiet_and_the_report_settings(tmp_path):
+    src, out = tmp_path / "in", tmp_path / "out"
+    make_tree(src, n=2)
+    frames = [PILImage.fromarray(np.full((5, 5), v, np.uint8)) for v in (0, 120, 240)]
+    frames[0].save(src / "anim.gif", save_all=True, append_images=frames[1:])
+    (src / ".hidden.png").write_bytes((src / "img0.png").read_bytes())
+    result = invoke(src, "-o", out, "-k", "box", "--pattern", "*.tif")
+    assert result.exit_code == 0
+    assert "Warning: --pattern matched none of the 3 image(s)" in result.stderr
+    result = invoke(
+        src, "-o", out, "-k", "box", "--normalize", "--report", tmp_path / "r.json", "-j", "1"
+    )
+    assert result.exit_code == 0
+    assert f"Warning: {src / 'anim.gif'}: GIF has 3 frames; using the first" in result.stderr
+    assert "hidden or special entries" in result.stderr  # .hidden.png, counted not lost
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["run"]["normalize"] is True and report["run"]["jobs"] == 1
+    assert report["run"]["patterns"] == [] and report["cwd"] == os.getcwd()
+    assert report["other_entries"] == 1
+    gif = next(f for f in report["files"] if f["input"].endswith("anim.gif"))
+    assert gif["notes"] == ["GIF has 3 frames; using the first"]
+    (src / "broken.png").write_bytes(b"garbage")
+    result = invoke(src, "-o", tmp_path / "q", "-k", "box", "--quiet")
+    assert result.exit_code == 1
+    # --quiet: the failure line and the other files' warnings only, no table
+    assert "batch summary" not in result.stderr
+    assert f"failed: {src / 'broken.png'}: not an image file" in result.stderr

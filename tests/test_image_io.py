@@ -7,6 +7,7 @@ import struct
 import sys
 import tracemalloc
 import zlib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -404,9 +405,11 @@ def test_pixel_limit_is_pillows_for_every_decoder(tmp_path, monkeypatch, make):
         r"pixels, could be decompression bomb DOS attack\.\)$",
     ):
         read_image(path)
-    monkeypatch.setattr(PILImage, "MAX_IMAGE_PIXELS", 18)  # 18 < 35 <= 36: a warning
-    with pytest.warns(PILImage.DecompressionBombWarning, match="35 pixels"):
-        im = read_image(path)
+    monkeypatch.setattr(PILImage, "MAX_IMAGE_PIXELS", 18)  # 18 < 35 <= 36: a warning, as a note
+    im = read_image(path)
+    assert im.meta.notes == [
+        "Image size (35 pixels) exceeds limit of 18 pixels, could be decompression bomb DOS attack."
+    ]
     np.testing.assert_allclose(im.pixels, RGB / 255, atol=1e-7)
     monkeypatch.setattr(PILImage, "MAX_IMAGE_PIXELS", 35)
     assert read_image(path).width == 7
@@ -791,3 +794,23 @@ def test_check_output_other_errors_and_result(tmp_path, monkeypatch):
         check_output(tmp_path / "a.png", bands="CMYK", depth="8")
     monkeypatch.chdir(tmp_path)
     assert check_output("plain.webp", bands="LA", depth="8") == "WEBP"
+
+
+def test_a_decoder_crash_on_a_damaged_file_is_one_read_error(tmp_path):
+    # a real damaged TIFF on which Pillow raised TypeError ("Missing dimensions") and
+    # warned about its EXIF: one ImageReadError naming the file, no warning escapes
+    path = Path(__file__).parent / "data" / "corrupt_tiff_missing_dimensions.tif"
+    with pytest.raises(ImageReadError, match=r"corrupt_tiff_missing_dimensions.tif: cannot decode"):
+        read_image(path)
+
+
+def test_any_decoder_exception_becomes_a_read_error(tmp_path, monkeypatch):
+    path = save(tmp_path, PILImage.fromarray(RGB), "ok.png")
+
+    def broken_load(self):
+        raise TypeError("Missing dimensions")
+
+    monkeypatch.setattr(PILImage.Image, "load", broken_load)
+    with pytest.raises(ImageReadError) as info:
+        read_image(path)
+    assert str(info.value) == f"{path}: cannot decode image (Missing dimensions)"
