@@ -267,8 +267,9 @@ class BatchProgress:
     def update(self, result) -> None:
         self.done += 1
         name = result.input
-        for note in getattr(result, "notes", ()):
-            self._print(f"Warning: {name}: {note}", style="yellow")
+        if not self.quiet:
+            for note in getattr(result, "notes", ()):
+                self._print(f"Warning: {name}: {note}", style="yellow")
         if self._progress is not None:
             elapsed = max(time.perf_counter() - self._start, 1e-9)
             self._progress.update(
