@@ -330,8 +330,14 @@ def _worker_init() -> None:
 
 def remove_temporaries(plan: BatchPlan) -> int:
     """Remove leftover temporary files of atomic writes in the output folders of ``plan``."""
+    return _remove_temporaries(plan.jobs)
+
+
+def _remove_temporaries(jobs: Sequence[Job]) -> int:
+    """Remove temporary files of atomic writes in the output folders of ``jobs`` (left by a
+    worker stopped mid-write); returns how many."""
     removed = 0
-    folders = {str(Path(j.output).parent) for j in plan.jobs}
+    folders = {str(Path(j.output).parent) for j in jobs}
     for folder in folders:
         try:
             names = os.listdir(folder)
@@ -420,44 +426,73 @@ WORKER_DIED = (
 def _run_pool(todo: list[Job], settings: JobSettings, jobs: int) -> Iterator[JobResult]:
     """Jobs on a process pool, at most 2 per worker in flight (images are streamed).
 
-    A worker that dies (killed, out of memory) breaks the pool: the images in
-    flight are reported failed (:data:`WORKER_DIED`) and a new pool takes the rest.
+    A worker that dies (killed, out of memory) breaks the pool, and every image in
+    flight with it: those are then run again one at a time, each in a worker of
+    its own, so only the image that kills its worker again fails
+    (:data:`WORKER_DIED`); a new pool takes the rest.
     """
     queue = iter(todo)
+    suspects: list[Job] = []
     while True:
+        for job in suspects:
+            yield _run_alone(job, settings)
+        suspects = []
         pool = ProcessPoolExecutor(max_workers=jobs, initializer=_worker_init)
         pending: dict[Future[JobResult], Job] = {}
-        broken = False
         try:
             for job in queue:
                 pending[pool.submit(run_job, job, settings)] = job
                 if len(pending) >= 2 * jobs:
                     break
-            while pending:
+            while pending and not suspects:
                 done, _ = wait(pending, return_when=FIRST_COMPLETED)
                 for future in done:
                     job = pending.pop(future)
                     try:
-                        yield future.result()
+                        result = future.result()
                     except BrokenProcessPool:
-                        broken = True
-                        yield JobResult(job.input, job.output, "failed", reason=WORKER_DIED)
+                        suspects.append(job)
                         continue
-                    if not broken:
-                        nxt = next(queue, None)
-                        if nxt is not None:
-                            pending[pool.submit(run_job, nxt, settings)] = nxt
+                    yield result
+                    nxt = next(queue, None)
+                    if nxt is not None:
+                        pending[pool.submit(run_job, nxt, settings)] = nxt
         except BaseException:
-            for future in pending:
-                future.cancel()
-            # stop the workers now: a half-written temporary is removed by the caller
-            for proc in list((getattr(pool, "_processes", None) or {}).values()):
-                proc.terminate()
-            pool.shutdown(wait=True, cancel_futures=True)
+            _stop(pool, pending)
             raise
+        if suspects:  # the pool is broken: everything still in it is suspect too
+            suspects += pending.values()
+            _stop(pool, pending)
+            _remove_temporaries(suspects)  # the other workers were stopped mid-write
+            continue
         pool.shutdown(wait=True)
-        if not broken:
-            return
+        return
+
+
+def _run_alone(job: Job, settings: JobSettings) -> JobResult:
+    """One job in a worker process of its own: a failed result if that worker dies."""
+    pool = ProcessPoolExecutor(max_workers=1, initializer=_worker_init)
+    future = pool.submit(run_job, job, settings)
+    try:
+        return future.result()
+    except BrokenProcessPool:
+        _remove_temporaries([job])
+        return JobResult(job.input, job.output, "failed", reason=WORKER_DIED)
+    except BaseException:
+        _stop(pool, {future: job})
+        raise
+    finally:
+        pool.shutdown(wait=True)
+
+
+def _stop(pool: ProcessPoolExecutor, pending: dict[Future[JobResult], Job]) -> None:
+    """Cancel what has not started and stop the workers now (a half-written temporary
+    is removed by the caller)."""
+    for future in pending:
+        future.cancel()
+    for proc in list((getattr(pool, "_processes", None) or {}).values()):
+        proc.terminate()
+    pool.shutdown(wait=True, cancel_futures=True)
 
 
 def run_report(
