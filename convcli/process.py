@@ -85,7 +85,11 @@ def _check(name: str, value: str, allowed: tuple[str, ...]) -> str:
 
 
 def apply_range(
-    values: NDArray[np.floating], policy: str, depth: str
+    values: NDArray[np.floating],
+    policy: str,
+    depth: str,
+    *,
+    bounds: tuple[float, float] | None = None,
 ) -> tuple[NDArray[np.floating], int]:
     """Map filtered values into the output range; return them and the out-of-range count.
 
@@ -93,7 +97,8 @@ def apply_range(
     ``offset``: add 0.5 (half the range: zero becomes mid-grey), then clamp;
     ``rescale``: stretch min..max to 0..1 (a flat result is only clamped);
     ``none``: unchanged (float output only).  The count is of the samples that
-    clamping changes by at least half an output step.
+    clamping changes by at least half an output step.  ``bounds``: the values'
+    (min, max) if the caller has them already (saves two passes for ``clip``).
     """
     policy = _check("range policy", policy, RANGE_POLICIES)
     if policy == "none":
@@ -109,7 +114,10 @@ def apply_range(
         if hi > lo:
             values = (values - lo) * np.asarray(1.0 / (hi - lo), dtype=values.dtype)
     half = _HALF_STEP[depth]
-    lo, hi = float(values.min()), float(values.max())
+    if bounds is not None and policy == "clip":  # clip maps nothing before clamping
+        lo, hi = bounds
+    else:
+        lo, hi = float(values.min()), float(values.max())
     outside = 0  # counted only when some value is out of range (a blur has none)
     if lo < -half:
         outside += int(np.count_nonzero(values < -half))
@@ -198,7 +206,9 @@ def filter_image(
         colour, alpha = pixels, None
     report.value_min = float(colour.min())
     report.value_max = float(colour.max())
-    colour, report.out_of_range = apply_range(colour, policy, depth)
+    colour, report.out_of_range = apply_range(
+        colour, policy, depth, bounds=(report.value_min, report.value_max)
+    )
     report.samples = int(colour.size)
     out = colour if alpha is None else np.concatenate([colour, alpha], axis=-1)
     result = replace(image, pixels=np.ascontiguousarray(out, dtype=np.float32), depth=depth)
@@ -255,7 +265,9 @@ def edge_image(
             steps=report_x.steps + report_y.steps, range_policy=policy, depth=depth
         )
         report.value_min, report.value_max = float(magnitude.min()), float(magnitude.max())
-        mapped, report.out_of_range = apply_range(magnitude, policy, depth)
+        mapped, report.out_of_range = apply_range(
+            magnitude, policy, depth, bounds=(report.value_min, report.value_max)
+        )
         report.samples = int(mapped.size)
         result = replace(colour_image, pixels=mapped.astype(np.float32), depth=depth)
     if alpha is not None:

@@ -55,6 +55,8 @@ def test_clip_matches_the_plain_formula(values, depth):
     assert np.array_equal(clipped, np.clip(values, 0, 1))
     assert n == int(np.count_nonzero((values < -half) | (values > 1 + half)))
     assert np.array_equal(values, before)  # the input is never modified
+    given_bounds = apply_range(values, "clip", depth, bounds=(values.min(), values.max()))
+    assert np.array_equal(given_bounds[0], clipped) and given_bounds[1] == n
 
 
 def test_kernels_apply_in_sequence():
