@@ -230,17 +230,11 @@ def _hwc(values: NDArray[np.floating]) -> NDArray[np.floating]:
 def straight(
     values: NDArray[np.floating], alpha: str
 ) -> tuple[NDArray[np.floating], NDArray[np.floating]]:
-    """A filtered result with alpha as (straight colour, alpha clipped to [0, 1]).
+    """A filtered result with alpha as (straight colour, alpha clipped to [0, 1]), as
+    ``convcli apply`` writes it (:func:`convcli.process.split_alpha`)."""
+    from .process import split_alpha
 
-    As ``convcli apply`` does: premultiplied colour is divided by the clipped
-    alpha (and is 0 where alpha is 0); ``plain`` colour is taken as it is.
-    """
-    arr = _hwc(values)
-    colour, a = arr[..., :-1], np.clip(arr[..., -1:], 0.0, 1.0)
-    if alpha == "premultiply":
-        safe = np.where(a > 0, a, 1)
-        colour = np.where(a > 0, colour / safe, 0).astype(arr.dtype, copy=False)
-    return colour, a
+    return split_alpha(_hwc(values), alpha)
 
 
 def as_written(

@@ -148,6 +148,19 @@ def _check_float_range(pixels: NDArray[np.floating], kernels: Sequence[Kernel]) 
         )
 
 
+def split_alpha(
+    values: NDArray[np.floating], alpha_mode: str
+) -> tuple[NDArray[np.floating], NDArray[np.floating]]:
+    """A filtered ``(H, W, C)`` result whose last channel is alpha, as (straight colour,
+    alpha clipped to [0, 1]): premultiplied colour is divided by the alpha (0 where the
+    alpha is 0); ``plain`` colour is taken as it is."""
+    colour, alpha = values[..., :-1], np.clip(values[..., -1:], 0.0, 1.0)
+    if alpha_mode == "premultiply":
+        safe = np.where(alpha > 0, alpha, 1)
+        colour = np.where(alpha > 0, colour / safe, 0).astype(values.dtype, copy=False)
+    return colour, alpha
+
+
 def prepare_kernels(kernels: Sequence[Kernel], normalize: bool) -> list[Kernel]:
     """The kernels as they will be applied (normalized to sum 1 if asked)."""
     if not kernels:
@@ -198,10 +211,7 @@ def filter_image(
         report.steps.append(StepReport(k, plan, time.perf_counter() - t0))
 
     if has_alpha:
-        colour, alpha = pixels[..., :-1], np.clip(pixels[..., -1:], 0.0, 1.0)
-        if premultiplied:
-            safe = np.where(alpha > 0, alpha, 1)
-            colour = np.where(alpha > 0, colour / safe, 0)
+        colour, alpha = split_alpha(pixels, alpha_mode)
     else:
         colour, alpha = pixels, None
     report.value_min = float(colour.min())
