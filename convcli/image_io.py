@@ -159,6 +159,53 @@ class Image:
         return self.bands in ("LA", "RGBA")
 
 
+@dataclass
+class Samples:
+    """An image as stored: ``(H, W, C)`` samples of its own type (uint8 for 8-bit, uint16 for
+    16-bit, float32 for float), with the same bands, depth and metadata as :class:`Image`.
+
+    What the streaming pipeline reads: a quarter of the float32 image's size for 8-bit data.
+    :func:`unit_float` turns any slice of it into the values :func:`read_image` gives.
+    """
+
+    samples: NDArray[Any]
+    bands: str
+    depth: Depth
+    meta: ImageMeta = field(default_factory=ImageMeta)
+
+    @property
+    def height(self) -> int:
+        return int(self.samples.shape[0])
+
+    @property
+    def width(self) -> int:
+        return int(self.samples.shape[1])
+
+    @property
+    def channels(self) -> int:
+        return int(self.samples.shape[2])
+
+    @property
+    def has_alpha(self) -> bool:
+        return self.bands in ("LA", "RGBA")
+
+
+#: The sample type of each depth.
+SAMPLE_TYPES: dict[str, type] = {"8": np.uint8, "16": np.uint16, "float": np.float32}
+
+
+def unit_float(samples: NDArray[Any], depth: str, out: NDArray[Any] | None = None) -> NDArray[Any]:
+    """Stored samples as float32 on the [0, 1] scale: ``k / 255``, ``k / 65535`` (correctly
+    rounded), float samples as they are.  ``out``: a float32 array to fill."""
+    if depth == "float":
+        if out is None:
+            return np.asarray(samples, dtype=np.float32)
+        np.copyto(out, samples, casting="same_kind")
+        return out
+    top = np.float32(255) if depth == "8" else np.float32(65535)
+    return np.divide(samples, top, out=out, dtype=np.float32)
+
+
 _BANDS_BY_CHANNELS = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}
 
 
@@ -184,32 +231,64 @@ def from_array(
 # -- reading ---------------------------------------------------------------------------------
 
 
-def read_image(source: str | os.PathLike[str] | BinaryIO) -> Image:
+def read_image(source: str | os.PathLike[str] | BinaryIO, *, max_pixels: int | None = None) -> Image:
     """Read an image file (``"-"``: standard input) into an :class:`Image`.
 
-    Raises :class:`ImageReadError` naming the file for anything Pillow cannot read.
+    Raises :class:`ImageReadError` naming the file for anything Pillow cannot read, and
+    for an image of more than ``max_pixels`` pixels (see :func:`read_samples`).
+    """
+    stored = read_samples(source, max_pixels=max_pixels)
+    pixels = unit_float(stored.samples, stored.depth)
+    return Image(np.ascontiguousarray(pixels), stored.bands, stored.depth, stored.meta)
+
+
+def read_samples(
+    source: str | os.PathLike[str] | BinaryIO, *, max_pixels: int | None = None
+) -> Samples:
+    """Read an image file into its stored samples (:class:`Samples`), no float copy.
+
+    ``max_pixels``: refuse (:class:`ImageReadError`, before decoding) an image of more
+    pixels; None means :func:`default_max_pixels`, 0 means no limit.
     """
     name, data = _read_source(source)
+    limit = default_max_pixels() if max_pixels is None else max_pixels
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")  # Pillow's warnings become notes, shown once
-        image = _decode(data, name)
+        image = _decode(data, name, limit or None)
     for message in dict.fromkeys(str(w.message).strip() for w in caught):
         image.meta.notes.append(message)
     return image
 
 
-def _decode(data: bytes, name: str) -> Image:
+def default_max_pixels() -> int:
+    """The pixel limit when none is given: Pillow's decompression-bomb limit
+    (``PIL.Image.MAX_IMAGE_PIXELS``, 89,478,485 unless changed; 0 if it is None)."""
+    limit = PILImage.MAX_IMAGE_PIXELS
+    return 0 if limit is None else int(limit)
+
+
+def check_pixel_limit(width: int, height: int, name: str, limit: int | None) -> None:
+    """Refuse an image above ``limit`` pixels (None or 0: no limit), before any decoding."""
+    pixels = max(1, width) * max(1, height)
+    if limit and pixels > limit:
+        raise ImageReadError(
+            f"{name}: image too large ({width}x{height} = {pixels:,} pixels, above the limit "
+            f"of {limit:,}; --max-pixels raises it, 0 for none)"
+        )
+
+
+def _decode(data: bytes, name: str, limit: int | None) -> Samples:
     png = _png_header(data)
     if png is not None and png.bit_depth == 16 and png.colour in (2, 4, 6):
-        return _read_png16_colour(data, png, name)
-    previous = ImageFile.LOAD_TRUNCATED_IMAGES
+        return _read_png16_colour(data, png, name, limit)
+    previous = ImageFile.LOAD_TRUNCATED_IMAGES, PILImage.MAX_IMAGE_PIXELS
     ImageFile.LOAD_TRUNCATED_IMAGES = False
+    PILImage.MAX_IMAGE_PIXELS = None  # convcli's own limit, checked below, is the refusal
     try:
         with PILImage.open(io.BytesIO(data)) as im:
+            check_pixel_limit(im.width, im.height, name, limit)
             im.load()
             return _from_pil(im, name, png_bit_depth=png.bit_depth if png else None)
-    except PILImage.DecompressionBombError as exc:
-        raise ImageReadError(f"{name}: image too large ({exc})") from None
     except UnidentifiedImageError:
         raise ImageReadError(
             f"{name}: not an image file (or a format Pillow cannot read)"
@@ -219,7 +298,7 @@ def _decode(data: bytes, name: str) -> Image:
     except Exception as exc:  # a decoder fed a damaged file can raise anything (TypeError...)
         raise ImageReadError(f"{name}: cannot decode image ({_reason(exc)})") from None
     finally:
-        ImageFile.LOAD_TRUNCATED_IMAGES = previous
+        ImageFile.LOAD_TRUNCATED_IMAGES, PILImage.MAX_IMAGE_PIXELS = previous
 
 
 def _reason(exc: BaseException) -> str:
@@ -244,37 +323,9 @@ def _read_source(source: str | os.PathLike[str] | BinaryIO) -> tuple[str, bytes]
     return getattr(source, "name", "<stream>"), source.read()
 
 
-def _unit8(im: PILImage.Image) -> NDArray[np.float32]:
-    """8-bit samples as float32 in [0, 1] (``k / 255`` correctly rounded).
-
-    Pillow's own float conversion (``np.asarray(im, np.float32)``) is about
-    ten times slower than taking the bytes and dividing.
-    """
-    return np.divide(np.asarray(im), np.float32(255), dtype=np.float32)
-
-
-def _check_pixel_limit(width: int, height: int, name: str) -> None:
-    """Pillow's decompression-bomb check (``PIL.Image.MAX_IMAGE_PIXELS``), for convcli's decoder.
-
-    As for a file Pillow decodes: above twice the limit an :class:`ImageReadError`, above the
-    limit a :class:`PIL.Image.DecompressionBombWarning`.
-    """
-    limit = PILImage.MAX_IMAGE_PIXELS
-    if limit is None:
-        return
-    pixels = max(1, width) * max(1, height)
-    if pixels > 2 * limit:
-        raise ImageReadError(
-            f"{name}: image too large (Image size ({pixels} pixels) exceeds limit of "
-            f"{2 * limit} pixels, could be decompression bomb DOS attack.)"
-        )
-    if pixels > limit:
-        warnings.warn(
-            f"Image size ({pixels} pixels) exceeds limit of {limit} pixels, "
-            "could be decompression bomb DOS attack.",
-            PILImage.DecompressionBombWarning,
-            stacklevel=4,
-        )
+def _u8(im: PILImage.Image) -> NDArray[np.uint8]:
+    """A Pillow image's 8-bit samples (``np.asarray`` takes the bytes: no float conversion)."""
+    return np.asarray(im, dtype=np.uint8)
 
 
 def _descriptive_exif(exif: PILImage.Exif) -> bytes | None:
@@ -319,16 +370,18 @@ def _colour_key(im: PILImage.Image, png_bit_depth: int | None) -> int | tuple[in
     return None
 
 
-def _key_alpha(values: NDArray[Any], key: int | tuple[int, ...]) -> NDArray[np.float32]:
-    """Alpha for a colour key: 0.0 where a pixel equals the key, else 1.0; ``(H, W, 1)``."""
+def _key_alpha(values: NDArray[Any], key: int | tuple[int, ...], dtype: Any) -> NDArray[Any]:
+    """Alpha for a colour key: 0 where a pixel equals the key, else the top value of
+    ``dtype`` (uint8 or uint16); ``(H, W, 1)``."""
     match = values == np.asarray(key, dtype=np.int64)
     if match.ndim == 3:
         match = match.all(axis=2)
-    return (~match).astype(np.float32)[:, :, np.newaxis]
+    return ((~match) * np.iinfo(dtype).max).astype(dtype)[:, :, np.newaxis]
 
 
-def _from_pil(im: PILImage.Image, name: str, *, png_bit_depth: int | None = None) -> Image:
-    """Pixels and metadata of a decoded Pillow image (``png_bit_depth``: from a PNG's IHDR)."""
+def _from_pil(im: PILImage.Image, name: str, *, png_bit_depth: int | None = None) -> Samples:
+    """Stored samples and metadata of a decoded Pillow image (``png_bit_depth``: from a PNG's
+    IHDR)."""
     meta = ImageMeta(format=im.format, source_mode=im.mode)
     frames = getattr(im, "n_frames", 1)
     if frames > 1:
@@ -348,16 +401,16 @@ def _from_pil(im: PILImage.Image, name: str, *, png_bit_depth: int | None = None
         im = ImageOps.exif_transpose(im)
     mode = im.mode
     if mode == "1":
-        pixels, bands, depth = _unit8(im.convert("L")), "L", "8"
+        pixels, bands, depth = _u8(im.convert("L")), "L", "8"
     elif mode in ("L", "LA", "RGB", "RGBA"):
-        pixels, bands, depth = _unit8(im), mode, "8"
+        pixels, bands, depth = _u8(im), mode, "8"
     elif mode in ("La", "RGBa", "RGBX"):
         target = {"La": "LA", "RGBa": "RGBA", "RGBX": "RGB"}[mode]
-        pixels, bands, depth = _unit8(im.convert(target)), target, "8"
+        pixels, bands, depth = _u8(im.convert(target)), target, "8"
     elif mode in ("P", "PA"):
         has_alpha = mode == "PA" or "transparency" in im.info
         target = "RGBA" if has_alpha else "RGB"
-        pixels, bands, depth = _unit8(im.convert(target)), target, "8"
+        pixels, bands, depth = _u8(im.convert(target)), target, "8"
     elif mode in ("CMYK", "YCbCr", "LAB", "HSV"):
         if mode == "CMYK" and icc:
             meta.notes.append(
@@ -365,17 +418,16 @@ def _from_pil(im: PILImage.Image, name: str, *, png_bit_depth: int | None = None
                 "profile is not written to the output"
             )
         icc = None if mode == "CMYK" else icc
-        pixels, bands, depth = _unit8(im.convert("RGB")), "RGB", "8"
+        pixels, bands, depth = _u8(im.convert("RGB")), "RGB", "8"
     elif mode.startswith("I;16"):
-        arr = np.asarray(im).astype(np.float32)
-        pixels, bands, depth = arr / 65535, "L", "16"
+        pixels, bands, depth = np.asarray(im).astype(np.uint16), "L", "16"
     elif mode == "I":
         arr = np.asarray(im)
         if arr.size and (arr.min() < 0 or arr.max() > 65535):
             meta.notes.append("32-bit integer values outside 0..65535: read as float, unscaled")
             pixels, bands, depth = arr.astype(np.float32), "L", "float"
         else:
-            pixels, bands, depth = arr.astype(np.float32) / 65535, "L", "16"
+            pixels, bands, depth = arr.astype(np.uint16), "L", "16"
     elif mode == "F":
         pixels, bands, depth = np.asarray(im, np.float32), "L", "float"
     else:
@@ -385,7 +437,7 @@ def _from_pil(im: PILImage.Image, name: str, *, png_bit_depth: int | None = None
         pixels = pixels[:, :, np.newaxis]
     if key is not None and bands in ("L", "RGB"):
         values = np.asarray(im.convert("L") if mode == "1" else im)
-        pixels = np.concatenate([pixels, _key_alpha(values, key)], axis=2)
+        pixels = np.concatenate([pixels, _key_alpha(values, key, pixels.dtype)], axis=2)
         bands += "A"
     if depth == "8" and tiff_bits:
         bits = max(tiff_bits) if isinstance(tiff_bits, tuple) else int(tiff_bits)
@@ -394,7 +446,8 @@ def _from_pil(im: PILImage.Image, name: str, *, png_bit_depth: int | None = None
                 f"{bits}-bit samples read as 8-bit (Pillow cannot read this {mode} TIFF "
                 "at full depth)"
             )
-    return Image(np.ascontiguousarray(pixels, dtype=np.float32), bands, depth, meta)  # type: ignore[arg-type]
+    pixels = np.ascontiguousarray(pixels, dtype=SAMPLE_TYPES[depth])
+    return Samples(pixels, bands, depth, meta)  # type: ignore[arg-type]
 
 
 # -- 16-bit colour PNG (Pillow would reduce it to 8 bits) -------------------------------------
@@ -467,14 +520,14 @@ def _decompress_at_most(compressed: bytes, size: int, name: str) -> bytes:
         raise ImageReadError(f"{name}: cannot decode image (corrupt PNG data: {exc})") from None
 
 
-def _read_png16_colour(data: bytes, header: _PngHeader, name: str) -> Image:
+def _read_png16_colour(data: bytes, header: _PngHeader, name: str, limit: int | None) -> Samples:
     """Decode a 16-bit RGB/RGBA/LA PNG, interlaced or not (Pillow would give 8 bits)."""
     from . import _native
 
     width, height, _, colour, compression, filter_method, interlace = header
     if width == 0 or height == 0 or compression or filter_method or interlace not in (0, 1):
         raise ImageReadError(f"{name}: cannot decode image (invalid PNG header)")
-    _check_pixel_limit(width, height, name)
+    check_pixel_limit(width, height, name, limit)
     channels = {2: 3, 4: 2, 6: 4}[colour]
     bpp = channels * 2
     passes = _png_passes(header)
@@ -522,11 +575,11 @@ def _read_png16_colour(data: bytes, header: _PngHeader, name: str) -> Image:
         elif ctype == b"tRNS" and colour == 2 and len(body) == 6:
             key = struct.unpack(">HHH", body)
     bands = {2: "RGB", 4: "LA", 6: "RGBA"}[colour]
-    pixels = arr.astype(np.float32) / 65535
+    pixels = arr.astype(np.uint16)
     if key is not None:
-        pixels = np.concatenate([pixels, _key_alpha(arr, key)], axis=2)
+        pixels = np.concatenate([pixels, _key_alpha(arr, key, np.uint16)], axis=2)
         bands = "RGBA"
-    return Image(np.ascontiguousarray(pixels), bands, "16", meta)
+    return Samples(np.ascontiguousarray(pixels), bands, "16", meta)
 
 
 def _png16_bytes(values: NDArray[np.uint16], bands: str, meta: ImageMeta, level: int) -> bytes:

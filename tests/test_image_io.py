@@ -396,23 +396,27 @@ def _png16_file(tmp_path):
 
 
 @pytest.mark.parametrize("make", [_png8, _png16_file], ids=["pillow", "convcli"])
-def test_pixel_limit_is_pillows_for_every_decoder(tmp_path, monkeypatch, make):
-    path = make(tmp_path)
-    monkeypatch.setattr(PILImage, "MAX_IMAGE_PIXELS", 17)  # 35 pixels > 2 * 17
+def test_pixel_limit_is_a_refusal_for_every_decoder(tmp_path, monkeypatch, make):
+    path = make(tmp_path)  # 7x5 = 35 pixels
+    # the default limit is Pillow's MAX_IMAGE_PIXELS, and one pixel above it is refused
+    monkeypatch.setattr(PILImage, "MAX_IMAGE_PIXELS", 34)
     with pytest.raises(
         ImageReadError,
-        match=r"p(8|16)\.png: image too large \(Image size \(35 pixels\) exceeds limit of 34 "
-        r"pixels, could be decompression bomb DOS attack\.\)$",
+        match=r"p(8|16)\.png: image too large \(7x5 = 35 pixels, above the limit of 34; "
+        r"--max-pixels raises it, 0 for none\)$",
     ):
         read_image(path)
-    monkeypatch.setattr(PILImage, "MAX_IMAGE_PIXELS", 18)  # 18 < 35 <= 36: a warning, as a note
-    im = read_image(path)
-    assert im.meta.notes == [
-        "Image size (35 pixels) exceeds limit of 18 pixels, could be decompression bomb DOS attack."
-    ]
-    np.testing.assert_allclose(im.pixels, RGB / 255, atol=1e-7)
     monkeypatch.setattr(PILImage, "MAX_IMAGE_PIXELS", 35)
-    assert read_image(path).width == 7
+    im = read_image(path)
+    assert im.width == 7 and im.meta.notes == []  # at the limit: read, and no warning
+    np.testing.assert_allclose(im.pixels, RGB / 255, atol=1e-7)
+    # an explicit limit overrides the default either way; 0 is none
+    with pytest.raises(ImageReadError, match="above the limit of 20;"):
+        read_image(path, max_pixels=20)
+    monkeypatch.setattr(PILImage, "MAX_IMAGE_PIXELS", 10)
+    assert read_image(path, max_pixels=35).height == 5
+    assert read_image(path, max_pixels=0).height == 5
+    assert PILImage.MAX_IMAGE_PIXELS == 10  # Pillow's own setting is left as it was
 
 
 def test_16bit_png_decompresses_no_more_than_its_header_says(tmp_path):
