@@ -8,9 +8,12 @@ writes (images, kernels, matrices, reports) goes through :func:`write_atomically
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 #: Prefix and suffix of the temporary files (``convcli batch`` cleans up leftovers).
 TEMP_PREFIX, TEMP_SUFFIX = ".convcli-", ".part"
@@ -22,6 +25,17 @@ def write_atomically(path: str | os.PathLike[str], data: bytes) -> None:
     A new file gets the usual permissions (0666 less the umask); a replaced file
     keeps its own.
     """
+    with open_atomically(path) as fh:
+        fh.write(data)
+
+
+@contextlib.contextmanager
+def open_atomically(path: str | os.PathLike[str]) -> Iterator[BinaryIO]:
+    """A binary file to write ``path`` through, atomically: the data goes to a temporary
+    file in the same folder, which is flushed to disk and renamed into place when the
+    ``with`` block ends normally, and removed if it ends by any exception (Ctrl-C
+    included), leaving an existing file at ``path`` as it was.  For writers that stream.
+    """
     target = Path(path)
     folder = target.parent if str(target.parent) else Path(".")
     if not folder.is_dir():
@@ -32,7 +46,7 @@ def write_atomically(path: str | os.PathLike[str], data: bytes) -> None:
     try:
         fd, tmp = tempfile.mkstemp(dir=folder, prefix=TEMP_PREFIX, suffix=TEMP_SUFFIX)
         with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
+            yield fh
             fh.flush()
             os.fsync(fh.fileno())
         try:

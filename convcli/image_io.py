@@ -68,6 +68,7 @@ from numpy.typing import NDArray
 from PIL import ExifTags, ImageFile, ImageOps, PngImagePlugin, UnidentifiedImageError
 from PIL import Image as PILImage
 
+from . import png_codec
 from .atomic import write_atomically
 from .errors import ConvcliError, ImageReadError, ImageWriteError, UsageError
 
@@ -92,9 +93,8 @@ FORMAT_NAMES: dict[str, str] = {
     "webp": "WEBP",
     "bmp": "BMP",
 }
-#: PNG compression level used when none is given: Pillow's default 6 takes 3.2 s to encode a
-#: 12-MP photo here, level 3 about a third of that for files a few per cent larger.
-DEFAULT_PNG_LEVEL = 3
+#: PNG compression level used when none is given (see :mod:`convcli.png_codec`).
+DEFAULT_PNG_LEVEL = png_codec.DEFAULT_LEVEL
 DEFAULT_JPEG_QUALITY = 92
 
 _EXIF_FORMATS = {"JPEG", "PNG", "WEBP", "TIFF"}
@@ -582,28 +582,6 @@ def _read_png16_colour(data: bytes, header: _PngHeader, name: str, limit: int | 
     return Samples(np.ascontiguousarray(pixels), bands, "16", meta)
 
 
-def _png16_bytes(values: NDArray[np.uint16], bands: str, meta: ImageMeta, level: int) -> bytes:
-    height, width, channels = values.shape
-    colour = {"L": 0, "LA": 4, "RGB": 2, "RGBA": 6}[bands]
-    rows = values.astype(">u2").reshape(height, width * channels)
-    raw = np.zeros((height, width * channels * 2 + 1), dtype=np.uint8)
-    raw[:, 1:] = rows.view(np.uint8).reshape(height, -1)
-
-    def chunk(ctype: bytes, body: bytes) -> bytes:
-        crc = zlib.crc32(ctype + body) & 0xFFFFFFFF
-        return struct.pack(">I", len(body)) + ctype + body + struct.pack(">I", crc)
-
-    parts = [_PNG_SIG, chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 16, colour, 0, 0, 0))]
-    if meta.icc_profile:
-        parts.append(chunk(b"iCCP", b"ICC profile\x00\x00" + zlib.compress(meta.icc_profile)))
-    if meta.dpi:
-        ppm = (round(meta.dpi[0] / 0.0254), round(meta.dpi[1] / 0.0254))
-        parts.append(chunk(b"pHYs", struct.pack(">IIB", ppm[0], ppm[1], 1)))
-    parts.append(chunk(b"IDAT", zlib.compress(raw.tobytes(), level)))
-    parts.append(chunk(b"IEND", b""))
-    return b"".join(parts)
-
-
 # -- writing ---------------------------------------------------------------------------------
 
 
@@ -741,18 +719,53 @@ def encode_image(
     bands = image.bands
     _check_encodable(fmt, bands, depth, quality=quality, compress_level=compress_level, name=name)
     values = to_depth(image.pixels, depth)
+    return encode_samples(
+        Samples(values, bands, depth, image.meta),
+        fmt,
+        quality=quality,
+        compress_level=compress_level,
+        name=name,
+    )
+
+
+def encode_samples(
+    stored: Samples,
+    fmt: str,
+    *,
+    quality: int | None = None,
+    compress_level: int | None = None,
+    name: str = "<output>",
+) -> bytes:
+    """Encode output samples (uint8, uint16 or float32 by depth) as a file of format ``fmt``.
+
+    PNG is written by :mod:`convcli.png_codec` (every band layout, 8 or 16 bits), the other
+    formats by Pillow.
+    """
+    depth, bands, values, meta = stored.depth, stored.bands, stored.samples, stored.meta
+    _check_encodable(fmt, bands, depth, quality=quality, compress_level=compress_level, name=name)
     level = DEFAULT_PNG_LEVEL if compress_level is None else compress_level
-    if depth == "16":
-        if fmt == "PNG" and bands != "L":
-            return _png16_bytes(values, bands, image.meta, level)
-        pil = PILImage.fromarray(np.ascontiguousarray(values[:, :, 0]))  # uint16: I;16
-    elif depth == "float":
-        pil = PILImage.fromarray(np.ascontiguousarray(values[:, :, 0]))  # float32: F
+    if fmt == "PNG":
+        return png_codec.encode_png(
+            values, bands, level=level, icc_profile=meta.icc_profile, dpi=meta.dpi,
+            exif=meta.exif,
+        )  # fmt: skip
+    if depth in ("16", "float"):
+        pil = PILImage.fromarray(np.ascontiguousarray(values[:, :, 0]))  # I;16 or F
     else:
         arr = values[:, :, 0] if bands == "L" else values
         pil = PILImage.fromarray(np.ascontiguousarray(arr))  # uint8 by channel count
+    params = pillow_save_params(fmt, meta, quality=quality)
+    buf = io.BytesIO()
+    try:
+        pil.save(buf, format=fmt, **params)
+    except (OSError, ValueError, KeyError, TypeError, RuntimeError) as exc:
+        raise ImageWriteError(f"{name}: cannot encode as {fmt} ({_reason(exc)})") from None
+    return buf.getvalue()
+
+
+def pillow_save_params(fmt: str, meta: ImageMeta, *, quality: int | None) -> dict[str, object]:
+    """Pillow's save options for ``fmt``: metadata kept, quality and compression."""
     params: dict[str, object] = {}
-    meta = image.meta
     if meta.icc_profile and fmt in _ICC_FORMATS:
         params["icc_profile"] = meta.icc_profile
     if meta.dpi and fmt in ("JPEG", "PNG", "TIFF", "BMP", "WEBP"):
@@ -760,9 +773,7 @@ def encode_image(
     exif = _without_sub_ifds(meta.exif) if meta.exif and fmt == "TIFF" else meta.exif
     if exif and fmt in _EXIF_FORMATS:
         params["exif"] = exif
-    if fmt == "PNG":
-        params["compress_level"] = level
-    elif fmt == "JPEG":
+    if fmt == "JPEG":
         params["quality"] = quality or DEFAULT_JPEG_QUALITY
     elif fmt == "WEBP":
         if quality is None:
@@ -771,12 +782,7 @@ def encode_image(
             params["quality"] = quality
     elif fmt == "TIFF":
         params["compression"] = "tiff_deflate"
-    buf = io.BytesIO()
-    try:
-        pil.save(buf, format=fmt, **params)
-    except (OSError, ValueError, KeyError, TypeError, RuntimeError) as exc:
-        raise ImageWriteError(f"{name}: cannot encode as {fmt} ({_reason(exc)})") from None
-    return buf.getvalue()
+    return params
 
 
 def write_image(

@@ -17,7 +17,7 @@ This is what ``convcli apply`` runs between reading and writing an image:
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
@@ -90,6 +90,7 @@ def apply_range(
     depth: str,
     *,
     bounds: tuple[float, float] | None = None,
+    stretch: tuple[float, float] | None = None,
 ) -> tuple[NDArray[np.floating], int]:
     """Map filtered values into the output range; return them and the out-of-range count.
 
@@ -99,6 +100,8 @@ def apply_range(
     ``none``: unchanged (float output only).  The count is of the samples that
     clamping changes by at least half an output step.  ``bounds``: the values'
     (min, max) if the caller has them already (saves two passes for ``clip``).
+    ``stretch``: for ``rescale``, the (min, max) of the whole result when ``values`` is
+    only a part of it (a strip).
     """
     policy = _check("range policy", policy, RANGE_POLICIES)
     if policy == "none":
@@ -110,7 +113,7 @@ def apply_range(
     elif policy == "offset":
         values = values + np.asarray(0.5, dtype=values.dtype)
     elif policy == "rescale":
-        lo, hi = float(values.min()), float(values.max())
+        lo, hi = stretch if stretch is not None else (float(values.min()), float(values.max()))
         if hi > lo:
             values = (values - lo) * np.asarray(1.0 / (hi - lo), dtype=values.dtype)
     half = _HALF_STEP[depth]
@@ -133,18 +136,29 @@ def apply_range(
 def _check_float_range(pixels: NDArray[np.floating], kernels: Sequence[Kernel]) -> None:
     """Refuse kernels whose results could overflow the computation type (they would turn
     into inf/NaN and be written as black or white without a word)."""
-    top = float(np.finfo(pixels.dtype).max) / 16
+    check_kernel_gain(
+        kernels,
+        pixels.dtype,
+        lambda: float(np.abs(pixels).max()) if pixels.size else 0.0,
+    )
+
+
+def check_kernel_gain(
+    kernels: Sequence[Kernel], dtype: np.dtype, peak: Callable[[], float]
+) -> None:
+    """:func:`_check_float_range` for any source: ``peak()`` gives max |value| of the input
+    (called only for kernels of a very large gain)."""
+    top = float(np.finfo(dtype).max) / 16
     gain = 1.0
     for k in kernels:
         gain *= float(np.abs(k.weights).sum())
     if gain <= 1e-6 * top:  # the common case: no pass over the pixels needed
         return
-    peak = float(np.abs(pixels).max()) if pixels.size else 0.0
-    if gain * max(peak, 1.0) > top:
-        hint = "; use --precision float64" if pixels.dtype == np.float32 else ""
+    if gain * max(peak(), 1.0) > top:
+        hint = "; use --precision float64" if np.dtype(dtype) == np.float32 else ""
         raise UsageError(
             f"the kernels' weights (sum of |weights| {gain:.3g} in all) could overflow "
-            f"{pixels.dtype} arithmetic{hint}"
+            f"{np.dtype(dtype)} arithmetic{hint}"
         )
 
 
@@ -229,6 +243,23 @@ def filter_image(
 EDGE_OPERATORS: tuple[str, ...] = ("sobel", "prewitt", "scharr", "laplacian", "log")
 
 
+def edge_operator_kernels(operator: str, sigma: float = 1.4) -> tuple[Kernel, ...]:
+    """The kernels of an edge operator: one (``laplacian``, ``log``: the absolute response is
+    taken) or an (x, y) derivative pair whose gradient magnitude is taken, each divided by the
+    sum of its positive weights so that a step from 0 to 1 gives 1."""
+    from .kernels import builtin_kernel
+
+    operator = _check("edge operator", operator, EDGE_OPERATORS)
+    if operator == "laplacian":
+        return (builtin_kernel("laplacian", neighbours=8),)
+    if operator == "log":
+        return (builtin_kernel("log", sigma=sigma),)
+    kx = builtin_kernel(operator, axis="x")
+    ky = builtin_kernel(operator, axis="y")
+    gain = float(np.clip(kx.weights, 0, None).sum())
+    return kx.scaled(1 / gain), ky.scaled(1 / gain)
+
+
 def edge_image(
     image: Image,
     operator: str = "sobel",
@@ -244,27 +275,18 @@ def edge_image(
     (Laplacian of Gaussian of ``sigma``): the absolute response (range
     policy ``abs`` unless another is given).  Alpha, if any, is kept as it is.
     """
-    from .kernels import builtin_kernel
-
     operator = _check("edge operator", operator, EDGE_OPERATORS)
     colour_image = image
     alpha = None
     if image.bands in ("LA", "RGBA"):
         alpha = image.pixels[..., -1:]
         colour_image = replace(image, pixels=image.pixels[..., :-1], bands=image.bands[:-1])
-    if operator in ("laplacian", "log"):
-        kernel = (
-            builtin_kernel("laplacian", neighbours=8)
-            if operator == "laplacian"
-            else builtin_kernel("log", sigma=sigma)
-        )
+    edge_kernels = edge_operator_kernels(operator, sigma)
+    if len(edge_kernels) == 1:
         opts = replace(options, range_policy=options.range_policy or "abs", normalize=False)
-        result, report = filter_image(colour_image, [kernel], opts)
+        result, report = filter_image(colour_image, edge_kernels, opts)
     else:
-        kx = builtin_kernel(operator, axis="x")
-        ky = builtin_kernel(operator, axis="y")
-        gain = float(np.clip(kx.weights, 0, None).sum())
-        kx, ky = kx.scaled(1 / gain), ky.scaled(1 / gain)
+        kx, ky = edge_kernels
         raw = replace(options, range_policy="none", depth="float", normalize=False)
         gx, report_x = filter_image(colour_image, [kx], raw)
         gy, report_y = filter_image(colour_image, [ky], raw)

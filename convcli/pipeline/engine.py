@@ -1,0 +1,375 @@
+"""The strip engine: stored samples in, output samples out, one strip at a time.
+
+Each strip's window of stored samples (uint8, uint16 or float32, see
+:mod:`convcli.pipeline.strips`) goes through every step while it is small:
+to float, premultiply alpha, every kernel, un-premultiply, the range policy,
+rounding to the output depth.  No full-size float copy of the image exists.
+Strips run on all cores (one thread each for the direct backend; the FFT
+backend spreads each strip over the cores itself); results come out in order.
+
+The steps are those of :func:`convcli.process.filter_image` and
+:func:`convcli.process.edge_image` applied to a strip (every one of them works
+sample by sample once the kernels have run), so on the direct backend the
+output is the same to the bit as the whole-image path's.  ``--range rescale``
+needs the whole result's minimum and maximum before any sample is written: it
+takes two passes over the strips (the first computes only the bounds), so
+memory stays bounded at the price of filtering twice.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections import deque
+from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+from numpy.typing import NDArray
+
+from ..backends import direct, fft
+from ..backends.auto import Plan, direct_method
+from ..errors import FilterError, UsageError
+from ..filtering import _all_finite, plan_filter
+from ..image_io import SAMPLE_TYPES, Samples, to_depth, unit_float
+from ..kernels import Kernel
+from ..process import (
+    ALPHA_MODES,
+    DEPTHS,
+    RANGE_POLICIES,
+    FilterOptions,
+    FilterReport,
+    StepReport,
+    _check,
+    apply_range,
+    check_kernel_gain,
+    edge_operator_kernels,
+    prepare_kernels,
+    split_alpha,
+)
+from .strips import Window, chain_reach, parallel_reach, strip_windows, window_rows
+
+#: Float bytes of one strip's window on the direct backend: small enough to stay in cache
+#: while every step runs over it, large enough that the halo costs little.
+DIRECT_WINDOW_BYTES = 4 << 20
+#: The same for the FFT backend, whose per-strip transforms want tall strips.
+FFT_WINDOW_BYTES = 64 << 20
+
+_pool: ThreadPoolExecutor | None = None
+
+
+def _executor() -> ThreadPoolExecutor:
+    """The engine's own thread pool (the backends have theirs; FFT strips use that one)."""
+    global _pool
+    if _pool is None:
+        _pool = ThreadPoolExecutor(
+            max_workers=direct.available_cores(), thread_name_prefix="convcli-strip"
+        )
+    return _pool
+
+
+def _forget_pool_in_child() -> None:
+    global _pool
+    _pool = None
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pool_in_child)
+
+
+@dataclass(frozen=True)
+class Program:
+    """What the engine computes from an image's stored samples."""
+
+    kernels: tuple[Kernel, ...]  #: as applied (normalized if asked)
+    plans: tuple[Plan, ...]
+    #: "chain": the kernels in turn; "gradient": hypot of the two kernels' results
+    kind: str
+    op: str
+    mode: str
+    cval: float
+    dtype: np.dtype
+    #: "premultiply", "plain", or "passthrough" (alpha is not filtered: edge operators)
+    alpha: str
+    policy: str
+    depth: str
+    bands: str  #: output bands (the input's)
+
+    @property
+    def reach(self) -> tuple[int, int]:
+        if self.kind == "gradient":
+            return parallel_reach(self.kernels, self.op)
+        return chain_reach(self.kernels, self.op)
+
+    @property
+    def uses_fft(self) -> bool:
+        return any(p.backend == "fft" for p in self.plans)
+
+
+def _plans(
+    stored: Samples, kernels: Sequence[Kernel], options: FilterOptions, channels: int
+) -> tuple[Plan, ...]:
+    shape = (stored.height, stored.width, channels)
+    plans = []
+    finite: bool | None = None
+    for k in kernels:
+        plan = plan_filter(shape, k, backend=options.backend, dtype=options.dtype)
+        if plan.backend == "fft":
+            if finite is None:
+                finite = stored.depth != "float" or _all_finite(stored.samples)
+            if not finite:
+                if options.backend == "fft":
+                    raise FilterError(
+                        "the image holds NaN or infinite values, which the FFT backend would "
+                        "spread over the whole image; use the direct backend"
+                    )
+                plan = Plan(
+                    "direct",
+                    direct_method(k),
+                    "image holds NaN/Inf: direct keeps them local (fft would spread them "
+                    "everywhere)",
+                    plan.estimate_ms,
+                )
+        plans.append(plan)
+    return tuple(plans)
+
+
+def plan_program(
+    stored: Samples,
+    kernels: Sequence[Kernel] | None,
+    options: FilterOptions = FilterOptions(),
+    *,
+    edge: str | None = None,
+    sigma: float = 1.4,
+) -> Program:
+    """Check the options and plan the work for ``stored``: the kernels in turn (as
+    :func:`~convcli.process.filter_image`), or an edge operator (as
+    :func:`~convcli.process.edge_image`)."""
+    depth = _check("depth", options.depth or stored.depth, DEPTHS)
+    alpha_mode = _check("alpha mode", options.alpha, ALPHA_MODES)
+    dtype = np.dtype(_check("precision", options.dtype, ("float32", "float64")))
+    has_alpha = stored.has_alpha
+    colour_channels = stored.channels - (1 if has_alpha else 0)
+    if edge is not None:
+        ks = edge_operator_kernels(edge, sigma)
+        kind = "gradient" if len(ks) == 2 else "chain"
+        default = "abs" if kind == "chain" else ("none" if depth == "float" else "clip")
+        policy = _check("range policy", options.range_policy or default, RANGE_POLICIES)
+        alpha = "passthrough"
+        channels = colour_channels
+    else:
+        ks = tuple(prepare_kernels(kernels or (), options.normalize))
+        kind = "chain"
+        policy = _check(
+            "range policy",
+            options.range_policy or ("none" if depth == "float" else "clip"),
+            RANGE_POLICIES,
+        )
+        alpha = alpha_mode
+        channels = stored.channels
+    if policy == "none" and depth != "float":
+        raise UsageError("range policy 'none' is only for float output (--depth float)")
+    check_kernel_gain(
+        ks if kind == "chain" else ks[:1],
+        dtype,
+        lambda: float(np.abs(stored.samples).max()) if stored.depth == "float" else 1.0,
+    )
+    return Program(
+        kernels=tuple(ks),
+        plans=_plans(stored, ks, options, channels),
+        kind=kind,
+        op=options.op,
+        mode=options.mode,
+        cval=float(options.cval),
+        dtype=dtype,
+        alpha=alpha,
+        policy=policy,
+        depth=depth,
+        bands=stored.bands,
+    )
+
+
+def default_strip_rows(program: Program, width: int, channels: int) -> int:
+    """Rows per strip: a window of about :data:`DIRECT_WINDOW_BYTES` (FFT: more), and at
+    least four times the halo so that recomputed halo rows stay a small share."""
+    target = FFT_WINDOW_BYTES if program.uses_fft else DIRECT_WINDOW_BYTES
+    row_bytes = max(1, width * channels * program.dtype.itemsize)
+    above, below = program.reach
+    return max(8, target // row_bytes, 4 * (above + below))
+
+
+@dataclass
+class _StripResult:
+    samples: NDArray | None  #: output samples (None in the bounds pass)
+    value_min: float
+    value_max: float
+    out_of_range: int = 0
+    colour_samples: int = 0
+    seconds: list[float] = field(default_factory=list)  #: per kernel
+
+
+class Stream:
+    """The output of a :class:`Program` over stored samples: iterate for the output strips
+    (``(rows, width, channels)`` of uint8, uint16 or float32, top to bottom); after the
+    last one, :attr:`report` is complete."""
+
+    def __init__(
+        self,
+        stored: Samples,
+        program: Program,
+        *,
+        strip_rows: int | None = None,
+        workers: int | None = None,
+    ) -> None:
+        self.stored = stored
+        self.program = program
+        self.height, self.width = stored.height, stored.width
+        self.channels = stored.channels
+        self.bands = program.bands
+        self.depth = program.depth
+        self.dtype = np.dtype(SAMPLE_TYPES[program.depth])
+        self.strip_rows = strip_rows or default_strip_rows(program, self.width, self.channels)
+        self.windows = strip_windows(self.height, self.strip_rows, program.reach, program.mode)
+        # the FFT backend spreads one strip over the cores itself
+        self.workers = 1 if program.uses_fft else (workers or direct.filter_threads())
+        self.report = FilterReport(range_policy=program.policy, depth=program.depth)
+        self.report.steps = [StepReport(k, p, 0.0) for k, p in zip(program.kernels, program.plans)]
+        self.seconds = 0.0  #: wall time spent computing strips
+
+    # -- one strip -------------------------------------------------------------------------
+
+    def _filter(self, values: NDArray, kernel: Kernel, plan: Plan) -> NDArray:
+        p = self.program
+        eff = kernel.rotated() if p.op == "convolve" else kernel
+        if plan.backend == "fft":
+            return fft.correlate(values, eff, p.mode, p.cval)
+        threads = 1 if self.workers > 1 else None
+        return direct.correlate(values, eff, p.mode, p.cval, threads=threads)
+
+    def _strip(self, window: Window, stretch: tuple[float, float] | None, bounds_only: bool):
+        p = self.program
+        raw = self.stored.samples[window.rows]
+        if self.stored.depth == "float":  # a copy: the steps below work in place
+            values = np.array(raw, dtype=np.float32)
+        else:
+            values = unit_float(raw, self.stored.depth)
+        if p.dtype != np.float32:
+            values = values.astype(p.dtype)
+        alpha_in = None
+        if p.alpha == "passthrough" and self.stored.has_alpha:
+            alpha_in = values[window.offset : window.offset + window.height, :, -1:]
+            values = np.ascontiguousarray(values[..., :-1])
+        elif p.alpha == "premultiply" and self.stored.has_alpha:
+            values[..., :-1] *= values[..., -1:]
+        seconds = []
+        keep = slice(window.offset, window.offset + window.height)
+        if p.kind == "gradient":
+            parts = []
+            for k, plan in zip(p.kernels, p.plans):
+                t0 = time.perf_counter()
+                part = self._filter(values, k, plan)[keep]
+                parts.append(np.ascontiguousarray(part, dtype=np.float32))
+                seconds.append(time.perf_counter() - t0)
+            colour: NDArray = np.hypot(parts[0], parts[1])
+            alpha = None
+        else:
+            for k, plan in zip(p.kernels, p.plans):
+                t0 = time.perf_counter()
+                values = self._filter(values, k, plan)
+                seconds.append(time.perf_counter() - t0)
+            values = values[keep]
+            if p.alpha != "passthrough" and self.stored.has_alpha:
+                colour, alpha = split_alpha(values, p.alpha)
+            else:
+                colour, alpha = values, None
+        result = _StripResult(None, float(colour.min()), float(colour.max()), seconds=seconds)
+        if bounds_only:
+            return result
+        mapped, result.out_of_range = apply_range(
+            colour,
+            p.policy,
+            p.depth,
+            bounds=(result.value_min, result.value_max),
+            stretch=stretch,
+        )
+        result.colour_samples = int(mapped.size)
+        if alpha is None and alpha_in is not None:
+            alpha = alpha_in
+        if alpha is not None:
+            mapped = np.concatenate([mapped.astype(np.float32), alpha.astype(np.float32)], axis=-1)
+        out = to_depth(np.ascontiguousarray(mapped, dtype=np.float32), p.depth)  # type: ignore[arg-type]
+        result.samples = out
+        return result
+
+    def _run(
+        self, stretch: tuple[float, float] | None, bounds_only: bool
+    ) -> Iterator[_StripResult]:
+        if self.workers == 1:
+            for w in self.windows:
+                yield self._strip(w, stretch, bounds_only)
+            return
+        pool = _executor()
+        pending: deque[Future] = deque()
+        ahead = 2 * self.workers
+        try:
+            for w in self.windows:
+                pending.append(pool.submit(self._strip, w, stretch, bounds_only))
+                if len(pending) >= ahead:
+                    yield pending.popleft().result()
+            while pending:
+                yield pending.popleft().result()
+        finally:
+            for f in pending:
+                f.cancel()
+            for f in pending:
+                if not f.cancelled():
+                    f.exception()  # wait: no strip outlives the stream
+
+    def __iter__(self) -> Iterator[NDArray]:
+        t0 = time.perf_counter()
+        report = self.report
+        stretch = None
+        lo, hi = np.inf, -np.inf
+        if self.program.policy == "rescale":
+            for r in self._run(None, bounds_only=True):
+                lo, hi = min(lo, r.value_min), max(hi, r.value_max)
+            stretch = (lo, hi)
+        lo, hi = np.inf, -np.inf
+        for r in self._run(stretch, bounds_only=False):
+            lo, hi = min(lo, r.value_min), max(hi, r.value_max)
+            report.out_of_range += r.out_of_range
+            report.samples += r.colour_samples
+            for step, s in zip(report.steps, r.seconds):
+                step.seconds += s
+            assert r.samples is not None
+            yield r.samples
+        report.value_min, report.value_max = float(lo), float(hi)
+        self.seconds = time.perf_counter() - t0
+
+    def collect(self) -> Samples:
+        """Every strip in one array: the whole output as :class:`Samples`."""
+        out = np.empty((self.height, self.width, self.channels), dtype=self.dtype)
+        row = 0
+        for strip in self:
+            out[row : row + strip.shape[0]] = strip
+            row += strip.shape[0]
+        return Samples(out, self.bands, self.depth, replace(self.stored.meta))  # type: ignore[arg-type]
+
+
+def stream_samples(
+    stored: Samples,
+    kernels: Sequence[Kernel] | None,
+    options: FilterOptions = FilterOptions(),
+    *,
+    edge: str | None = None,
+    sigma: float = 1.4,
+    strip_rows: int | None = None,
+    workers: int | None = None,
+) -> Stream:
+    """Plan and return the :class:`Stream` that filters ``stored`` strip by strip."""
+    program = plan_program(stored, kernels, options, edge=edge, sigma=sigma)
+    return Stream(stored, program, strip_rows=strip_rows, workers=workers)
+
+
+__all__ = ["Program", "Stream", "plan_program", "stream_samples", "window_rows"]
