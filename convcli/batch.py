@@ -21,7 +21,6 @@ import os
 import signal
 import sys
 import time
-import warnings
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
@@ -29,51 +28,13 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from .atomic import TEMP_PREFIX, TEMP_SUFFIX
-from .errors import ConvcliError, UsageError
-from .kernels import Kernel
-from .process import FilterOptions
+from .errors import UsageError
+from .pipeline.job import Job, JobResult, JobSettings, run_job
 
 #: Extensions read as images.
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".tif", ".tiff", ".webp", ".bmp", ".gif"})
 #: --format choices and the extension they write.
 FORMAT_EXTENSIONS = {"png": ".png", "jpeg": ".jpg", "tiff": ".tif", "webp": ".webp", "bmp": ".bmp"}
-
-
-@dataclass(frozen=True)
-class Job:
-    """One image to filter."""
-
-    input: str
-    output: str
-
-
-@dataclass(frozen=True)
-class JobSettings:
-    """Everything a worker needs besides the paths (picklable)."""
-
-    kernels: tuple[Kernel, ...]
-    options: FilterOptions
-    quality: int | None = None
-    compress_level: int | None = None
-    #: Threads per filter call in the worker (None: every core).  Workers that run
-    #: side by side get a share of the cores each instead of all of them.
-    threads: int | None = None
-
-
-@dataclass
-class JobResult:
-    """What happened to one image."""
-
-    input: str
-    output: str
-    status: str  #: "processed", "skipped" or "failed"
-    reason: str = ""
-    read_s: float = 0.0
-    filter_s: float = 0.0
-    write_s: float = 0.0
-    megapixels: float = 0.0
-    backend: str = ""
-    notes: list[str] = field(default_factory=list)  #: warnings about the input (GIF frames...)
 
 
 @dataclass
@@ -259,68 +220,6 @@ def check_existing(plan: BatchPlan, *, skip_existing: bool, overwrite: bool) -> 
             f"{len(plan.existing)} output(s) already exist (first: '{first}'); "
             "use --skip-existing to keep them or --overwrite to replace them"
         )
-
-
-def run_job(job: Job, settings: JobSettings) -> JobResult:
-    """Read, filter and atomically write one image; never raises for a bad image.
-
-    Whatever goes wrong with this image (unreadable, an output it cannot be
-    written as, a write failure, even an unexpected error) makes a ``failed``
-    result with a one-line reason naming the file; the output is checked
-    before filtering, so no work is spent on a result that cannot be written.
-    Warnings about the input (a GIF's other frames, say) come back as ``notes``.
-    """
-    from .backends.direct import set_thread_limit
-    from .image_io import check_output, read_image, write_image
-    from .process import filter_image
-
-    if settings.threads is not None:
-        set_thread_limit(settings.threads)
-    result = JobResult(job.input, job.output, "failed")
-    try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            t0 = time.perf_counter()
-            image = read_image(job.input)
-            result.read_s = time.perf_counter() - t0
-            result.notes = list(image.meta.notes)
-            Path(job.output).parent.mkdir(parents=True, exist_ok=True)
-            check_output(
-                job.output,
-                bands=image.bands,
-                depth=settings.options.depth or image.depth,  # type: ignore[arg-type]
-                quality=settings.quality,
-                compress_level=settings.compress_level,
-            )
-            t1 = time.perf_counter()
-            out, report = filter_image(image, settings.kernels, settings.options)
-            result.filter_s = time.perf_counter() - t1
-            t2 = time.perf_counter()
-            write_image(
-                out,
-                job.output,
-                depth=out.depth,
-                quality=settings.quality,
-                compress_level=settings.compress_level,
-            )
-            result.write_s = time.perf_counter() - t2
-        result.notes += [str(w.message) for w in caught if str(w.message) not in result.notes]
-    except ConvcliError as exc:
-        result.reason = str(exc)
-        return result
-    except OSError as exc:
-        result.reason = f"{exc.filename or job.output}: {exc.strerror or exc}"
-        return result
-    except MemoryError:
-        result.reason = f"{job.input}: out of memory"
-        return result
-    except Exception as exc:  # a bug or a library's surprise must not stop the batch
-        result.reason = f"{job.input}: unexpected error ({type(exc).__name__}: {exc})"
-        return result
-    result.status = "processed"
-    result.megapixels = image.width * image.height / 1e6
-    result.backend = ",".join(f"{s.plan.backend}/{s.plan.method}" for s in report.steps)
-    return result
 
 
 def _worker_init() -> None:

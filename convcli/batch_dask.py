@@ -1,6 +1,6 @@
 """Running batch jobs on a Dask distributed cluster (optional extra ``convcli[dask]``).
 
-Each job is submitted as it is (the same :func:`convcli.batch.run_job` as the
+Each job is submitted as it is (the same :func:`convcli.pipeline.job.run_job` as the
 local executor); workers read and write the paths they are given, so input and
 output folders must be on storage every worker sees.  Without a scheduler
 address a local cluster of ``workers`` processes is started for the run.
@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 
-from .batch import Job, JobResult, JobSettings, run_job
 from .errors import UsageError
+from .pipeline.job import Job, JobResult, JobSettings, run_job
 
 
 def run_on_dask(

@@ -133,10 +133,19 @@ _FILTER_SETTINGS = [
     ),
     click.option("--quality", type=click.IntRange(1, 100), default=None, help="JPEG/WebP quality."),
     click.option(
+        "--max-pixels",
+        type=click.IntRange(min=0),
+        default=None,
+        metavar="N",
+        help="Refuse images of more than N pixels, before decoding (default: 89,478,485, "
+        "Pillow's decompression-bomb limit; 0: no limit).",
+    ),
+    click.option(
         "--compress-level",
         type=click.IntRange(0, 9),
         default=None,
-        help="PNG compression level.",
+        help="PNG compression level: 0 none, 1-3 fast (ISA-L; default 3), 4-9 zlib "
+        "(smaller, slower).",
     ),
 ]
 
@@ -225,15 +234,14 @@ def _run_filter(
     fmt: str | None,
     quality: int | None,
     compress_level: int | None,
+    max_pixels: int | None,
     verbose: bool,
     normalize: bool = False,
 ) -> None:
-    import time
-
     from . import console
     from .backends.borders import normalize_mode
-    from .image_io import check_output, read_image, write_image
-    from .process import FilterOptions, edge_image, filter_image
+    from .pipeline.files import filter_file
+    from .process import FilterOptions
 
     dest = _resolve_output(input_path, output, in_place)
     options = FilterOptions(
@@ -247,36 +255,31 @@ def _run_filter(
         alpha=alpha_mode,
         depth=depth,
     )
-    t0 = time.perf_counter()
-    image = read_image(input_path)
-    t_read = time.perf_counter() - t0
-    for note in image.meta.notes:
-        console.warning(f"{input_path}: {note}")
-    # fail before filtering if the result could not be written (format, depth, folder)
-    check_output(
+
+    def on_read(stored: Any) -> None:
+        for note in stored.meta.notes:
+            console.warning(f"{input_path}: {note}")
+        if stored.depth != "float":
+            _warn_about_cval(options.mode, cval, "pixels")
+
+    edge = kernels_or_edge if isinstance(kernels_or_edge, str) else None
+    result = filter_file(
+        input_path,
         dest,
-        bands=image.bands,
-        depth=depth or image.depth,  # type: ignore[arg-type]
+        None if edge else kernels_or_edge,
+        options,
+        edge=edge,
         format=fmt,
         quality=quality,
         compress_level=compress_level,
+        max_pixels=max_pixels,
+        on_read=on_read,
     )
-    if image.depth != "float":
-        _warn_about_cval(options.mode, cval, "pixels")
-    if isinstance(kernels_or_edge, str):
-        result, report = edge_image(image, kernels_or_edge, options)
-    else:
-        result, report = filter_image(image, kernels_or_edge, options)
-    t1 = time.perf_counter()
-    write_image(
-        result, dest, depth=result.depth, format=fmt, quality=quality, compress_level=compress_level
-    )
-    t_write = time.perf_counter() - t1
+    report = result.filter
     if verbose:
         console.info(
-            f"read {input_path}: {image.width}x{image.height} {image.bands}, {image.depth}-bit"
-            if image.depth != "float"
-            else f"read {input_path}: {image.width}x{image.height} {image.bands}, float"
+            f"read {input_path}: {result.width}x{result.height} {result.bands}, "
+            + (f"{result.depth}-bit" if result.depth != "float" else "float")
         )
         for step in report.steps:
             k = step.kernel
@@ -284,11 +287,19 @@ def _run_filter(
                 f"{op} with {k.name} ({k.shape[0]}x{k.shape[1]}, origin {k.origin}, "
                 f"sum {k.sum:.6g}, {k.symmetry}): {step.plan.backend} "
                 f"[{step.plan.method}] - {step.plan.reason}; {step.seconds * 1000:.1f} ms"
+                " (thread time, all strips)"
             )
         console.info(_range_line(report))
+        timing = (
+            f"read {result.read_s * 1000:.0f} ms, filter and write "
+            f"{result.filter_s * 1000:.0f} ms (streamed)"
+            if result.streamed
+            else f"read {result.read_s * 1000:.0f} ms, filter {result.filter_s * 1000:.0f} ms, "
+            f"write {result.write_s * 1000:.0f} ms"
+        )
         console.info(
             f"wrote {dest} ({report.depth}{'-bit' if report.depth != 'float' else ''}); "
-            f"read {t_read * 1000:.0f} ms, write {t_write * 1000:.0f} ms"
+            f"strips of {result.strip_rows} rows; {timing}"
         )
 
 
@@ -870,6 +881,7 @@ def batch(
     alpha_mode: str,
     quality: int | None,
     compress_level: int | None,
+    max_pixels: int | None,
     recursive: bool,
     patterns: tuple[str, ...],
     fmt: str | None,
@@ -924,7 +936,13 @@ def batch(
         alpha=alpha_mode,
         depth=depth,
     )
-    settings = JobSettings(tuple(kernels), options, quality=quality, compress_level=compress_level)
+    settings = JobSettings(
+        tuple(kernels),
+        options,
+        quality=quality,
+        compress_level=compress_level,
+        max_pixels=max_pixels,
+    )
     plan = plan_batch(input_dir, output_dir, recursive=recursive, patterns=patterns, fmt=fmt)
     check_existing(plan, skip_existing=skip_existing, overwrite=overwrite)
     if report_path is not None:

@@ -332,7 +332,7 @@ def test_a_decoder_crash_is_one_failed_file_not_the_end_of_the_batch(tmp_path):
 
 
 def test_unexpected_errors_in_a_job_are_a_failed_result(tmp_path, monkeypatch):
-    import convcli.process
+    from convcli.pipeline.engine import Stream
 
     src = tmp_path / "in"
     make_tree(src, n=1)
@@ -340,14 +340,15 @@ def test_unexpected_errors_in_a_job_are_a_failed_result(tmp_path, monkeypatch):
     def boom(*args, **kwargs):
         raise ZeroDivisionError("division by zero")
 
-    monkeypatch.setattr(convcli.process, "filter_image", boom)
+    monkeypatch.setattr(Stream, "_strip", boom)
     plan = plan_batch(src, tmp_path / "out")
     result = run_job(plan.jobs[0], JobSettings((builtin_kernel("box"),), FilterOptions()))
     assert result.status == "failed"
     assert result.reason == (
         f"{plan.jobs[0].input}: unexpected error (ZeroDivisionError: division by zero)"
     )
-    assert result.read_s > 0  # the timings of the steps that ran are kept
+    out = Path(plan.jobs[0].output)
+    assert not out.exists() and list(out.parent.iterdir()) == []  # no partial file
 
 
 def _run_or_die(job, settings):

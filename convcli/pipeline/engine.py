@@ -59,7 +59,7 @@ FFT_WINDOW_BYTES = 64 << 20
 _pool: ThreadPoolExecutor | None = None
 
 
-def _executor() -> ThreadPoolExecutor:
+def executor() -> ThreadPoolExecutor:
     """The engine's own thread pool (the backends have theirs; FFT strips use that one)."""
     global _pool
     if _pool is None:
@@ -234,7 +234,7 @@ class Stream:
         # the FFT backend spreads one strip over the cores itself
         self.workers = 1 if program.uses_fft else (workers or direct.filter_threads())
         self.report = FilterReport(range_policy=program.policy, depth=program.depth)
-        self.report.steps = [StepReport(k, p, 0.0) for k, p in zip(program.kernels, program.plans)]
+        self.report.steps = [StepReport(k, p, 0.0) for k, p in zip(program.kernels, program.plans, strict=True)]
         self.seconds = 0.0  #: wall time spent computing strips
 
     # -- one strip -------------------------------------------------------------------------
@@ -266,7 +266,7 @@ class Stream:
         keep = slice(window.offset, window.offset + window.height)
         if p.kind == "gradient":
             parts = []
-            for k, plan in zip(p.kernels, p.plans):
+            for k, plan in zip(p.kernels, p.plans, strict=True):
                 t0 = time.perf_counter()
                 part = self._filter(values, k, plan)[keep]
                 parts.append(np.ascontiguousarray(part, dtype=np.float32))
@@ -274,7 +274,7 @@ class Stream:
             colour: NDArray = np.hypot(parts[0], parts[1])
             alpha = None
         else:
-            for k, plan in zip(p.kernels, p.plans):
+            for k, plan in zip(p.kernels, p.plans, strict=True):
                 t0 = time.perf_counter()
                 values = self._filter(values, k, plan)
                 seconds.append(time.perf_counter() - t0)
@@ -309,7 +309,7 @@ class Stream:
             for w in self.windows:
                 yield self._strip(w, stretch, bounds_only)
             return
-        pool = _executor()
+        pool = executor()
         pending: deque[Future] = deque()
         ahead = 2 * self.workers
         try:
@@ -340,7 +340,7 @@ class Stream:
             lo, hi = min(lo, r.value_min), max(hi, r.value_max)
             report.out_of_range += r.out_of_range
             report.samples += r.colour_samples
-            for step, s in zip(report.steps, r.seconds):
+            for step, s in zip(report.steps, r.seconds, strict=True):
                 step.seconds += s
             assert r.samples is not None
             yield r.samples

@@ -1,0 +1,158 @@
+"""File to file through the strip engine: :func:`filter_file`.
+
+The input is read into its stored samples (8-bit images stay 8-bit: a quarter of
+a float32 copy), every strip is filtered and rounded while it is in cache, and
+each output strip goes straight to the encoder.  A PNG output is written while
+the strips are computed (compressed in parallel, see :mod:`convcli.png_codec`);
+other formats are assembled as output samples and encoded by Pillow.  Every
+path output is written atomically: a failure at any point (a bad image, a full
+disk, Ctrl-C) leaves no partial file and an existing output as it was.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import BinaryIO
+
+from ..atomic import open_atomically
+from ..errors import ImageWriteError
+from ..image_io import (
+    DEFAULT_PNG_LEVEL,
+    Samples,
+    check_output,
+    encode_samples,
+    read_samples,
+)
+from ..kernels import Kernel
+from ..png_codec import PngWriter
+from ..process import FilterOptions, FilterReport
+from .engine import Stream, executor, plan_program
+
+
+@dataclass
+class FileReport:
+    """What :func:`filter_file` did: the image, the filter report, timings in seconds."""
+
+    width: int
+    height: int
+    bands: str
+    depth: str  #: the input's
+    format: str  #: the output's (Pillow's name)
+    filter: FilterReport
+    read_s: float = 0.0
+    #: filtering (with the writing, which overlaps it, when the output streams)
+    filter_s: float = 0.0
+    write_s: float = 0.0  #: encoding and writing, when it follows the filtering
+    strip_rows: int = 0
+    streamed: bool = False  #: the output was encoded strip by strip
+    notes: list[str] = field(default_factory=list)  #: warnings about the input
+
+
+def filter_file(
+    source: str | os.PathLike[str] | BinaryIO,
+    dest: str | os.PathLike[str] | BinaryIO,
+    kernels: Sequence[Kernel] | None,
+    options: FilterOptions = FilterOptions(),
+    *,
+    edge: str | None = None,
+    sigma: float = 1.4,
+    format: str | None = None,
+    quality: int | None = None,
+    compress_level: int | None = None,
+    max_pixels: int | None = None,
+    strip_rows: int | None = None,
+    workers: int | None = None,
+    on_read: Callable[[Samples], None] | None = None,
+) -> FileReport:
+    """Filter an image file into another, strip by strip.
+
+    ``kernels`` are applied in turn as by :func:`convcli.filter_image` (or, with
+    ``edge="sobel"|"prewitt"|"scharr"|"laplacian"|"log"``, the edge operator of
+    :func:`convcli.edge_image`); the result is the same to the bit.  ``"-"`` reads
+    standard input or writes standard output (then ``format`` is needed).
+    ``max_pixels``: see :func:`convcli.image_io.read_samples`.  ``on_read`` is called
+    with the decoded samples before any filtering (to print warnings, say).  The output
+    is checked (format, depth, folder) before filtering; errors are
+    :class:`~convcli.errors.ConvcliError` with one-line messages naming the file.
+
+    Examples
+    --------
+    >>> import convcli
+    >>> k = convcli.load_kernel("gaussian:sigma=2")
+    >>> report = convcli.filter_file("photo.jpg", "soft.png", [k])  # doctest: +SKIP
+    >>> report.filter.steps[0].plan.backend  # doctest: +SKIP
+    'direct'
+    """
+    t0 = time.perf_counter()
+    stored = read_samples(source, max_pixels=max_pixels)
+    read_s = time.perf_counter() - t0
+    if on_read is not None:
+        on_read(stored)
+    program = plan_program(stored, kernels, options, edge=edge, sigma=sigma)
+    fmt = check_output(
+        dest,
+        bands=program.bands,
+        depth=program.depth,  # type: ignore[arg-type]
+        format=format,
+        quality=quality,
+        compress_level=compress_level,
+    )
+    stream = Stream(stored, program, strip_rows=strip_rows, workers=workers)
+    report = FileReport(
+        stored.width, stored.height, stored.bands, stored.depth, fmt, stream.report,
+        read_s=read_s, strip_rows=stream.strip_rows, notes=list(stored.meta.notes),
+    )  # fmt: skip
+    t1 = time.perf_counter()
+    is_path = isinstance(dest, (str, os.PathLike)) and os.fspath(dest) != "-"
+    if fmt == "PNG" and is_path:
+        _stream_png(stream, os.fspath(dest), compress_level)  # type: ignore[arg-type]
+        report.streamed = True
+        report.filter_s = time.perf_counter() - t1
+    else:
+        out = stream.collect()
+        t2 = time.perf_counter()
+        report.filter_s = t2 - t1
+        name = os.fspath(dest) if isinstance(dest, (str, os.PathLike)) else "<stream>"
+        data = encode_samples(out, fmt, quality=quality, compress_level=compress_level, name=name)
+        if is_path:
+            _write(name, data)
+        elif isinstance(dest, (str, os.PathLike)):
+            sys.stdout.buffer.write(data)
+            sys.stdout.buffer.flush()
+        else:
+            dest.write(data)
+        report.write_s = time.perf_counter() - t2
+    return report
+
+
+def _write(name: str, data: bytes) -> None:
+    try:
+        with open_atomically(name) as fh:
+            fh.write(data)
+    except OSError as exc:
+        raise ImageWriteError(f"{name}: cannot write ({exc.strerror or exc})") from None
+
+
+def _stream_png(stream: Stream, name: str, compress_level: int | None) -> None:
+    meta = stream.stored.meta
+    level = DEFAULT_PNG_LEVEL if compress_level is None else compress_level
+    try:
+        with open_atomically(name) as fh:
+            writer = PngWriter(
+                fh, stream.width, stream.height, stream.bands, stream.dtype, level=level,
+                icc_profile=meta.icc_profile, dpi=meta.dpi, exif=meta.exif,
+                pool=executor(), workers=stream.workers,
+            )  # fmt: skip
+            try:
+                for strip in stream:
+                    writer.write(strip)
+                writer.close()
+            except BaseException:
+                writer.abort()
+                raise
+    except OSError as exc:
+        raise ImageWriteError(f"{name}: cannot write ({exc.strerror or exc})") from None
