@@ -114,6 +114,7 @@ def filter_file(
         report.filter_s = time.perf_counter() - t1
     else:
         out = stream.collect()
+        stream.stored = stored = None  # type: ignore[assignment]  # the input's memory goes
         t2 = time.perf_counter()
         report.filter_s = t2 - t1
         name = os.fspath(dest) if isinstance(dest, (str, os.PathLike)) else "<stream>"
