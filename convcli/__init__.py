@@ -45,6 +45,11 @@ _EXPORTS = {
     "FilterReport": "process",
     "filter_image": "process",
     "edge_image": "process",
+    "filter_file": "pipeline.files",
+    "FileReport": "pipeline.files",
+    "filter_samples": "pipeline.engine",
+    "read_samples": "image_io",
+    "Samples": "image_io",
     "ConvcliError": "errors",
     "UsageError": "errors",
     "KernelError": "errors",
@@ -91,7 +96,17 @@ if TYPE_CHECKING:  # pragma: no cover
         filter_array,
         plan_filter,
     )
-    from .image_io import Image, ImageMeta, from_array, read_image, write_image  # noqa: F401
+    from .image_io import (  # noqa: F401
+        Image,
+        ImageMeta,
+        Samples,
+        from_array,
+        read_image,
+        read_samples,
+        write_image,
+    )
     from .kernel_io import load_kernel, parse_kernel_text, save_kernel  # noqa: F401
+    from .pipeline.engine import filter_samples  # noqa: F401
+    from .pipeline.files import FileReport, filter_file  # noqa: F401
     from .kernels import BUILTINS, Kernel, Symmetry, builtin_kernel, parse_spec  # noqa: F401
     from .process import FilterOptions, FilterReport, edge_image, filter_image  # noqa: F401

@@ -373,3 +373,47 @@ def stream_samples(
 
 
 __all__ = ["Program", "Stream", "plan_program", "stream_samples", "window_rows"]
+
+
+def filter_samples(
+    samples: NDArray,
+    kernels: Sequence[Kernel] | None,
+    options: FilterOptions = FilterOptions(),
+    *,
+    bands: str | None = None,
+    edge: str | None = None,
+    sigma: float = 1.4,
+    strip_rows: int | None = None,
+    workers: int | None = None,
+) -> NDArray:
+    """Filter an in-memory image of stored samples into output samples, strip by strip.
+
+    ``samples``: ``(H, W)`` or ``(H, W, C)`` uint8 (8-bit), uint16 (16-bit) or float32
+    (float) values; ``bands`` defaults by channel count (L, LA, RGB, RGBA: the last
+    channel of 2 or 4 is alpha).  Returns ``(H, W, C)`` samples of the output depth
+    (``options.depth``, default the input's), the same as :func:`convcli.filter_image`
+    followed by rounding to that depth, without the image-sized float copies.
+
+    >>> import numpy as np
+    >>> from convcli import FilterOptions, builtin_kernel
+    >>> img = np.full((4, 4), 100, np.uint8); img[1, 1] = 200
+    >>> filter_samples(img, [builtin_kernel("box")])[..., 0].tolist()
+    [[111, 111, 111, 100], [111, 111, 111, 100], [111, 111, 111, 100], [100, 100, 100, 100]]
+    """
+    arr = np.asarray(samples)
+    if arr.ndim == 2:
+        arr = arr[:, :, np.newaxis]
+    depth = {np.dtype(np.uint8): "8", np.dtype(np.uint16): "16", np.dtype(np.float32): "float"}
+    if arr.ndim != 3 or arr.dtype not in depth or not 1 <= arr.shape[2] <= 4:
+        raise UsageError(
+            "samples must be (H, W) or (H, W, 1..4) of uint8, uint16 or float32, got "
+            f"{arr.shape} {arr.dtype}"
+        )
+    layout = bands or {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}[arr.shape[2]]
+    if len(layout) != arr.shape[2]:
+        raise UsageError(f"bands '{layout}' do not match {arr.shape[2]} channels")
+    stored = Samples(np.ascontiguousarray(arr), layout, depth[arr.dtype])  # type: ignore[arg-type]
+    stream = stream_samples(
+        stored, kernels, options, edge=edge, sigma=sigma, strip_rows=strip_rows, workers=workers
+    )
+    return stream.collect().samples
