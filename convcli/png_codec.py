@@ -1,11 +1,13 @@
 """convcli's PNG encoder: 8- and 16-bit L, LA, RGB and RGBA, written strip by strip.
 
 Every row gets the PNG ``Up`` filter (the difference from the row above, in
-bytes, modulo 256: one subtraction, no per-row search).  Each strip of rows is
-deflated on its own, on all cores, and the strips' deflate streams are joined
-as pigz does: every strip but the last ends with a sync flush (an empty stored
-block on a byte boundary), so the joined bytes are one valid zlib stream,
-whose Adler-32 is kept as the strips are written in order.  Deflate is ISA-L's
+bytes, modulo 256: one subtraction, no per-row search).  Blocks of about 1 MiB
+of rows are deflated each on its own, on all cores, and their deflate streams
+are joined as pigz does: every block but the last ends with a sync flush (an
+empty stored block on a byte boundary), so the joined bytes are one valid zlib
+stream, whose Adler-32 is kept as the blocks are written in order.  The blocks
+depend on the image's width alone, not on the strips the rows arrive in nor on
+the thread count, so the same image always gives the same file.  Deflate is ISA-L's
 (``isal``) at the default and lower levels and zlib's above.
 
 ``--compress-level`` (0-9) maps to: 0 stored (no compression); 1, 2, 3 ISA-L
@@ -148,6 +150,12 @@ class PngWriter:
         self.adler = 1
         self.previous: NDArray[np.uint8] | None = None
         self.pending: deque[Future | tuple[bytes, bytes]] = deque()
+        row_bytes = width * self.channels * self.dtype.itemsize + 1
+        #: Rows deflated together: about 1 MiB of scanlines.
+        self.block_rows = max(1, (1 << 20) // row_bytes)
+        self.buffered: deque[NDArray[Any]] = deque()
+        self.buffered_rows = 0
+        self.done_rows = 0
         bit_depth = 8 if self.dtype == np.uint8 else 16
         fh.write(
             header_chunks(
@@ -158,7 +166,7 @@ class PngWriter:
     def _emit(self, item: Future | tuple[bytes, bytes]) -> None:
         data, packed = item.result() if isinstance(item, Future) else item
         self.adler = _adler32(data, self.adler)
-        if self.rows == self.height and not self.pending:
+        if self.done_rows == self.height and not self.pending:
             packed += struct.pack(">I", self.adler & 0xFFFFFFFF)
         for start in range(0, len(packed), _MAX_CHUNK):
             self.fh.write(chunk(b"IDAT", packed[start : start + _MAX_CHUNK]))
@@ -168,7 +176,10 @@ class PngWriter:
         return data, _deflate(data, self.level, last)
 
     def write(self, strip: NDArray[Any]) -> None:
-        """Add the next rows (``(rows, width, channels)``, the writer's sample type)."""
+        """Add the next rows (``(rows, width, channels)``, the writer's sample type).
+
+        Rows are deflated in blocks of :attr:`block_rows` whatever the strips they come in,
+        so the file's bytes depend on the image alone."""
         if strip.ndim == 2:
             strip = strip[:, :, np.newaxis]
         if strip.shape[1:] != (self.width, self.channels) or strip.dtype != self.dtype:
@@ -181,20 +192,42 @@ class PngWriter:
             return
         if self.rows + rows > self.height:
             raise ValueError(f"more rows than the PNG's height {self.height}")
-        first = self.rows == 0
-        self.rows += rows
-        last = self.rows == self.height
-        previous = self.previous
-        if first:  # the zlib header (deflate, 32 KiB window) before the first strip's data
+        if self.rows == 0:  # the zlib header (deflate, 32 KiB window) before the first block
             self.pending.append((b"", b"\x78\x01"))
-        tail = strip[-1:]
+        self.rows += rows
+        self.buffered.append(strip)
+        self.buffered_rows += rows
+        while self.buffered_rows >= self.block_rows or (
+            self.rows == self.height and self.buffered_rows
+        ):
+            self._block(min(self.block_rows, self.buffered_rows))
+
+    def _block(self, rows: int) -> None:
+        """Deflate the next ``rows`` buffered rows as one block."""
+        parts, taken = [], 0
+        while taken < rows:
+            head = self.buffered[0]
+            need = rows - taken
+            if head.shape[0] <= need:
+                parts.append(self.buffered.popleft())
+                taken += head.shape[0]
+            else:
+                parts.append(head[:need])
+                self.buffered[0] = head[need:]
+                taken = rows
+        self.buffered_rows -= rows
+        block = parts[0] if len(parts) == 1 else np.concatenate(parts)
+        self.done_rows += rows
+        last = self.done_rows == self.height
+        previous = self.previous
+        tail = block[-1:]
         if tail.dtype == np.uint16:
             tail = tail.astype(">u2")
         self.previous = np.ascontiguousarray(tail).view(np.uint8).reshape(-1).copy()
         if self.pool is not None:
-            self.pending.append(self.pool.submit(self._job, strip, previous, last))
+            self.pending.append(self.pool.submit(self._job, block, previous, last))
         else:
-            self.pending.append(self._job(strip, previous, last))
+            self.pending.append(self._job(block, previous, last))
         while len(self.pending) > self.ahead or (
             self.pending and not isinstance(self.pending[0], Future)
         ):

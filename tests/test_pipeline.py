@@ -1,0 +1,392 @@
+"""The strip engine and file-to-file path: the same bits as the whole-image path, whatever
+the strip height; bounded failures; the PNG encoder."""
+
+from __future__ import annotations
+
+import io
+import os
+
+import numpy as np
+import pytest
+import scipy.fft
+from click.testing import CliRunner
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from PIL import Image as PILImage
+
+from convcli.backends.fft import next_fast_len
+from convcli.cli import main
+from convcli.errors import ImageReadError, ImageWriteError
+from convcli.image_io import (
+    Image,
+    ImageMeta,
+    Samples,
+    read_image,
+    read_samples,
+    to_depth,
+    unit_float,
+    write_image,
+)
+from convcli.kernels import Kernel, builtin_kernel
+from convcli.pipeline.engine import Stream, filter_samples, stream_samples
+from convcli.pipeline.files import filter_file
+from convcli.pipeline.strips import chain_reach, kernel_reach, strip_windows, window_rows
+from convcli.png_codec import PngWriter, encode_png
+from convcli.process import FilterOptions, edge_image, filter_image
+
+RNG = np.random.default_rng(20261201)
+MODES = ("reflect", "constant", "nearest", "mirror", "wrap")
+BANDS = ("L", "LA", "RGB", "RGBA")
+
+
+def _stored(height: int, width: int, bands: str, depth: str, seed: int = 0) -> Samples:
+    rng = np.random.default_rng(seed)
+    shape = (height, width, len(bands))
+    if depth == "8":
+        samples = rng.integers(0, 256, shape).astype(np.uint8)
+    elif depth == "16":
+        samples = rng.integers(0, 65536, shape).astype(np.uint16)
+    else:
+        samples = rng.uniform(-0.5, 1.5, shape).astype(np.float32)
+    if bands in ("LA", "RGBA") and depth != "float":
+        samples[0, 0, -1] = 0  # a transparent pixel, for the un-premultiply rule
+    return Samples(samples, bands, depth)  # type: ignore[arg-type]
+
+
+def _whole(stored: Samples, kernels, options, edge=None):
+    """The reference: the whole-image path, rounded to the output depth."""
+    image = Image(unit_float(stored.samples, stored.depth), stored.bands, stored.depth)
+    if edge is None:
+        out, report = filter_image(image, kernels, options)
+    else:
+        out, report = edge_image(image, edge, options)
+    return to_depth(out.pixels, out.depth), report
+
+
+def _kernel(rng: np.random.Generator, rows: int, cols: int, explicit_origin: bool) -> Kernel:
+    weights = rng.normal(size=(rows, cols)) / (rows * cols)
+    if explicit_origin:
+        origin = (int(rng.integers(0, rows)), int(rng.integers(0, cols)))
+        return Kernel(weights, origin=origin)
+    return Kernel(weights)
+
+
+# -- windows ---------------------------------------------------------------------------------
+
+
+def test_reach_of_correlation_and_convolution():
+    k = Kernel(np.ones((5, 3)), origin=(1, 0))
+    assert kernel_reach(k, "correlate") == (1, 3)
+    assert kernel_reach(k, "convolve") == (3, 1)
+    assert chain_reach([k, builtin_kernel("box", size=3)], "correlate") == (2, 4)
+
+
+@given(
+    height=st.integers(1, 60),
+    strip=st.integers(1, 70),
+    above=st.integers(0, 30),
+    below=st.integers(0, 30),
+    mode=st.sampled_from(MODES),
+)
+def test_windows_cover_every_row_once_and_hold_their_halo(height, strip, above, below, mode):
+    windows = strip_windows(height, strip, (above, below), mode)
+    assert [w.start for w in windows] == list(range(0, height, strip))
+    assert windows[-1].stop == height
+    for w in windows:
+        rows = np.arange(height)[w.rows]
+        assert window_rows(w) == rows.size
+        # the strip's own rows are in the window where the offset says
+        np.testing.assert_array_equal(rows[w.offset : w.offset + w.height], np.arange(w.start, w.stop))
+        if mode == "wrap":
+            assert w.offset == above and rows.size == w.height + above + below
+        else:
+            assert w.offset >= min(above, w.start)
+            assert rows.size - w.offset - w.height >= min(below, height - w.stop)
+
+
+# -- the same bits as the whole-image path ---------------------------------------------------
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    height=st.integers(1, 23),
+    width=st.integers(1, 9),
+    bands=st.sampled_from(BANDS),
+    depth=st.sampled_from(("8", "16", "float")),
+    shapes=st.lists(st.tuples(st.integers(1, 8), st.integers(1, 5)), min_size=1, max_size=3),
+    explicit_origin=st.booleans(),
+    op=st.sampled_from(("convolve", "correlate")),
+    mode=st.sampled_from(MODES),
+    strip=st.integers(1, 12),
+    alpha=st.sampled_from(("premultiply", "plain")),
+    policy=st.sampled_from((None, "clip", "abs", "offset", "rescale")),
+    seed=st.integers(0, 2**16),
+)
+def test_strips_give_the_whole_image_result_bit_for_bit(
+    height, width, bands, depth, shapes, explicit_origin, op, mode, strip, alpha, policy, seed
+):
+    rng = np.random.default_rng(seed)
+    stored = _stored(height, width, bands, depth, seed)
+    kernels = [_kernel(rng, r, c, explicit_origin) for r, c in shapes]
+    if depth == "float" and policy is None:
+        policy = "none"
+    options = FilterOptions(
+        op=op, mode=mode, cval=0.25, backend="direct", alpha=alpha, range_policy=policy
+    )
+    expected, report = _whole(stored, kernels, options)
+    stream = stream_samples(stored, kernels, options, strip_rows=strip)
+    got = stream.collect()
+    np.testing.assert_array_equal(got.samples, expected)
+    assert got.samples.dtype == expected.dtype
+    assert stream.report.value_min == report.value_min
+    assert stream.report.value_max == report.value_max
+    assert stream.report.out_of_range == report.out_of_range
+    assert stream.report.samples == report.samples
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("op", ["convolve", "correlate"])
+def test_strip_heights_1_2_kh_minus_1_and_a_prime_on_two_threads(mode, op):
+    stored = _stored(41, 17, "RGB", "8", seed=3)
+    tall = Kernel(RNG.normal(size=(6, 3)), origin=(4, 2))  # even height, origin off-centre
+    kernels = [tall, builtin_kernel("gaussian", sigma=1.2)]
+    options = FilterOptions(op=op, mode=mode, backend="direct", range_policy="offset")
+    expected, _ = _whole(stored, kernels, options)
+    for rows in (1, 2, tall.shape[0] - 1, 7, 41, 1000):
+        for workers in (1, 2):
+            got = stream_samples(stored, kernels, options, strip_rows=rows, workers=workers)
+            np.testing.assert_array_equal(got.collect().samples, expected, err_msg=f"{rows=}")
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_kernels_taller_than_the_strip_and_the_image(mode):
+    stored = _stored(5, 6, "L", "16", seed=4)
+    kernels = [Kernel(RNG.normal(size=(13, 3))), Kernel(RNG.normal(size=(9, 1)), origin=(8, 0))]
+    options = FilterOptions(mode=mode, backend="direct", range_policy="abs")
+    expected, _ = _whole(stored, kernels, options)
+    for rows in (1, 2, 3):
+        got = stream_samples(stored, kernels, options, strip_rows=rows).collect()
+        np.testing.assert_array_equal(got.samples, expected)
+
+
+@pytest.mark.parametrize("edge", ["sobel", "prewitt", "scharr", "laplacian", "log"])
+@pytest.mark.parametrize("bands", ["L", "RGBA"])
+def test_edge_operators_match_edge_image(edge, bands):
+    stored = _stored(29, 13, bands, "8", seed=5)
+    options = FilterOptions(backend="direct")
+    expected, _ = _whole(stored, None, options, edge=edge)
+    got = stream_samples(stored, None, options, edge=edge, strip_rows=4).collect()
+    np.testing.assert_array_equal(got.samples, expected)
+
+
+@pytest.mark.parametrize("depth", ["8", "16", "float"])
+def test_float64_precision_and_output_depths(depth):
+    stored = _stored(19, 11, "LA", "8", seed=6)
+    options = FilterOptions(
+        backend="direct", dtype="float64", depth=depth, range_policy="rescale"
+    )
+    expected, _ = _whole(stored, [builtin_kernel("emboss")], options)
+    got = stream_samples(stored, [builtin_kernel("emboss")], options, strip_rows=3).collect()
+    assert got.samples.dtype == expected.dtype
+    np.testing.assert_array_equal(got.samples, expected)
+
+
+@pytest.mark.parametrize("depth", ["8", "16"])
+def test_fft_strips_stay_within_one_level_of_direct(depth):
+    stored = _stored(300, 64, "RGB", depth, seed=7)
+    kernel = Kernel(RNG.uniform(-1, 1, (31, 31)) / 200)
+    direct = stream_samples(stored, [kernel], FilterOptions(backend="direct"), strip_rows=40)
+    fft = stream_samples(stored, [kernel], FilterOptions(backend="fft"), strip_rows=40)
+    assert fft.program.uses_fft and fft.workers == 1
+    a = direct.collect().samples.astype(np.int64)
+    b = fft.collect().samples.astype(np.int64)
+    assert np.abs(a - b).max() <= 1
+
+
+def test_fft_refuses_nan_and_auto_sends_it_to_direct():
+    samples = np.ones((40, 40, 1), np.float32)
+    samples[5, 5] = np.nan
+    stored = Samples(samples, "L", "float")
+    big = Kernel(np.ones((41, 41)) / 41**2)
+    with pytest.raises(Exception, match="NaN or infinite"):
+        stream_samples(stored, [big], FilterOptions(backend="fft"))
+    stream = stream_samples(stored, [big], FilterOptions(backend="auto"))
+    assert stream.program.plans[0].backend == "direct"
+
+
+def test_filter_samples_takes_plain_arrays():
+    img = RNG.integers(0, 256, (20, 30)).astype(np.uint8)
+    out = filter_samples(img, [builtin_kernel("sharpen")])
+    expected, _ = _whole(Samples(img[:, :, None], "L", "8"), [builtin_kernel("sharpen")], FilterOptions())
+    np.testing.assert_array_equal(out, expected)
+    with pytest.raises(Exception, match="uint8, uint16 or float32"):
+        filter_samples(img.astype(np.int32), [builtin_kernel("box")])
+
+
+# -- file to file ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("ext", [".png", ".jpg", ".tif", ".webp", ".bmp"])
+def test_filter_file_writes_the_same_bytes_as_read_filter_write(tmp_path, ext):
+    src = tmp_path / "in.png"
+    PILImage.fromarray(RNG.integers(0, 256, (70, 45, 3)).astype(np.uint8)).save(src)
+    kernels = [builtin_kernel("gaussian", sigma=1.5), builtin_kernel("sharpen")]
+    options = FilterOptions(backend="direct")
+    out = tmp_path / f"stream{ext}"
+    report = filter_file(src, out, kernels, options, strip_rows=9)
+    assert report.streamed == (ext == ".png") and report.strip_rows == 9
+    result, _ = filter_image(read_image(src), kernels, options)
+    ref = tmp_path / f"whole{ext}"
+    write_image(result, ref)
+    assert out.read_bytes() == ref.read_bytes()
+
+
+def test_a_failure_mid_stream_leaves_no_file_and_keeps_the_old_output(tmp_path, monkeypatch):
+    src = tmp_path / "in.png"
+    PILImage.fromarray(RNG.integers(0, 256, (64, 8)).astype(np.uint8)).save(src)
+    out = tmp_path / "out.png"
+    out.write_bytes(b"the previous output")
+    calls = []
+    original = Stream._strip
+
+    def fail_on_the_third(self, *args):
+        calls.append(1)
+        if len(calls) == 3:
+            raise OSError(28, "No space left on device")
+        return original(self, *args)
+
+    monkeypatch.setattr(Stream, "_strip", fail_on_the_third)
+    with pytest.raises(ImageWriteError, match="out.png: cannot write \\(No space left on device\\)"):
+        filter_file(src, out, [builtin_kernel("box")], strip_rows=4, workers=1)
+    assert out.read_bytes() == b"the previous output"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.png", "out.png"]
+
+
+def test_pixel_limit_refuses_before_decoding(tmp_path):
+    src = tmp_path / "big.png"
+    PILImage.new("L", (300, 200)).save(src)
+    with pytest.raises(ImageReadError, match="300x200 = 60,000 pixels, above the limit of 59,999"):
+        filter_file(src, tmp_path / "o.png", [builtin_kernel("box")], max_pixels=59_999)
+    assert not (tmp_path / "o.png").exists()
+    filter_file(src, tmp_path / "o.png", [builtin_kernel("box")], max_pixels=0)
+    assert read_samples(tmp_path / "o.png").samples.shape == (200, 300, 1)
+
+
+def test_cli_max_pixels_and_verbose_strips(tmp_path):
+    src = tmp_path / "in.png"
+    PILImage.new("RGB", (40, 30)).save(src)
+    runner = CliRunner()
+    result = runner.invoke(main, ["blur", str(src), "-o", str(tmp_path / "o.png"), "--max-pixels", "1000"])
+    assert result.exit_code == 1
+    assert result.stderr.strip() == (
+        f"Error: {src}: image too large (40x30 = 1,200 pixels, above the limit of 1,000; "
+        "--max-pixels raises it, 0 for none)"
+    )
+    result = runner.invoke(main, ["blur", str(src), "-o", str(tmp_path / "o.png"), "-v"])
+    assert result.exit_code == 0, result.output
+    assert "strips of" in result.stderr and "(streamed)" in result.stderr
+    assert read_samples(tmp_path / "o.png").samples.shape == (30, 40, 3)
+
+
+# -- the PNG encoder -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("bands", BANDS)
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+@pytest.mark.parametrize("level", [0, 1, 3, 6, 9])
+def test_png_round_trip_every_layout_depth_and_level(tmp_path, bands, dtype, level):
+    samples = RNG.integers(0, np.iinfo(dtype).max + 1, (37, 11, len(bands))).astype(dtype)
+    path = tmp_path / "x.png"
+    path.write_bytes(encode_png(samples, bands, level=level))
+    back = read_samples(path)
+    assert back.bands == bands and back.samples.dtype == dtype
+    np.testing.assert_array_equal(back.samples, samples)
+
+
+def test_png_written_in_uneven_strips_on_threads_is_one_valid_stream(tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    samples = RNG.integers(0, 256, (301, 19, 3)).astype(np.uint8)
+    buf = io.BytesIO()
+    with ThreadPoolExecutor(2) as pool:
+        writer = PngWriter(buf, 19, 301, "RGB", np.uint8, pool=pool, workers=2)
+        for start in range(0, 301, 7):
+            writer.write(samples[start : start + 7])
+        writer.close()
+    data = buf.getvalue()
+    with PILImage.open(io.BytesIO(data)) as im:
+        im.verify()  # CRCs and the zlib stream's Adler-32
+    with PILImage.open(io.BytesIO(data)) as im:
+        np.testing.assert_array_equal(np.asarray(im), samples)
+    # the same strips on one thread give the same bytes: threads never change the file
+    alone = io.BytesIO()
+    writer = PngWriter(alone, 19, 301, "RGB", np.uint8)
+    for start in range(0, 301, 7):
+        writer.write(samples[start : start + 7])
+    writer.close()
+    assert alone.getvalue() == data
+
+
+def test_png_writer_refuses_rows_that_do_not_fit():
+    writer = PngWriter(io.BytesIO(), 4, 2, "L", np.uint8)
+    with pytest.raises(ValueError, match="does not fit"):
+        writer.write(np.zeros((1, 5, 1), np.uint8))
+    writer.write(np.zeros((2, 4, 1), np.uint8))
+    with pytest.raises(ValueError, match="more rows"):
+        writer.write(np.zeros((1, 4, 1), np.uint8))
+    with pytest.raises(ValueError, match="has 0 of its 3 rows"):
+        PngWriter(io.BytesIO(), 4, 3, "L", np.uint8).close()
+
+
+def test_png_metadata_icc_dpi_and_exif_read_back_by_pillow(tmp_path):
+    exif = PILImage.Exif()
+    exif[0x010F] = "Camera maker"  # Make
+    icc = b"\x00\x01" * 200
+    meta = ImageMeta(icc_profile=icc, dpi=(300.0, 300.0), exif=exif.tobytes())
+    image = Image(np.full((5, 6, 3), 0.5, np.float32), "RGB", "8", meta)
+    write_image(image, tmp_path / "m.png")
+    with PILImage.open(tmp_path / "m.png") as im:
+        assert im.info["icc_profile"] == icc
+        assert tuple(round(v) for v in im.info["dpi"]) == (300, 300)
+        assert im.getexif()[0x010F] == "Camera maker"
+
+
+def test_default_png_level_is_close_to_pillows_level_3_on_the_sample_photos(tmp_path):
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent / "sample_images"
+    ratios = []
+    for name in ("coffee.jpg", "camera.png", "chelsea_cutout.png"):
+        with PILImage.open(root / name) as im:
+            im.load()
+            buf = io.BytesIO()
+            im.save(buf, "PNG", compress_level=3)
+            samples = read_samples(root / name)
+        ours = encode_png(samples.samples, samples.bands)
+        ratios.append(len(ours) / len(buf.getvalue()))
+    assert all(0.85 < r < 1.10 for r in ratios), ratios
+
+
+# -- the cost model without scipy.fft ---------------------------------------------------------
+
+
+def test_next_fast_len_is_scipys():
+    for n in list(range(1, 3000)) + [10007, 65537, 99991, 123456]:
+        assert next_fast_len(n) == scipy.fft.next_fast_len(n, real=False), n
+
+
+def test_cli_blur_does_not_import_scipy_fft(tmp_path):
+    import subprocess
+    import sys
+
+    src = tmp_path / "in.png"
+    PILImage.new("RGB", (20, 20)).save(src)
+    code = (
+        "import sys; from convcli.cli import main\n"
+        f"sys.argv = ['convcli', 'blur', {str(src)!r}, '-o', {str(tmp_path / 'o.png')!r}]\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass\n"
+        "print('scipy.fft' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+    assert os.path.getsize(tmp_path / "o.png") > 0
