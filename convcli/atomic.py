@@ -45,7 +45,8 @@ def open_atomically(path: str | os.PathLike[str]) -> Iterator[BinaryIO]:
     tmp: str | None = None
     try:
         fd, tmp = tempfile.mkstemp(dir=folder, prefix=TEMP_PREFIX, suffix=TEMP_SUFFIX)
-        with os.fdopen(fd, "wb") as fh:
+        os.close(fd)
+        with open(tmp, "wb") as fh:  # by name: writers such as tifffile want fh.name a path
             yield fh
             fh.flush()
             os.fsync(fh.fileno())

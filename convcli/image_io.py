@@ -238,26 +238,90 @@ def read_image(source: str | os.PathLike[str] | BinaryIO, *, max_pixels: int | N
     for an image of more than ``max_pixels`` pixels (see :func:`read_samples`).
     """
     stored = read_samples(source, max_pixels=max_pixels)
-    pixels = unit_float(stored.samples, stored.depth)
+    samples = stored.samples
+    if not isinstance(samples, np.ndarray):  # a TIFF's strip reader: decode every row
+        reader = samples
+        try:
+            samples = reader[0 : stored.height]
+        finally:
+            reader.close()
+    pixels = unit_float(samples, stored.depth)
     return Image(np.ascontiguousarray(pixels), stored.bands, stored.depth, stored.meta)
 
 
 def read_samples(
-    source: str | os.PathLike[str] | BinaryIO, *, max_pixels: int | None = None
+    source: str | os.PathLike[str] | BinaryIO,
+    *,
+    max_pixels: int | None = None,
+    stream_tiff: bool = True,
 ) -> Samples:
     """Read an image file into its stored samples (:class:`Samples`), no float copy.
 
     ``max_pixels``: refuse (:class:`ImageReadError`, before decoding) an image of more
-    pixels; None means :func:`default_max_pixels`, 0 means no limit.
+    pixels; None means :func:`default_max_pixels`, 0 means no limit.  A TIFF file of
+    8/16-bit or float32 L, LA, RGB or RGBA samples (strips or tiles, any compression
+    tifffile decodes) is not decoded here: its samples are a lazy
+    :class:`convcli.tiff_codec.TiffRows` that decodes the rows asked for (``stream_tiff``
+    False: decode it whole, as every other file is).
     """
-    name, data = _read_source(source)
     limit = default_max_pixels() if max_pixels is None else max_pixels
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")  # Pillow's warnings become notes, shown once
-        image = _decode(data, name, limit or None)
+        image = _open_tiff(source, limit or None) if stream_tiff else None
+        if image is None:
+            name, data = _read_source(source)
+            image = _decode(data, name, limit or None)
     for message in dict.fromkeys(str(w.message).strip() for w in caught):
         image.meta.notes.append(message)
     return image
+
+
+def _open_tiff(source: str | os.PathLike[str] | BinaryIO, limit: int | None) -> Samples | None:
+    """A TIFF path's samples as a lazy strip reader, or None to decode the file whole (not
+    a TIFF, or a TIFF the strip reader does not take: palette, CMYK, planes, rotated...)."""
+    from . import tiff_codec
+
+    if not isinstance(source, (str, os.PathLike)) or os.fspath(source) == "-":
+        return None
+    name = os.fspath(source)
+    try:
+        with open(name, "rb") as fh:
+            if not tiff_codec.is_tiff(fh.read(4)):
+                return None
+    except OSError:
+        return None  # _read_source says what is wrong
+    previous = PILImage.MAX_IMAGE_PIXELS
+    PILImage.MAX_IMAGE_PIXELS = None
+    meta = ImageMeta(format="TIFF")
+    try:
+        with PILImage.open(name) as im:  # the header and tags only: no pixels decoded
+            check_pixel_limit(im.width, im.height, name, limit)
+            if im.mode not in ("L", "LA", "RGB", "RGBA", "I;16", "I;16B", "F"):
+                return None
+            meta, exif = _pil_meta(im)
+            if exif.get(ExifTags.Base.Orientation, 1) not in (None, 1):
+                return None
+    except UnidentifiedImageError:
+        pass  # a layout Pillow does not know (16-bit grey with alpha, float RGB): tifffile may
+    except ConvcliError:
+        raise
+    except Exception:
+        return None  # a damaged file: Pillow's decoder says what is wrong with it
+    finally:
+        PILImage.MAX_IMAGE_PIXELS = previous
+    try:
+        rows = tiff_codec.TiffRows(name, name)
+    except tiff_codec.Unsupported:
+        return None
+    try:
+        check_pixel_limit(rows.shape[1], rows.shape[0], name, limit)
+    except ConvcliError:
+        rows.close()
+        raise
+    depth = {np.dtype(np.uint8): "8", np.dtype(np.uint16): "16", np.dtype(np.float32): "float"}
+    bands = _BANDS_BY_CHANNELS[rows.shape[2]]
+    meta.source_mode = f"{bands};{rows.dtype}"
+    return Samples(rows, bands, depth[rows.dtype], meta)  # type: ignore[arg-type]
 
 
 def default_max_pixels() -> int:
@@ -379,24 +443,31 @@ def _key_alpha(values: NDArray[Any], key: int | tuple[int, ...], dtype: Any) -> 
     return ((~match) * np.iinfo(dtype).max).astype(dtype)[:, :, np.newaxis]
 
 
-def _from_pil(im: PILImage.Image, name: str, *, png_bit_depth: int | None = None) -> Samples:
-    """Stored samples and metadata of a decoded Pillow image (``png_bit_depth``: from a PNG's
-    IHDR)."""
+def _pil_meta(im: PILImage.Image) -> tuple[ImageMeta, PILImage.Exif]:
+    """An opened (not necessarily decoded) image's metadata to keep, and its EXIF."""
     meta = ImageMeta(format=im.format, source_mode=im.mode)
     frames = getattr(im, "n_frames", 1)
     if frames > 1:
         meta.notes.append(f"{im.format} has {frames} frames; using the first")
-    icc = im.info.get("icc_profile")
+    meta.icc_profile = im.info.get("icc_profile")
     dpi = im.info.get("dpi")
     if dpi is not None:
         try:
             meta.dpi = (float(dpi[0]), float(dpi[1]))
         except (TypeError, ValueError, IndexError):
             meta.dpi = None
-    key = _colour_key(im, png_bit_depth)
-    tiff_bits = getattr(im, "tag_v2", {}).get(258)  # BitsPerSample
     exif = im.getexif()
     meta.exif = _descriptive_exif(exif)
+    return meta, exif
+
+
+def _from_pil(im: PILImage.Image, name: str, *, png_bit_depth: int | None = None) -> Samples:
+    """Stored samples and metadata of a decoded Pillow image (``png_bit_depth``: from a PNG's
+    IHDR)."""
+    meta, exif = _pil_meta(im)
+    icc = meta.icc_profile
+    key = _colour_key(im, png_bit_depth)
+    tiff_bits = getattr(im, "tag_v2", {}).get(258)  # BitsPerSample
     if exif.get(ExifTags.Base.Orientation, 1) not in (None, 1):
         im = ImageOps.exif_transpose(im)
     mode = im.mode
@@ -651,17 +722,14 @@ def _check_encodable(
             f"{name}: JPEG cannot store transparency; write .png, .webp or .tif instead"
         )
     if depth == "16":
-        if fmt not in ("PNG", "TIFF") or (fmt == "TIFF" and bands != "L"):
+        if fmt not in ("PNG", "TIFF"):
             raise ImageWriteError(
-                f"{name}: {fmt} cannot store 16-bit {bands}; write .png"
-                + (" or .tif" if bands == "L" else "")
-                + " or use --depth 8"
+                f"{name}: {fmt} cannot store 16-bit {bands}; write .png or .tif or use --depth 8"
             )
     elif depth == "float":
-        if fmt != "TIFF" or bands != "L":
+        if fmt != "TIFF":
             raise ImageWriteError(
-                f"{name}: float output needs a single-channel .tif (got {bands} as {fmt}); "
-                "use --depth 16 or --depth 8"
+                f"{name}: float output needs a .tif (got {fmt}); use --depth 16 or --depth 8"
             )
     elif fmt == "BMP" and bands == "LA":
         raise ImageWriteError(f"{name}: BMP cannot store grey with alpha; write .png")
@@ -749,8 +817,18 @@ def encode_samples(
             values, bands, level=level, icc_profile=meta.icc_profile, dpi=meta.dpi,
             exif=meta.exif,
         )  # fmt: skip
-    if depth in ("16", "float"):
-        pil = PILImage.fromarray(np.ascontiguousarray(values[:, :, 0]))  # I;16 or F
+    if fmt == "TIFF":
+        from . import tiff_codec
+
+        buf = io.BytesIO()
+        tiff_codec.write_tiff(
+            buf, [values], height=values.shape[0], width=values.shape[1], bands=bands,
+            dtype=values.dtype, icc_profile=meta.icc_profile, dpi=meta.dpi,
+            tags=tiff_tags(meta),
+        )  # fmt: skip
+        return buf.getvalue()
+    if depth in ("16", "float"):  # pragma: no cover - only PNG and TIFF hold them
+        raise ImageWriteError(f"{name}: {fmt} cannot store {depth} samples")
     else:
         arr = values[:, :, 0] if bands == "L" else values
         pil = PILImage.fromarray(np.ascontiguousarray(arr))  # uint8 by channel count
@@ -761,6 +839,23 @@ def encode_samples(
     except (OSError, ValueError, KeyError, TypeError, RuntimeError) as exc:
         raise ImageWriteError(f"{name}: cannot encode as {fmt} ({_reason(exc)})") from None
     return buf.getvalue()
+
+
+def tiff_tags(meta: ImageMeta) -> dict[int, Any]:
+    """The descriptive first-IFD EXIF tags to write into a TIFF (text values), and
+    Orientation 1 if the source had an orientation."""
+    if not meta.exif:
+        return {}
+    exif = PILImage.Exif()
+    exif.load(meta.exif)
+    tags: dict[int, Any] = {
+        int(t): str(exif[t]).rstrip("\x00")
+        for t in _KEPT_EXIF_TAGS
+        if t in exif and isinstance(exif[t], str)
+    }
+    if ExifTags.Base.Orientation in exif:
+        tags[int(ExifTags.Base.Orientation)] = 1  # the pixels are stored upright
+    return tags
 
 
 def pillow_save_params(fmt: str, meta: ImageMeta, *, quality: int | None) -> dict[str, object]:

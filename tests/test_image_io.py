@@ -369,16 +369,18 @@ def _tiff16(values: np.ndarray) -> bytes:
     return b"II*\x00" + struct.pack("<I", ifd_at) + bits + pixels + ifd + struct.pack("<I", 0)
 
 
-def test_16bit_rgb_tiff_read_at_8_bits_says_so(tmp_path):
+def test_16bit_rgb_tiff_is_read_at_full_depth_and_written_back(tmp_path):
     values = RNG.integers(0, 65536, (4, 5, 3)).astype(np.uint16)
     path = tmp_path / "rgb16.tif"
     path.write_bytes(_tiff16(values))
-    im = read_image(path)
-    assert (im.bands, im.depth) == ("RGB", "8")
-    np.testing.assert_allclose(im.pixels, (values >> 8) / 255, atol=1e-7)
-    assert im.meta.notes == [
-        "16-bit samples read as 8-bit (Pillow cannot read this RGB TIFF at full depth)"
-    ]
+    im = read_image(path)  # Pillow would give 8 bits; the strip reader gives all 16
+    assert (im.bands, im.depth) == ("RGB", "16")
+    np.testing.assert_array_equal(to_depth(im.pixels, "16"), values)
+    assert im.meta.notes == []
+    write_image(im, tmp_path / "back.tif")
+    back = read_image(tmp_path / "back.tif")
+    assert (back.bands, back.depth) == ("RGB", "16")
+    np.testing.assert_array_equal(to_depth(back.pixels, "16"), values)
     assert read_image(save(tmp_path, PILImage.fromarray(RGB), "rgb8.tif")).meta.notes == []
 
 
@@ -654,10 +656,10 @@ def test_read_errors_name_the_file(tmp_path):
         ),
         (
             from_array(RGB / 255, depth="float"),
-            "x.tif",
+            "x.png",
             {},
             ImageWriteError,
-            "x.tif: float output needs a single-channel .tif \\(got RGB as TIFF\\)",
+            "x.png: float output needs a .tif \\(got PNG\\); use --depth 16 or --depth 8",
         ),
         (
             from_array(RGB / 255, depth="8"),
@@ -772,7 +774,8 @@ def test_check_output_raises_exactly_what_writing_raises(tmp_path, ext):
             assert dest.exists() == (written is None)
             dest.unlink(missing_ok=True)
             outcomes.add(checked is None)
-    assert outcomes == ({False} if ext == ".gif" else {True, False})
+    # TIFF holds every layout at every depth; the others refuse some
+    assert outcomes == ({False} if ext == ".gif" else {True} if ext == ".tif" else {True, False})
 
 
 def test_check_output_other_errors_and_result(tmp_path, monkeypatch):

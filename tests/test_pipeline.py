@@ -234,7 +234,7 @@ def test_filter_file_writes_the_same_bytes_as_read_filter_write(tmp_path, ext):
     options = FilterOptions(backend="direct")
     out = tmp_path / f"stream{ext}"
     report = filter_file(src, out, kernels, options, strip_rows=9)
-    assert report.streamed == (ext == ".png") and report.strip_rows == 9
+    assert report.streamed == (ext in (".png", ".tif")) and report.strip_rows == 9
     result, _ = filter_image(read_image(src), kernels, options)
     ref = tmp_path / f"whole{ext}"
     write_image(result, ref)

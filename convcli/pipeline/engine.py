@@ -107,6 +107,15 @@ class Program:
         return any(p.backend == "fft" for p in self.plans)
 
 
+def _parts(stored: Samples, rows: int = 1024) -> Iterator[NDArray]:
+    """The stored samples in bands of rows (one array if they are in memory)."""
+    if isinstance(stored.samples, np.ndarray):
+        yield stored.samples
+        return
+    for start in range(0, stored.height, rows):
+        yield stored.samples[start : start + rows]
+
+
 def _plans(
     stored: Samples, kernels: Sequence[Kernel], options: FilterOptions, channels: int
 ) -> tuple[Plan, ...]:
@@ -117,7 +126,9 @@ def _plans(
         plan = plan_filter(shape, k, backend=options.backend, dtype=options.dtype)
         if plan.backend == "fft":
             if finite is None:
-                finite = stored.depth != "float" or _all_finite(stored.samples)
+                finite = stored.depth != "float" or all(
+                    _all_finite(part) for part in _parts(stored)
+                )
             if not finite:
                 if options.backend == "fft":
                     raise FilterError(
@@ -173,7 +184,9 @@ def plan_program(
     check_kernel_gain(
         ks if kind == "chain" else ks[:1],
         dtype,
-        lambda: float(np.abs(stored.samples).max()) if stored.depth == "float" else 1.0,
+        lambda: max(float(np.abs(part).max()) for part in _parts(stored))
+        if stored.depth == "float"
+        else 1.0,
     )
     return Program(
         kernels=tuple(ks),

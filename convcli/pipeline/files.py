@@ -3,8 +3,10 @@
 The input is read into its stored samples (8-bit images stay 8-bit: a quarter of
 a float32 copy), every strip is filtered and rounded while it is in cache, and
 each output strip goes straight to the encoder.  A PNG output is written while
-the strips are computed (compressed in parallel, see :mod:`convcli.png_codec`);
-other formats are assembled as output samples and encoded by Pillow.  Every
+the strips are computed (compressed in parallel, see :mod:`convcli.png_codec`), and
+so is a TIFF (:mod:`convcli.tiff_codec`), whose input is also read strip by strip:
+TIFF to TIFF runs in bounded memory at any size.  Other formats are assembled as
+output samples and encoded by Pillow.  Every
 path output is written atomically: a failure at any point (a bad image, a full
 disk, Ctrl-C) leaves no partial file and an existing output as it was.
 """
@@ -26,9 +28,11 @@ from ..image_io import (
     check_output,
     encode_samples,
     read_samples,
+    tiff_tags,
 )
 from ..kernels import Kernel
 from ..png_codec import PngWriter
+from ..tiff_codec import write_tiff
 from ..process import FilterOptions, FilterReport
 from .engine import Stream, executor, plan_program
 
@@ -90,6 +94,34 @@ def filter_file(
     t0 = time.perf_counter()
     stored = read_samples(source, max_pixels=max_pixels)
     read_s = time.perf_counter() - t0
+    try:
+        return _filter_stored(
+            stored, dest, kernels, options, edge=edge, sigma=sigma, format=format,
+            quality=quality, compress_level=compress_level, strip_rows=strip_rows,
+            workers=workers, on_read=on_read, read_s=read_s,
+        )  # fmt: skip
+    finally:
+        close = getattr(stored.samples, "close", None)
+        if close is not None:
+            close()
+
+
+def _filter_stored(
+    stored: Samples,
+    dest: str | os.PathLike[str] | BinaryIO,
+    kernels: Sequence[Kernel] | None,
+    options: FilterOptions,
+    *,
+    edge: str | None,
+    sigma: float,
+    format: str | None,
+    quality: int | None,
+    compress_level: int | None,
+    strip_rows: int | None,
+    workers: int | None,
+    on_read: Callable[[Samples], None] | None,
+    read_s: float,
+) -> FileReport:
     if on_read is not None:
         on_read(stored)
     program = plan_program(stored, kernels, options, edge=edge, sigma=sigma)
@@ -108,8 +140,11 @@ def filter_file(
     )  # fmt: skip
     t1 = time.perf_counter()
     is_path = isinstance(dest, (str, os.PathLike)) and os.fspath(dest) != "-"
-    if fmt == "PNG" and is_path:
-        _stream_png(stream, os.fspath(dest), compress_level)  # type: ignore[arg-type]
+    if fmt in ("PNG", "TIFF") and is_path:
+        if fmt == "PNG":
+            _stream_png(stream, os.fspath(dest), compress_level)  # type: ignore[arg-type]
+        else:
+            _stream_tiff(stream, os.fspath(dest))  # type: ignore[arg-type]
         report.streamed = True
         report.filter_s = time.perf_counter() - t1
     else:
@@ -155,5 +190,18 @@ def _stream_png(stream: Stream, name: str, compress_level: int | None) -> None:
             except BaseException:
                 writer.abort()
                 raise
+    except OSError as exc:
+        raise ImageWriteError(f"{name}: cannot write ({exc.strerror or exc})") from None
+
+
+def _stream_tiff(stream: Stream, name: str) -> None:
+    meta = stream.stored.meta
+    try:
+        with open_atomically(name) as fh:
+            write_tiff(
+                fh, stream, height=stream.height, width=stream.width, bands=stream.bands,
+                dtype=stream.dtype, icc_profile=meta.icc_profile, dpi=meta.dpi,
+                tags=tiff_tags(meta), pool=executor(), workers=stream.workers,
+            )  # fmt: skip
     except OSError as exc:
         raise ImageWriteError(f"{name}: cannot write ({exc.strerror or exc})") from None

@@ -1,0 +1,330 @@
+"""TIFF by strips and tiles (tifffile): rows read on demand, rows written as they come.
+
+Reading: :class:`TiffRows` is a lazy ``(H, W, C)`` array of a TIFF's first image.
+Indexing it with a range of rows (or an index array) reads and decodes only the
+strips, or rows of tiles, that hold them (``os.pread``, so threads read side by
+side), keeping a few decoded bands in a small cache; a file of any size is read in
+bounded memory.  tifffile decodes every compression it knows (none, deflate,
+packbits; LZW, JPEG, zstd and more when imagecodecs is installed) and undoes the
+predictors.  A strip that is cut short or fails to decode raises
+:class:`~convcli.errors.ImageReadError` naming the file and the rows.
+
+Writing: :func:`write_tiff` takes output strips in order and writes a deflate
+(``zlib``) compressed, strip-organised TIFF, BigTIFF when the pixel data could pass
+4 GiB.  Integer samples get the horizontal-differencing predictor (2); each strip
+is compressed on the caller's thread pool with ISA-L (``isal``) at level 2, so
+compression runs on all cores.  L, LA, RGB and RGBA at 8 bits, 16 bits or float32;
+alpha is written as unassociated (straight) alpha.  The ICC profile, the DPI and
+the descriptive EXIF tags of the image's first IFD (make, model, date, artist,
+copyright, description, software) are kept.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections import OrderedDict, deque
+from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any, BinaryIO
+
+import numpy as np
+from numpy.typing import NDArray
+
+try:
+    from isal import isal_zlib as _zlib
+except ImportError:  # pragma: no cover - isal is a dependency
+    import zlib as _zlib  # type: ignore[no-redef]
+
+from .errors import ImageReadError
+
+#: TIFF and BigTIFF magic numbers.
+MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
+#: Bytes of decoded bands kept in the reader's cache.
+CACHE_BYTES = 64 << 20
+#: Uncompressed bytes per written strip (the row count follows from the width).
+STRIP_BYTES = 1 << 20
+#: ISA-L level of the written strips (0-3).
+DEFLATE_LEVEL = 2
+
+
+def is_tiff(head: bytes) -> bool:
+    return head[:4] in MAGIC
+
+
+class Unsupported(Exception):
+    """The TIFF is valid but not one this reader streams (the caller decodes it whole)."""
+
+
+class TiffRows:
+    """A TIFF's first image as a lazy ``(height, width, channels)`` array of its samples."""
+
+    def __init__(self, path: str, name: str) -> None:
+        import tifffile
+
+        self.name = name
+        try:
+            tif = tifffile.TiffFile(path)
+        except Exception as exc:  # tifffile cannot parse what Pillow could: decode it whole
+            raise Unsupported(str(exc)) from None
+        try:
+            page = tif.pages.first
+            self._check(page, tifffile)
+            self.shape = (int(page.imagelength), int(page.imagewidth), int(page.samplesperpixel))
+            self.dtype = np.dtype(page.dtype)
+            self.ndim = 3
+            self.tiled = bool(page.is_tiled)
+            self.band_rows = int(page.tilelength if self.tiled else page.rowsperstrip)
+            self.band_rows = max(1, min(self.band_rows, self.shape[0]))
+            self.across = -(-self.shape[1] // int(page.tilewidth)) if self.tiled else 1
+            self.tile_width = int(page.tilewidth) if self.tiled else self.shape[1]
+            self.offsets = [int(v) for v in page.dataoffsets]
+            self.counts = [int(v) for v in page.databytecounts]
+            self.bands = -(-self.shape[0] // self.band_rows)
+            if len(self.offsets) < self.bands * self.across:
+                raise ImageReadError(f"{name}: cannot decode image (TIFF lists too few strips)")
+            self._decode = page.decode
+            self._jpegtables = page.jpegtables
+        finally:
+            tif.close()
+        self._fd = os.open(path, os.O_RDONLY)
+        self._size = os.fstat(self._fd).st_size
+        self._cache: OrderedDict[int, NDArray[Any]] = OrderedDict()
+        self._lock = threading.Lock()
+        self._busy: dict[int, threading.Event] = {}
+
+    @staticmethod
+    def _check(page: Any, tifffile: Any) -> None:
+        tag = tifffile
+        if page.planarconfig != tag.PLANARCONFIG.CONTIG and page.samplesperpixel > 1:
+            raise Unsupported("planar configuration 'separate'")
+        if page.photometric not in (tag.PHOTOMETRIC.MINISBLACK, tag.PHOTOMETRIC.RGB):
+            raise Unsupported(f"photometric {page.photometric!r}")
+        colour = 1 if page.photometric == tag.PHOTOMETRIC.MINISBLACK else 3
+        extra = tuple(int(v) for v in page.extrasamples)
+        if page.samplesperpixel not in (colour, colour + 1) or len(extra) > 1:
+            raise Unsupported("unexpected samples per pixel")
+        if extra and extra[0] != tag.EXTRASAMPLE.UNASSALPHA:
+            raise Unsupported("alpha that is not unassociated")
+        if np.dtype(page.dtype) not in (np.uint8, np.uint16, np.float32):
+            raise Unsupported(f"sample type {page.dtype}")
+        if page.bitspersample not in (8, 16, 32) or page.is_subsampled:
+            raise Unsupported("packed or subsampled samples")
+        if getattr(page, "orientation", 1) not in (None, 1, tag.ORIENTATION.TOPLEFT):
+            raise Unsupported("orientation")
+        try:
+            tifffile.TIFF.DECOMPRESSORS[page.compression]
+        except Exception:
+            raise Unsupported(f"compression {page.compression!r}") from None
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+    def __del__(self) -> None:  # pragma: no cover - closed explicitly in normal use
+        try:
+            self.close()
+        except Exception:
+            pass
+
+    # -- decoding --------------------------------------------------------------------------
+
+    def _band(self, index: int) -> NDArray[Any]:
+        """Rows ``[index * band_rows, ...)`` decoded, from the cache when there."""
+        while True:
+            with self._lock:
+                if index in self._cache:
+                    self._cache.move_to_end(index)
+                    return self._cache[index]
+                event = self._busy.get(index)
+                if event is None:
+                    event = self._busy[index] = threading.Event()
+                    break
+            event.wait()  # another thread is decoding this band
+        try:
+            band = self._read_band(index)
+        finally:
+            with self._lock:
+                self._busy.pop(index, None)
+            event.set()
+        with self._lock:
+            self._cache[index] = band
+            total = sum(b.nbytes for b in self._cache.values())
+            while total > CACHE_BYTES and len(self._cache) > 2:
+                _, old = self._cache.popitem(last=False)
+                total -= old.nbytes
+        return band
+
+    def _read_band(self, index: int) -> NDArray[Any]:
+        height, width, channels = self.shape
+        top = index * self.band_rows
+        rows = min(self.band_rows, height - top)
+        where = f"rows {top}-{top + rows - 1}"
+        out = np.empty((rows, width, channels), self.dtype)
+        for j in range(self.across):
+            k = index * self.across + j
+            offset, count = self.offsets[k], self.counts[k]
+            if offset + count > self._size:
+                raise ImageReadError(f"{self.name}: truncated TIFF: {where} are missing")
+            data = os.pread(self._fd, count, offset)
+            try:
+                segment, _, _ = self._decode(data, k, jpegtables=self._jpegtables)
+            except Exception as exc:
+                reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                raise ImageReadError(
+                    f"{self.name}: cannot decode TIFF {where} ({reason[:200]})"
+                ) from None
+            if segment is None:
+                raise ImageReadError(f"{self.name}: cannot decode TIFF {where} (empty strip)")
+            x0 = j * self.tile_width
+            x1 = min(width, x0 + self.tile_width)
+            seg = np.asarray(segment).reshape(-1, segment.shape[-2], channels)
+            out[:, x0:x1] = seg[:rows, : x1 - x0]
+        return out
+
+    def __getitem__(self, rows: slice | NDArray[np.intp]) -> NDArray[Any]:
+        height = self.shape[0]
+        if isinstance(rows, slice):
+            start, stop, step = rows.indices(height)
+            if step != 1:
+                return self[np.arange(start, stop, step)]
+            out = np.empty((max(0, stop - start), *self.shape[1:]), self.dtype)
+            y = start
+            while y < stop:
+                band = self._band(y // self.band_rows)
+                lo = y - (y // self.band_rows) * self.band_rows
+                take = min(stop - y, band.shape[0] - lo)
+                out[y - start : y - start + take] = band[lo : lo + take]
+                y += take
+            return out
+        index = np.asarray(rows, dtype=np.intp)
+        out = np.empty((index.size, *self.shape[1:]), self.dtype)
+        for i, y in enumerate(index.tolist()):
+            band = self._band(y // self.band_rows)
+            out[i] = band[y - (y // self.band_rows) * self.band_rows]
+        return out
+
+    def strips(self) -> Iterator[NDArray[Any]]:
+        """The image band by band, top to bottom."""
+        for i in range(self.bands):
+            yield self._band(i)
+
+
+# -- writing ---------------------------------------------------------------------------------
+
+
+def _predict(block: NDArray[Any]) -> NDArray[Any]:
+    """TIFF predictor 2: each sample minus its left neighbour's (modulo the type's range)."""
+    out = block.copy()
+    np.subtract(block[:, 1:], block[:, :-1], out=out[:, 1:])
+    return out
+
+
+def _encode_strip(block: NDArray[Any]) -> bytes:
+    if block.dtype != np.float32:
+        block = _predict(block)
+    data = np.ascontiguousarray(block).astype(block.dtype.newbyteorder("<"), copy=False)
+    return _zlib.compress(data.tobytes(), DEFLATE_LEVEL)
+
+
+def _rechunk(strips: Iterable[NDArray[Any]], rows: int) -> Iterator[NDArray[Any]]:
+    """The same rows in blocks of ``rows`` (the last may be shorter)."""
+    buffered: deque[NDArray[Any]] = deque()
+    have = 0
+    for strip in strips:
+        buffered.append(strip)
+        have += strip.shape[0]
+        while have >= rows:
+            parts, need = [], rows
+            while need:
+                head = buffered[0]
+                if head.shape[0] <= need:
+                    parts.append(buffered.popleft())
+                    need -= head.shape[0]
+                else:
+                    parts.append(head[:need])
+                    buffered[0] = head[need:]
+                    need = 0
+            have -= rows
+            yield parts[0] if len(parts) == 1 else np.concatenate(parts)
+    if have:
+        yield np.concatenate(list(buffered)) if len(buffered) > 1 else buffered[0]
+
+
+def write_tiff(
+    fh: BinaryIO,
+    strips: Iterable[NDArray[Any]],
+    *,
+    height: int,
+    width: int,
+    bands: str,
+    dtype: Any,
+    icc_profile: bytes | None = None,
+    dpi: tuple[float, float] | None = None,
+    tags: dict[int, Any] | None = None,
+    pool: ThreadPoolExecutor | None = None,
+    workers: int = 1,
+) -> None:
+    """Write ``(rows, width, channels)`` output strips, in order, as one TIFF image.
+
+    ``tags``: descriptive first-IFD tags to keep (ASCII values by tag number).
+    """
+    import tifffile
+
+    dtype = np.dtype(dtype)
+    channels = len(bands)
+    row_bytes = width * channels * dtype.itemsize
+    rows_per_strip = max(1, min(height, STRIP_BYTES // max(1, row_bytes)))
+    bigtiff = height * row_bytes > (1 << 32) - (1 << 26)
+
+    def encoded() -> Iterator[bytes]:
+        pending: deque[Future | bytes] = deque()
+        for block in _rechunk(strips, rows_per_strip):
+            if pool is not None and workers > 1:
+                pending.append(pool.submit(_encode_strip, block))
+                while len(pending) > 2 * workers:
+                    item = pending.popleft()
+                    yield item.result() if isinstance(item, Future) else item
+            else:
+                yield _encode_strip(block)
+        while pending:
+            item = pending.popleft()
+            yield item.result() if isinstance(item, Future) else item
+
+    extratags = []
+    software: str | bool = False
+    description = None
+    for code, value in sorted((tags or {}).items()):
+        if code == 305:
+            software = str(value)
+        elif code == 270:
+            description = str(value)
+        elif isinstance(value, str):
+            extratags.append((code, "s", 0, value, True))
+        elif isinstance(value, int):
+            extratags.append((code, "H", 1, value, True))
+    options: dict[str, Any] = {}
+    if dpi:
+        options["resolution"] = (float(dpi[0]), float(dpi[1]))
+        options["resolutionunit"] = "INCH"
+    if icc_profile:
+        options["iccprofile"] = icc_profile
+    if bands in ("LA", "RGBA"):
+        options["extrasamples"] = ("unassalpha",)
+    with tifffile.TiffWriter(fh, bigtiff=bigtiff, byteorder="<") as tw:
+        tw.write(
+            encoded(),
+            shape=(height, width, channels) if channels > 1 else (height, width),
+            dtype=dtype,
+            photometric="rgb" if bands.startswith("RGB") else "minisblack",
+            planarconfig="contig" if channels > 1 else None,
+            compression="zlib",
+            predictor=dtype != np.float32,
+            rowsperstrip=rows_per_strip,
+            metadata=None,
+            description=description,
+            software=software,
+            extratags=extratags,
+            **options,
+        )
