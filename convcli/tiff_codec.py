@@ -46,6 +46,8 @@ CACHE_BYTES = 64 << 20
 STRIP_BYTES = 1 << 20
 #: ISA-L level of the written strips (0-3).
 DEFLATE_LEVEL = 2
+#: Pixel data above this many bytes is written as BigTIFF (classic TIFF offsets are 32-bit).
+BIGTIFF_BYTES = (1 << 32) - (1 << 26)
 
 
 def is_tiff(head: bytes) -> bool:
@@ -276,7 +278,7 @@ def write_tiff(
     channels = len(bands)
     row_bytes = width * channels * dtype.itemsize
     rows_per_strip = max(1, min(height, STRIP_BYTES // max(1, row_bytes)))
-    bigtiff = height * row_bytes > (1 << 32) - (1 << 26)
+    bigtiff = height * row_bytes > BIGTIFF_BYTES
 
     def encoded() -> Iterator[bytes]:
         pending: deque[Future | bytes] = deque()

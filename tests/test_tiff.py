@@ -1,0 +1,160 @@
+"""TIFF by strips and tiles: lazy reading, streamed writing, damaged files, BigTIFF."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tifffile
+from PIL import Image as PILImage
+
+from convcli import tiff_codec
+from convcli.errors import ImageReadError
+from convcli.image_io import Image, ImageMeta, read_image, read_samples, to_depth, write_image
+from convcli.kernels import Kernel, builtin_kernel
+from convcli.pipeline.files import filter_file
+from convcli.process import FilterOptions, filter_image
+
+RNG = np.random.default_rng(7)
+LAYOUTS = [("L", np.uint8), ("LA", np.uint16), ("RGB", np.uint16), ("RGBA", np.uint8),
+           ("L", np.float32), ("RGB", np.float32)]  # fmt: skip
+
+
+def _values(height, width, bands, dtype):
+    if dtype == np.float32:
+        return RNG.uniform(0, 1, (height, width, len(bands))).astype(np.float32)
+    top = np.iinfo(dtype).max
+    return RNG.integers(0, top + 1, (height, width, len(bands))).astype(dtype)
+
+
+def _save(path, values, bands, **kwargs):
+    extra = {"extrasamples": ["unassalpha"]} if bands in ("LA", "RGBA") else {}
+    data = values[:, :, 0] if values.shape[2] == 1 else values
+    photometric = "rgb" if bands.startswith("RGB") else "minisblack"
+    tifffile.imwrite(path, data, photometric=photometric, **extra, **kwargs)
+    return path
+
+
+@pytest.mark.parametrize(("bands", "dtype"), LAYOUTS)
+@pytest.mark.parametrize(
+    "layout",
+    [{"rowsperstrip": 5}, {"rowsperstrip": 5, "compression": "zlib"}, {"tile": (16, 16)},
+     {"tile": (16, 32), "compression": "zlib", "predictor": True}],  # fmt: skip
+    ids=["strips", "deflate-strips", "tiles", "deflate-tiles-predictor"],
+)
+def test_lazy_rows_equal_the_whole_image(tmp_path, bands, dtype, layout):
+    if dtype == np.float32 and layout.get("predictor"):
+        layout = {**layout, "predictor": False}
+    values = _values(37, 45, bands, dtype)
+    stored = read_samples(_save(tmp_path / "x.tif", values, bands, **layout))
+    rows = stored.samples
+    assert isinstance(rows, tiff_codec.TiffRows)
+    assert (stored.bands, rows.shape, rows.dtype) == (bands, values.shape, values.dtype)
+    for window in (slice(0, 37), slice(3, 4), slice(4, 23), slice(30, 99)):
+        np.testing.assert_array_equal(rows[window], values[window])
+    wrap = np.array([36, 0, 1, 35, 17], np.intp)
+    np.testing.assert_array_equal(rows[wrap], values[wrap])
+    rows.close()
+    whole = read_image(tmp_path / "x.tif")  # the in-memory path reads the same samples
+    assert whole.depth == {np.uint8: "8", np.uint16: "16", np.float32: "float"}[dtype]
+    np.testing.assert_array_equal(to_depth(whole.pixels, whole.depth), values)
+
+
+@pytest.mark.parametrize(("bands", "dtype"), LAYOUTS)
+@pytest.mark.parametrize("mode", ["reflect", "wrap", "constant"])
+def test_tiff_to_tiff_streams_the_whole_image_result(tmp_path, bands, dtype, mode):
+    values = _values(50, 21, bands, dtype)
+    src = _save(tmp_path / "in.tif", values, bands, rowsperstrip=3, compression="zlib")
+    kernels = [Kernel(RNG.normal(size=(5, 4)) / 10, origin=(4, 1)), builtin_kernel("box")]
+    policy = "none" if dtype == np.float32 else "offset"
+    options = FilterOptions(backend="direct", mode=mode, range_policy=policy)
+    report = filter_file(src, tmp_path / "out.tif", kernels, options, strip_rows=4)
+    assert report.streamed
+    expected, _ = filter_image(read_image(src), kernels, options)
+    back = read_samples(tmp_path / "out.tif")
+    assert (back.bands, back.depth) == (bands, expected.depth)
+    np.testing.assert_array_equal(back.samples[0:50], to_depth(expected.pixels, expected.depth))
+    back.samples.close()
+    with tifffile.TiffFile(tmp_path / "out.tif") as tif:  # a plain strip TIFF any reader takes
+        page = tif.pages.first
+        assert page.compression == tifffile.COMPRESSION.ADOBE_DEFLATE
+        assert not page.is_tiled and not tif.is_bigtiff
+        assert page.predictor == (1 if dtype == np.float32 else 2)
+
+
+def test_a_truncated_tiff_names_the_rows_and_leaves_nothing(tmp_path):
+    values = _values(64, 30, "RGB", np.uint8)
+    src = _save(tmp_path / "cut.tif", values, "RGB", rowsperstrip=8, compression="zlib")
+    data = src.read_bytes()
+    with tifffile.TiffFile(src) as tif:
+        page = tif.pages.first
+        cut = page.dataoffsets[5] + 10  # strips 0-4 whole, strip 5 cut short
+    src.write_bytes(data[:cut])
+    out = tmp_path / "out.png"
+    out.write_bytes(b"old")
+    with pytest.raises(ImageReadError, match=r"cut.tif: truncated TIFF: rows 40-47 are missing"):
+        filter_file(src, out, [builtin_kernel("box")], strip_rows=4)
+    assert out.read_bytes() == b"old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cut.tif", "out.png"]
+
+
+def test_a_corrupt_strip_names_the_rows(tmp_path):
+    values = _values(40, 30, "L", np.uint8)
+    src = _save(tmp_path / "bad.tif", values, "L", rowsperstrip=10, compression="zlib")
+    with tifffile.TiffFile(src) as tif:
+        start = tif.pages.first.dataoffsets[2]
+    data = bytearray(src.read_bytes())
+    data[start : start + 8] = b"\xff" * 8  # not a zlib stream
+    src.write_bytes(bytes(data))
+    with pytest.raises(ImageReadError, match=r"bad.tif: cannot decode TIFF rows 20-29 \("):
+        filter_file(src, tmp_path / "o.tif", [builtin_kernel("box")])
+    assert not (tmp_path / "o.tif").exists()
+
+
+def test_the_reader_cache_stays_bounded(tmp_path, monkeypatch):
+    monkeypatch.setattr(tiff_codec, "CACHE_BYTES", 30 * 1000 * 3)
+    values = _values(400, 1000, "RGB", np.uint8)
+    src = _save(tmp_path / "tall.tif", values, "RGB", rowsperstrip=10)
+    rows = read_samples(src).samples
+    peak = 0
+    for start in range(0, 400, 7):
+        np.testing.assert_array_equal(rows[start : start + 7], values[start : start + 7])
+        peak = max(peak, sum(b.nbytes for b in rows._cache.values()))
+    assert peak <= 30 * 1000 * 3
+    rows.close()
+
+
+def test_bigtiff_past_the_classic_limit(tmp_path, monkeypatch):
+    monkeypatch.setattr(tiff_codec, "BIGTIFF_BYTES", 1000)
+    image = Image(RNG.uniform(0, 1, (40, 30, 3)).astype(np.float32), "RGB", "8")
+    write_image(image, tmp_path / "big.tif")
+    assert (tmp_path / "big.tif").read_bytes()[:4] == b"II+\x00"
+    back = read_samples(tmp_path / "big.tif")
+    np.testing.assert_array_equal(back.samples[0:40], to_depth(image.pixels, "8"))
+    back.samples.close()
+
+
+def test_tiff_output_keeps_icc_dpi_and_descriptive_tags(tmp_path):
+    exif = PILImage.Exif()
+    exif[0x010F] = "Maker"
+    exif[0x0112] = 6  # Orientation: the pixels are written upright, so 1 in the output
+    meta = ImageMeta(icc_profile=b"\x01\x02" * 64, dpi=(240.0, 240.0), exif=exif.tobytes())
+    write_image(Image(np.zeros((4, 5, 1), np.float32), "L", "16", meta), tmp_path / "m.tif")
+    with PILImage.open(tmp_path / "m.tif") as im:
+        assert im.info["icc_profile"] == meta.icc_profile
+        assert tuple(round(v) for v in im.info["dpi"]) == (240, 240)
+        tags = im.getexif()
+        assert tags[0x010F] == "Maker" and tags[0x0112] == 1
+    stored = read_samples(tmp_path / "m.tif")
+    assert stored.meta.icc_profile == meta.icc_profile and stored.depth == "16"
+    stored.samples.close()
+
+
+def test_tiffs_the_strip_reader_does_not_take_are_decoded_whole(tmp_path):
+    # palette and CMYK go through Pillow as before
+    pal = PILImage.fromarray(RNG.integers(0, 4, (6, 7)).astype(np.uint8), "L").convert("P")
+    pal.save(tmp_path / "p.tif")
+    stored = read_samples(tmp_path / "p.tif")
+    assert isinstance(stored.samples, np.ndarray) and stored.bands == "RGB"
+    cmyk = PILImage.new("CMYK", (5, 4), (0, 0, 0, 0))
+    cmyk.save(tmp_path / "c.tif")
+    assert isinstance(read_samples(tmp_path / "c.tif").samples, np.ndarray)
