@@ -351,6 +351,10 @@ def _decode(data: bytes, name: str, limit: int | None) -> Samples:
     try:
         with PILImage.open(io.BytesIO(data)) as im:
             check_pixel_limit(im.width, im.height, name, limit)
+            if im.format == "JPEG" and im.mode in ("L", "RGB"):
+                fast = _jpeg_samples(data, im)
+                if fast is not None:
+                    return fast
             im.load()
             return _from_pil(im, name, png_bit_depth=png.bit_depth if png else None)
     except UnidentifiedImageError:
@@ -363,6 +367,44 @@ def _decode(data: bytes, name: str, limit: int | None) -> Samples:
         raise ImageReadError(f"{name}: cannot decode image ({_reason(exc)})") from None
     finally:
         ImageFile.LOAD_TRUNCATED_IMAGES, PILImage.MAX_IMAGE_PIXELS = previous
+
+
+#: EXIF orientation -> the numpy view that turns the stored pixels upright, as
+#: ``PIL.ImageOps.exif_transpose`` does (Pillow's ROTATE_90 is anticlockwise, as np.rot90).
+_UPRIGHT = {
+    2: lambda a: a[:, ::-1],
+    3: lambda a: a[::-1, ::-1],
+    4: lambda a: a[::-1],
+    5: lambda a: a.transpose(1, 0, 2),
+    6: lambda a: np.rot90(a, 3),
+    7: lambda a: a.transpose(1, 0, 2)[::-1, ::-1],
+    8: lambda a: np.rot90(a, 1),
+}
+
+
+def _jpeg_samples(data: bytes, im: PILImage.Image) -> Samples | None:
+    """A grey or RGB JPEG decoded by imagecodecs (libjpeg-turbo straight into a numpy array:
+    the same samples as Pillow's, about three times faster for a 12-MP photo), with
+    Pillow's metadata and EXIF orientation; None to let Pillow decode it."""
+    try:
+        import imagecodecs
+    except ImportError:  # pragma: no cover - imagecodecs is a dependency
+        return None
+    if not data.rstrip(b"\x00\r\n ").endswith(b"\xff\xd9"):
+        return None  # no end marker: cut short; libjpeg would fill in grey, Pillow refuses
+    try:
+        pixels = imagecodecs.jpeg8_decode(data)
+    except Exception:
+        return None  # a damaged or unusual file: Pillow's decoder says what is wrong
+    if pixels.ndim == 2:
+        pixels = pixels[:, :, np.newaxis]
+    if pixels.shape != (im.height, im.width, len(im.mode)) or pixels.dtype != np.uint8:
+        return None
+    meta, exif = _pil_meta(im)
+    orientation = exif.get(ExifTags.Base.Orientation, 1)
+    if orientation in _UPRIGHT:
+        pixels = _UPRIGHT[orientation](pixels)
+    return Samples(np.ascontiguousarray(pixels), im.mode, "8", meta)
 
 
 def _reason(exc: BaseException) -> str:

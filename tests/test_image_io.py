@@ -821,3 +821,26 @@ def test_any_decoder_exception_becomes_a_read_error(tmp_path, monkeypatch):
     with pytest.raises(ImageReadError) as info:
         read_image(path)
     assert str(info.value) == f"{path}: cannot decode image (Missing dimensions)"
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+@pytest.mark.parametrize("mode", ["RGB", "L"])
+def test_fast_jpeg_decoder_gives_pillows_samples_for_every_orientation(
+    tmp_path, monkeypatch, orientation, mode
+):
+    import convcli.image_io as image_io
+
+    im = PILImage.fromarray(RNG.integers(0, 256, (30, 41, 3)).astype(np.uint8)).convert(mode)
+    exif = PILImage.Exif()
+    exif[0x0112] = orientation
+    path = tmp_path / "o.jpg"
+    im.save(path, "JPEG", exif=exif.tobytes(), quality=90)
+    fast = image_io.read_samples(path)
+    calls = []
+    real = image_io._jpeg_samples
+    monkeypatch.setattr(image_io, "_jpeg_samples", lambda *a: calls.append(real(*a)) or None)
+    slow = image_io.read_samples(path)  # Pillow's decoder and exif_transpose
+    assert calls and calls[0] is not None  # the fast path did take this file
+    assert fast.bands == slow.bands == mode
+    np.testing.assert_array_equal(fast.samples, slow.samples)
+    assert fast.meta.exif == slow.meta.exif and fast.meta.dpi == slow.meta.dpi
