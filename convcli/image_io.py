@@ -189,6 +189,18 @@ class Samples:
     def has_alpha(self) -> bool:
         return self.bands in ("LA", "RGBA")
 
+    def close(self) -> None:
+        """Close the file a lazy reader of rows holds open (no-op for an array)."""
+        close = getattr(self.samples, "close", None)
+        if close is not None:
+            close()
+
+    def __enter__(self) -> Samples:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
 
 #: The sample type of each depth.
 SAMPLE_TYPES: dict[str, type] = {"8": np.uint8, "16": np.uint16, "float": np.float32}
@@ -231,13 +243,15 @@ def from_array(
 # -- reading ---------------------------------------------------------------------------------
 
 
-def read_image(source: str | os.PathLike[str] | BinaryIO, *, max_pixels: int | None = None) -> Image:
+def read_image(
+    source: str | os.PathLike[str] | BinaryIO, *, max_pixels: int | None = None, lazy: bool = True
+) -> Image:
     """Read an image file (``"-"``: standard input) into an :class:`Image`.
 
     Raises :class:`ImageReadError` naming the file for anything Pillow cannot read, and
     for an image of more than ``max_pixels`` pixels (see :func:`read_samples`).
     """
-    stored = read_samples(source, max_pixels=max_pixels)
+    stored = read_samples(source, max_pixels=max_pixels, lazy=lazy)  # TIFF, PNG by rows
     samples = stored.samples
     if not isinstance(samples, np.ndarray):  # a TIFF's strip reader: decode every row
         reader = samples
@@ -253,21 +267,23 @@ def read_samples(
     source: str | os.PathLike[str] | BinaryIO,
     *,
     max_pixels: int | None = None,
-    stream_tiff: bool = True,
+    lazy: bool = True,
 ) -> Samples:
     """Read an image file into its stored samples (:class:`Samples`), no float copy.
 
     ``max_pixels``: refuse (:class:`ImageReadError`, before decoding) an image of more
     pixels; None means :func:`default_max_pixels`, 0 means no limit.  A TIFF file of
     8/16-bit or float32 L, LA, RGB or RGBA samples (strips or tiles, any compression
-    tifffile decodes) is not decoded here: its samples are a lazy
-    :class:`convcli.tiff_codec.TiffRows` that decodes the rows asked for (``stream_tiff``
-    False: decode it whole, as every other file is).
+    tifffile decodes), or a non-interlaced 8/16-bit L, LA, RGB or RGBA PNG, is not
+    decoded here: its samples are a lazy reader of rows
+    (:class:`convcli.tiff_codec.TiffRows`, :class:`convcli.png_codec.PngRows`) that
+    decodes the rows asked for and holds the file open until :meth:`Samples.close` (or
+    ``with``).  ``lazy=False``: decode every file whole into an array.
     """
     limit = default_max_pixels() if max_pixels is None else max_pixels
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")  # Pillow's warnings become notes, shown once
-        image = _open_tiff(source, limit or None) if stream_tiff else None
+        image = _open_lazy(source, limit or None) if lazy else None
         if image is None:
             name, data = _read_source(source)
             image = _decode(data, name, limit or None)
@@ -276,9 +292,8 @@ def read_samples(
     return image
 
 
-def _open_tiff(source: str | os.PathLike[str] | BinaryIO, limit: int | None) -> Samples | None:
-    """A TIFF path's samples as a lazy strip reader, or None to decode the file whole (not
-    a TIFF, or a TIFF the strip reader does not take: palette, CMYK, planes, rotated...)."""
+def _open_lazy(source: str | os.PathLike[str] | BinaryIO, limit: int | None) -> Samples | None:
+    """A TIFF's or PNG's samples as a lazy reader of rows, or None to decode the file whole."""
     from . import tiff_codec
 
     if not isinstance(source, (str, os.PathLike)) or os.fspath(source) == "-":
@@ -286,10 +301,53 @@ def _open_tiff(source: str | os.PathLike[str] | BinaryIO, limit: int | None) -> 
     name = os.fspath(source)
     try:
         with open(name, "rb") as fh:
-            if not tiff_codec.is_tiff(fh.read(4)):
-                return None
+            head = fh.read(8)
     except OSError:
         return None  # _read_source says what is wrong
+    if tiff_codec.is_tiff(head):
+        return _open_tiff(name, limit)
+    if head == _PNG_SIG:
+        return _open_png(name, limit)
+    return None
+
+
+def _open_png(name: str, limit: int | None) -> Samples | None:
+    """A PNG path's samples as a row reader (:class:`convcli.png_codec.PngRows`), or None to
+    decode it whole (palette, 1-4 bits, colour key, interlaced, damaged...)."""
+    try:
+        rows = png_codec.PngRows(name, name)  # reads the chunk headers, no image data
+    except (png_codec.Unsupported, OSError):
+        return None
+    previous = PILImage.MAX_IMAGE_PIXELS
+    PILImage.MAX_IMAGE_PIXELS = None
+    try:
+        with PILImage.open(name) as im:  # the chunks before the image data only
+            check_pixel_limit(im.width, im.height, name, limit)
+            if "transparency" in im.info or im.info.get("interlace"):
+                rows.close()
+                return None
+            meta, exif = _pil_meta(im, rows.exif)
+    except ConvcliError:
+        rows.close()
+        raise
+    except Exception:
+        rows.close()
+        return None  # Pillow's decoder says what is wrong with the file
+    finally:
+        PILImage.MAX_IMAGE_PIXELS = previous
+    if exif.get(ExifTags.Base.Orientation, 1) not in (None, 1):
+        rows.close()
+        return None
+    depth = "8" if rows.dtype == np.uint8 else "16"
+    meta.source_mode = f"{rows.bands};{depth}"
+    return Samples(rows, rows.bands, depth, meta)  # type: ignore[arg-type]
+
+
+def _open_tiff(name: str, limit: int | None) -> Samples | None:
+    """A TIFF path's samples as a lazy strip reader, or None to decode the file whole (a
+    TIFF the strip reader does not take: palette, CMYK, planes, rotated...)."""
+    from . import tiff_codec
+
     previous = PILImage.MAX_IMAGE_PIXELS
     PILImage.MAX_IMAGE_PIXELS = None
     meta = ImageMeta(format="TIFF")
@@ -485,8 +543,12 @@ def _key_alpha(values: NDArray[Any], key: int | tuple[int, ...], dtype: Any) -> 
     return ((~match) * np.iinfo(dtype).max).astype(dtype)[:, :, np.newaxis]
 
 
-def _pil_meta(im: PILImage.Image) -> tuple[ImageMeta, PILImage.Exif]:
-    """An opened (not necessarily decoded) image's metadata to keep, and its EXIF."""
+def _pil_meta(
+    im: PILImage.Image, exif_bytes: bytes | None | bool = False
+) -> tuple[ImageMeta, PILImage.Exif]:
+    """An opened (not necessarily decoded) image's metadata to keep, and its EXIF
+    (``exif_bytes``: the EXIF found by the caller, for a PNG, whose ``getexif`` would decode
+    the whole image to look for it)."""
     meta = ImageMeta(format=im.format, source_mode=im.mode)
     frames = getattr(im, "n_frames", 1)
     if frames > 1:
@@ -498,7 +560,12 @@ def _pil_meta(im: PILImage.Image) -> tuple[ImageMeta, PILImage.Exif]:
             meta.dpi = (float(dpi[0]), float(dpi[1]))
         except (TypeError, ValueError, IndexError):
             meta.dpi = None
-    exif = im.getexif()
+    if exif_bytes is False:
+        exif = im.getexif()
+    else:
+        exif = PILImage.Exif()
+        if exif_bytes:
+            exif.load(exif_bytes)
     meta.exif = _descriptive_exif(exif)
     return meta, exif
 

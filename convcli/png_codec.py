@@ -25,6 +25,7 @@ strips being compressed, so a PNG of any size is written in bounded memory.
 from __future__ import annotations
 
 import struct
+import threading
 import zlib
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -275,3 +276,195 @@ def encode_png(
         writer.write(samples[start : start + step])
     writer.close()
     return buf.getvalue()
+
+
+# -- reading by rows -------------------------------------------------------------------------
+
+
+class Unsupported(Exception):
+    """A valid PNG this reader does not stream (the caller decodes it whole)."""
+
+
+class PngRows:
+    """A non-interlaced 8- or 16-bit grey, grey+alpha, RGB or RGBA PNG (no colour key) as a
+    lazy ``(height, width, channels)`` array, decoded front to back as rows are asked for.
+
+    Rows are inflated (ISA-L) and unfiltered block by block; only the most recent rows
+    are kept (:meth:`retain` says how many the caller may still ask for again), so a PNG
+    of any size is read in bounded memory.  A stream that ends early or fails to inflate
+    raises :class:`~convcli.errors.ImageReadError` naming the file and the row.
+    """
+
+    sequential = True  #: rows far behind the last ones asked for are gone
+
+    def __init__(self, path: str, name: str) -> None:
+        from .errors import ImageReadError
+
+        self.name = name
+        self._error = ImageReadError
+        self._fh = open(path, "rb")  # noqa: SIM115 - closed by close()
+        try:
+            self._scan()
+        except BaseException:
+            self._fh.close()
+            raise
+
+    def _scan(self) -> None:
+        fh = self._fh
+        if fh.read(8) != SIGNATURE:
+            raise Unsupported("not a PNG")
+        head = fh.read(8)
+        if len(head) < 8 or head[4:] != b"IHDR":
+            raise Unsupported("no IHDR")
+        ihdr = fh.read(17)[:13]
+        if len(ihdr) < 13:
+            raise Unsupported("short IHDR")
+        width, height, bit_depth, colour, compression, filtering, interlace = struct.unpack(
+            ">IIBBBBB", ihdr
+        )
+        bands = {v: k for k, v in COLOUR_TYPES.items()}.get(colour)
+        if bands is None or bit_depth not in (8, 16) or interlace or compression or filtering:
+            raise Unsupported("palette, low bit depth or interlaced")
+        if width == 0 or height == 0:
+            raise Unsupported("empty")
+        self.shape = (height, width, len(bands))
+        self.ndim = 3
+        self.bands = bands
+        self.dtype = np.dtype(np.uint8 if bit_depth == 8 else np.uint16)
+        self.bpp = len(bands) * bit_depth // 8
+        self.stride = width * self.bpp
+        self._idat: list[tuple[int, int]] = []  # (offset, length) of every IDAT chunk
+        self.exif: bytes | None = None  #: the eXIf chunk, as Pillow gives it
+        while True:
+            header = fh.read(8)
+            if len(header) < 8:
+                break
+            (length,) = struct.unpack(">I", header[:4])
+            ctype = header[4:]
+            if ctype == b"tRNS":
+                raise Unsupported("colour key")
+            if ctype == b"IDAT":
+                self._idat.append((fh.tell(), length))
+            elif ctype == b"eXIf" and length <= 1 << 20:
+                self.exif = b"Exif\x00\x00" + fh.read(length)
+                length = 0
+            elif ctype == b"IEND":
+                break
+            fh.seek(length + 4, 1)
+        if not self._idat:
+            raise Unsupported("no image data")
+        self._retain = 1 << 30
+        self._lock = threading.Lock()
+        self.rewind()
+
+    def rewind(self) -> None:
+        """Start decoding again from the first row (for a second pass over the image)."""
+        self._chunk = 0
+        self._inflate = _fast.decompressobj() if _fast is not None else zlib.decompressobj()
+        self._pending = b""  # inflated bytes not yet unfiltered
+        self._prior = np.zeros(self.stride, np.uint8)  # the last row unfiltered
+        self._rows: deque[NDArray[Any]] = deque()  # blocks of decoded rows, in order
+        self._first = 0  # the first row held
+        self._next = 0  # the first row not yet decoded
+
+    def retain(self, rows: int) -> None:
+        """Keep the rows from ``rows`` before the lowest row of each request on (the caller's
+        windows in flight may still ask for them); older blocks of rows are dropped."""
+        self._retain = max(1, rows)
+
+    def close(self) -> None:
+        self._fh.close()
+
+    def __del__(self) -> None:  # pragma: no cover - closed explicitly in normal use
+        try:
+            self._fh.close()
+        except Exception:
+            pass
+
+    def _fail(self, row: int, why: str) -> None:
+        raise self._error(f"{self.name}: cannot decode PNG at row {row} ({why})")
+
+    def _decode_block(self, rows: int) -> None:
+        need = rows * (self.stride + 1)
+        parts = [self._pending]
+        have = len(self._pending)
+        while have < need:
+            if self._inflate.unconsumed_tail:
+                data = self._inflate.unconsumed_tail
+            elif self._chunk < len(self._idat):
+                offset, length = self._idat[self._chunk]
+                self._chunk += 1
+                self._fh.seek(offset)
+                data = self._fh.read(length)
+                if len(data) < length:
+                    self._fail(self._next + have // (self.stride + 1), "file cut short")
+            else:
+                self._fail(self._next + have // (self.stride + 1), "image data cut short")
+            try:
+                out = self._inflate.decompress(data, need - have)
+            except Exception as exc:  # zlib.error, or ISA-L's IsalError
+                self._fail(self._next + have // (self.stride + 1), f"corrupt data: {exc}")
+            parts.append(out)
+            have += len(out)
+            if not out and self._inflate.eof:
+                self._fail(self._next + have // (self.stride + 1), "image data cut short")
+        raw = b"".join(parts)
+        self._pending = raw[need:]
+        # the previous row, already unfiltered, goes first with filter type 0 (None): the
+        # unfilter then sees the true row above the block's first row
+        block = b"\x00" + self._prior.tobytes() + raw[:need]
+        out = bytearray((rows + 1) * self.stride)
+        from . import _native
+
+        try:
+            _native.png_unfilter(block, out, rows + 1, self.stride, self.bpp)
+        except ValueError as exc:
+            self._fail(self._next, str(exc))
+        decoded = np.frombuffer(out, np.uint8)[self.stride :].reshape(rows, self.stride)
+        self._prior = decoded[-1].copy()
+        if self.dtype == np.uint16:
+            arr = decoded.view(">u2").astype(np.uint16)
+        else:
+            arr = decoded
+        self._rows.append(arr.reshape(rows, self.shape[1], self.shape[2]))
+        self._next += rows
+
+    def _ensure(self, stop: int) -> None:
+        block = max(1, (1 << 20) // (self.stride + 1))
+        while self._next < stop:
+            self._decode_block(min(block, self.shape[0] - self._next))
+
+    def __getitem__(self, rows: slice | NDArray[np.intp]) -> NDArray[Any]:
+        height = self.shape[0]
+        if isinstance(rows, slice):
+            start, stop, step = rows.indices(height)
+            index = np.arange(start, stop, step)
+        else:
+            index = np.asarray(rows, dtype=np.intp)
+        out = np.empty((index.size, *self.shape[1:]), self.dtype)
+        if index.size == 0:
+            return out
+        with self._lock:
+            # rows more than `retain` before this request are no longer wanted by anyone
+            low = int(index.min()) - self._retain
+            while len(self._rows) > 1 and self._first + self._rows[0].shape[0] <= low:
+                self._first += self._rows.popleft().shape[0]
+            self._ensure(int(index.max()) + 1)
+            if int(index.min()) < self._first:
+                raise RuntimeError(
+                    f"row {int(index.min())} of {self.name} is no longer held (reader retains "
+                    f"{self._retain} rows)"
+                )
+            at = self._first
+            for block in self._rows:  # copy each requested row from the block holding it
+                n = block.shape[0]
+                pick = (index >= at) & (index < at + n)
+                if pick.any():
+                    where = np.flatnonzero(pick)
+                    if where.size == where[-1] - where[0] + 1 and np.all(np.diff(index[where]) == 1):
+                        lo = int(index[where[0]]) - at
+                        out[where[0] : where[-1] + 1] = block[lo : lo + where.size]
+                    else:
+                        out[where] = block[index[where] - at]
+                at += n
+        return out

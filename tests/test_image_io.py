@@ -312,7 +312,9 @@ def test_16bit_colour_png_bad_filter_is_a_read_error(tmp_path):
     idat += struct.pack(">I", zlib.crc32(b"IDAT" + comp) & 0xFFFFFFFF)
     path = tmp_path / "bad.png"
     path.write_bytes(good[:idat_start] + idat + good[good.index(b"IEND") - 4 :])
-    with pytest.raises(ImageReadError, match="bad.png: cannot decode image \\(invalid PNG filter"):
+    with pytest.raises(
+        ImageReadError, match="bad.png: cannot decode (image|PNG at row 0) \\(invalid PNG filter"
+    ):
         read_image(path)
 
 
@@ -620,8 +622,10 @@ def test_read_errors_name_the_file(tmp_path):
     PILImage.fromarray(RGB).save(tmp_path / "full.png")
     data = (tmp_path / "full.png").read_bytes()
     (tmp_path / "cut.png").write_bytes(data[: len(data) // 2])
+    with pytest.raises(ImageReadError, match=r"cut.png: cannot decode PNG at row \d+ \(file cut"):
+        read_image(tmp_path / "cut.png")  # the PNG row reader names the row
     with pytest.raises(ImageReadError, match="cut.png: cannot decode image"):
-        read_image(tmp_path / "cut.png")
+        read_image(tmp_path / "cut.png", lazy=False)  # so does Pillow, less precisely
     big = (RNG.random((64, 64, 3)) * 255).astype(np.uint8)
     PILImage.fromarray(big).save(tmp_path / "full.jpg")
     data = (tmp_path / "full.jpg").read_bytes()
@@ -819,7 +823,7 @@ def test_any_decoder_exception_becomes_a_read_error(tmp_path, monkeypatch):
 
     monkeypatch.setattr(PILImage.Image, "load", broken_load)
     with pytest.raises(ImageReadError) as info:
-        read_image(path)
+        read_image(path, lazy=False)
     assert str(info.value) == f"{path}: cannot decode image (Missing dimensions)"
 
 

@@ -298,9 +298,12 @@ def test_png_round_trip_every_layout_depth_and_level(tmp_path, bands, dtype, lev
     samples = RNG.integers(0, np.iinfo(dtype).max + 1, (37, 11, len(bands))).astype(dtype)
     path = tmp_path / "x.png"
     path.write_bytes(encode_png(samples, bands, level=level))
-    back = read_samples(path)
+    back = read_samples(path, lazy=False)  # Pillow (8-bit) or convcli's 16-bit decoder
     assert back.bands == bands and back.samples.dtype == dtype
     np.testing.assert_array_equal(back.samples, samples)
+    with read_samples(path) as rows:  # the row reader
+        assert rows.bands == bands and rows.samples.dtype == dtype
+        np.testing.assert_array_equal(rows.samples[0:37], samples)
 
 
 def test_png_written_in_uneven_strips_on_threads_is_one_valid_stream(tmp_path):
@@ -390,3 +393,90 @@ def test_cli_blur_does_not_import_scipy_fft(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
     assert os.path.getsize(tmp_path / "o.png") > 0
+
+
+# -- PNG read by rows ------------------------------------------------------------------------
+
+
+def _pillow_png(path, values, level=6):
+    PILImage.fromarray(values[:, :, 0] if values.shape[2] == 1 else values).save(
+        path, compress_level=level
+    )  # adaptive filters: every PNG filter type appears
+    return path
+
+
+@pytest.mark.parametrize("policy", ["clip", "rescale"])
+@pytest.mark.parametrize("mode", ["reflect", "wrap", "mirror"])
+def test_png_to_png_by_rows_gives_the_whole_image_result(tmp_path, policy, mode):
+    values = RNG.integers(0, 256, (120, 31, 3)).astype(np.uint8)
+    values[:, :10] = 40  # flat areas too, for filter types None and Sub
+    src = _pillow_png(tmp_path / "in.png", values)
+    with read_samples(src) as stored:
+        assert type(stored.samples).__name__ == "PngRows"
+    kernels = [builtin_kernel("emboss"), Kernel(RNG.normal(size=(4, 2)), origin=(0, 1))]
+    options = FilterOptions(backend="direct", mode=mode, range_policy=policy)
+    for rows, workers in ((1, 1), (7, 2), (64, 2)):
+        out = tmp_path / f"out{rows}.png"
+        filter_file(src, out, kernels, options, strip_rows=rows, workers=workers)
+        expected, _ = filter_image(read_image(src), kernels, options)
+        got = read_samples(out, lazy=False).samples
+        np.testing.assert_array_equal(got, to_depth(expected.pixels, "8"))
+
+
+def test_16bit_png_by_rows(tmp_path):
+    values = RNG.integers(0, 65536, (50, 20, 4)).astype(np.uint16)
+    src = tmp_path / "in16.png"
+    src.write_bytes(encode_png(values, "RGBA"))
+    with read_samples(src) as stored:
+        assert stored.depth == "16" and type(stored.samples).__name__ == "PngRows"
+        np.testing.assert_array_equal(stored.samples[10:50], values[10:50])
+    options = FilterOptions(backend="direct")
+    filter_file(src, tmp_path / "o.png", [builtin_kernel("box")], options, strip_rows=3)
+    expected, _ = filter_image(read_image(src), [builtin_kernel("box")], options)
+    got = read_samples(tmp_path / "o.png", lazy=False).samples
+    np.testing.assert_array_equal(got, to_depth(expected.pixels, "16"))
+
+
+def test_a_png_cut_short_names_the_row_and_leaves_nothing(tmp_path):
+    values = RNG.integers(0, 256, (400, 300, 3)).astype(np.uint8)
+    src = _pillow_png(tmp_path / "cut.png", values, level=1)
+    data = src.read_bytes()
+    src.write_bytes(data[: len(data) * 3 // 4])
+    out = tmp_path / "out.png"
+    out.write_bytes(b"old")
+    with pytest.raises(ImageReadError, match=r"cut.png: cannot decode PNG at row (\d+) \(file cut short\)") as info:
+        filter_file(src, out, [builtin_kernel("box")], strip_rows=16)
+    row = int(info.value.args[0].split("row ")[1].split(" ")[0])
+    assert 200 <= row < 400  # about three quarters of the rows were there
+    assert out.read_bytes() == b"old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cut.png", "out.png"]
+
+
+def test_a_corrupt_png_stream_names_the_row(tmp_path):
+    values = RNG.integers(0, 256, (200, 100, 1)).astype(np.uint8)
+    src = _pillow_png(tmp_path / "bad.png", values, level=1)
+    data = bytearray(src.read_bytes())
+    middle = len(data) // 2
+    data[middle : middle + 64] = bytes(range(64))
+    src.write_bytes(bytes(data))
+    with pytest.raises(ImageReadError, match=r"bad.png: cannot decode PNG at row \d+ \("):
+        filter_file(src, tmp_path / "o.png", [builtin_kernel("box")])
+    assert not (tmp_path / "o.png").exists()
+
+
+def test_the_png_reader_holds_only_recent_rows(tmp_path):
+    values = RNG.integers(0, 256, (4000, 1000, 1)).astype(np.uint8)
+    src = _pillow_png(tmp_path / "tall.png", values, level=1)
+    with read_samples(src) as stored:
+        reader = stored.samples
+        stream = stream_samples(stored, [builtin_kernel("box")], FilterOptions(), strip_rows=50)
+        held = 0
+        got = []
+        for strip in stream:
+            got.append(strip)
+            held = max(held, sum(b.shape[0] for b in reader._rows))
+        block = (1 << 20) // 1001  # rows inflated at a time
+        assert reader._retain < 4000 and held <= reader._retain + 2 * block
+        assert held < 4000  # never the whole image
+    expected, _ = filter_image(read_image(src), [builtin_kernel("box")], FilterOptions())
+    np.testing.assert_array_equal(np.concatenate(got), to_depth(expected.pixels, "8"))

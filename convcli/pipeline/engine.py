@@ -235,6 +235,12 @@ class Stream:
         strip_rows: int | None = None,
         workers: int | None = None,
     ) -> None:
+        if getattr(stored.samples, "sequential", False) and program.mode == "wrap":
+            # wrap joins the last rows to the first: a reader that goes front to back once
+            # cannot give them, so the stored samples are decoded whole (uint8/uint16)
+            reader = stored.samples
+            stored = replace(stored, samples=reader[0 : stored.height])
+            reader.close()
         self.stored = stored
         self.program = program
         self.height, self.width = stored.height, stored.width
@@ -244,6 +250,10 @@ class Stream:
         self.dtype = np.dtype(SAMPLE_TYPES[program.depth])
         self.strip_rows = strip_rows or default_strip_rows(program, self.width, self.channels)
         self.windows = strip_windows(self.height, self.strip_rows, program.reach, program.mode)
+        retain = getattr(stored.samples, "retain", None)
+        if retain is not None:  # the rows of every window that can be in flight at once
+            span = max(window_rows(w) for w in self.windows)
+            retain((2 * direct.available_cores() + 2) * span)
         # the FFT backend spreads one strip over the cores itself
         self.workers = 1 if program.uses_fft else (workers or direct.filter_threads())
         self.report = FilterReport(range_policy=program.policy, depth=program.depth)
@@ -348,6 +358,9 @@ class Stream:
             for r in self._run(None, bounds_only=True):
                 lo, hi = min(lo, r.value_min), max(hi, r.value_max)
             stretch = (lo, hi)
+            rewind = getattr(self.stored.samples, "rewind", None)
+            if rewind is not None:  # a front-to-back reader starts again for the second pass
+                rewind()
         lo, hi = np.inf, -np.inf
         for r in self._run(stretch, bounds_only=False):
             lo, hi = min(lo, r.value_min), max(hi, r.value_max)
