@@ -366,6 +366,7 @@ class PngRows:
         self._rows: deque[NDArray[Any]] = deque()  # blocks of decoded rows, in order
         self._first = 0  # the first row held
         self._next = 0  # the first row not yet decoded
+        self._broken: Exception | None = None
 
     def retain(self, rows: int) -> None:
         """Keep the rows from ``rows`` before the lowest row of each request on (the caller's
@@ -430,9 +431,15 @@ class PngRows:
         self._next += rows
 
     def _ensure(self, stop: int) -> None:
+        if self._broken is not None:  # every later request meets the same error
+            raise self._broken
         block = max(1, (1 << 20) // (self.stride + 1))
-        while self._next < stop:
-            self._decode_block(min(block, self.shape[0] - self._next))
+        try:
+            while self._next < stop:
+                self._decode_block(min(block, self.shape[0] - self._next))
+        except self._error as exc:
+            self._broken = exc
+            raise
 
     def __getitem__(self, rows: slice | NDArray[np.intp]) -> NDArray[Any]:
         height = self.shape[0]

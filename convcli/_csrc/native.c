@@ -16,6 +16,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <math.h>
 
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
 #define TARGET_CLONES __attribute__((target_clones("arch=x86-64-v3", "default")))
@@ -259,7 +260,105 @@ done:
     return result;
 }
 
+/* to_depth(src, dst, top, kind): dst[i] = rint(clip(src[i] * top, 0, top)), the product and
+ * the rounding in double (round half to even, as numpy.rint), NaN to 0.  src: float32
+ * (kind 0) or float64 (kind 1); dst: uint8 (top 255) or uint16 (top 65535), same length. */
+#define TO_DEPTH_LOOP(SRC_T, DST_T)                                                          \
+    do {                                                                                    \
+        const SRC_T *in = (const SRC_T *)src.buf;                                           \
+        DST_T *o = (DST_T *)dst.buf;                                                         \
+        for (Py_ssize_t i = 0; i < n; i++) {                                                \
+            double v = (double)in[i] * top;                                                 \
+            v = v > 0.0 ? (v < top ? v : top) : 0.0; /* NaN fails v > 0: 0 */             \
+            o[i] = (DST_T)nearbyint(v);                                                     \
+        }                                                                                   \
+    } while (0)
+
+TARGET_CLONES static void to_depth_f32_u8(Py_buffer src, Py_buffer dst, Py_ssize_t n, double top)
+{ TO_DEPTH_LOOP(float, uint8_t); }
+TARGET_CLONES static void to_depth_f32_u16(Py_buffer src, Py_buffer dst, Py_ssize_t n, double top)
+{ TO_DEPTH_LOOP(float, uint16_t); }
+TARGET_CLONES static void to_depth_f64_u8(Py_buffer src, Py_buffer dst, Py_ssize_t n, double top)
+{ TO_DEPTH_LOOP(double, uint8_t); }
+TARGET_CLONES static void to_depth_f64_u16(Py_buffer src, Py_buffer dst, Py_ssize_t n, double top)
+{ TO_DEPTH_LOOP(double, uint16_t); }
+
+static PyObject *py_to_depth(PyObject *self, PyObject *args)
+{
+    Py_buffer src, dst;
+    double top;
+    int kind;
+    PyObject *result = NULL;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "y*w*di", &src, &dst, &top, &kind)) return NULL;
+    Py_ssize_t size = kind ? 8 : 4;
+    Py_ssize_t width = top > 255.0 ? 2 : 1;
+    Py_ssize_t n = src.len / size;
+    if ((kind != 0 && kind != 1) || (top != 255.0 && top != 65535.0) || src.len % size ||
+        dst.len != n * width) {
+        PyErr_SetString(PyExc_ValueError, "to_depth: mismatched buffers");
+        goto done;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    if (kind == 0 && width == 1) to_depth_f32_u8(src, dst, n, top);
+    else if (kind == 0) to_depth_f32_u16(src, dst, n, top);
+    else if (width == 1) to_depth_f64_u8(src, dst, n, top);
+    else to_depth_f64_u16(src, dst, n, top);
+    Py_END_ALLOW_THREADS
+    Py_INCREF(Py_None);
+    result = Py_None;
+done:
+    PyBuffer_Release(&src);
+    PyBuffer_Release(&dst);
+    return result;
+}
+
+/* range_stats(src, kind, below, above) -> (min, max, n_below, n_above): one pass over float32
+ * (kind 0) or float64 (kind 1) values; min and max are NaN if any value is NaN (as numpy's),
+ * n_below counts values < below and n_above values > above. */
+#define RANGE_LOOP(SRC_T)                                                                    \
+    do {                                                                                    \
+        const SRC_T *in = (const SRC_T *)src.buf;                                           \
+        for (Py_ssize_t i = 0; i < n; i++) {                                                \
+            double v = (double)in[i];                                                       \
+            if (v != v) { nan = 1; continue; }                                              \
+            if (v < lo) lo = v;                                                             \
+            if (v > hi) hi = v;                                                             \
+            nb += v < below;                                                                \
+            na += v > above;                                                                \
+        }                                                                                   \
+    } while (0)
+
+static PyObject *py_range_stats(PyObject *self, PyObject *args)
+{
+    Py_buffer src;
+    int kind;
+    double below, above;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "y*idd", &src, &kind, &below, &above)) return NULL;
+    Py_ssize_t size = kind ? 8 : 4;
+    if ((kind != 0 && kind != 1) || src.len % size || src.len == 0) {
+        PyBuffer_Release(&src);
+        PyErr_SetString(PyExc_ValueError, "range_stats: bad buffer");
+        return NULL;
+    }
+    Py_ssize_t n = src.len / size, nb = 0, na = 0;
+    double lo = HUGE_VAL, hi = -HUGE_VAL;
+    int nan = 0;
+    Py_BEGIN_ALLOW_THREADS
+    if (kind == 0) RANGE_LOOP(float);
+    else RANGE_LOOP(double);
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&src);
+    if (nan) lo = hi = NAN;
+    return Py_BuildValue("ddnn", lo, hi, nb, na);
+}
+
 static PyMethodDef methods[] = {
+    {"range_stats", py_range_stats, METH_VARARGS,
+     "range_stats(src, kind, below, above) -> (min, max, n_below, n_above)"},
+    {"to_depth", py_to_depth, METH_VARARGS,
+     "to_depth(src, dst, top, kind): round [0, 1] floats to uint8/uint16 (kind 0: float32)"},
     {"png_unfilter", py_png_unfilter, METH_VARARGS,
      "png_unfilter(raw, out, height, stride, bpp): undo PNG row filters"},
     {"correlate2d", py_correlate2d, METH_VARARGS,

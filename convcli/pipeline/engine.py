@@ -28,6 +28,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 from numpy.typing import NDArray
 
+from .. import _native
 from ..backends import direct, fft
 from ..backends.auto import Plan, direct_method
 from ..errors import FilterError, UsageError
@@ -35,6 +36,7 @@ from ..filtering import _all_finite, plan_filter
 from ..image_io import SAMPLE_TYPES, Samples, to_depth, unit_float
 from ..kernels import Kernel
 from ..process import (
+    _HALF_STEP,
     ALPHA_MODES,
     DEPTHS,
     RANGE_POLICIES,
@@ -306,16 +308,29 @@ class Stream:
                 colour, alpha = split_alpha(values, p.alpha)
             else:
                 colour, alpha = values, None
-        result = _StripResult(None, float(colour.min()), float(colour.max()), seconds=seconds)
-        if bounds_only:
-            return result
-        mapped, result.out_of_range = apply_range(
-            colour,
-            p.policy,
-            p.depth,
-            bounds=(result.value_min, result.value_max),
-            stretch=stretch,
-        )
+        if p.policy == "clip" and p.depth != "float":
+            # one pass for the bounds and the out-of-range counts; rounding to the depth
+            # clips, which is clip-then-round exactly (the scale by 255 or 65535 is exact)
+            colour = np.ascontiguousarray(colour)
+            half = _HALF_STEP[p.depth]
+            lo, hi, below, above = _native.range_stats(
+                colour.reshape(-1), 0 if colour.dtype == np.float32 else 1, -half, 1 + half
+            )
+            result = _StripResult(None, lo, hi, seconds=seconds)
+            if bounds_only:
+                return result
+            mapped, result.out_of_range = colour, below + above
+        else:
+            result = _StripResult(None, float(colour.min()), float(colour.max()), seconds=seconds)
+            if bounds_only:
+                return result
+            mapped, result.out_of_range = apply_range(
+                colour,
+                p.policy,
+                p.depth,
+                bounds=(result.value_min, result.value_max),
+                stretch=stretch,
+            )
         result.colour_samples = int(mapped.size)
         if alpha is None and alpha_in is not None:
             alpha = alpha_in
