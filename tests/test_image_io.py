@@ -848,3 +848,27 @@ def test_fast_jpeg_decoder_gives_pillows_samples_for_every_orientation(
     assert fast.bands == slow.bands == mode
     np.testing.assert_array_equal(fast.samples, slow.samples)
     assert fast.meta.exif == slow.meta.exif and fast.meta.dpi == slow.meta.dpi
+
+
+@pytest.mark.parametrize("mode", ["RGB", "L"])
+@pytest.mark.parametrize("with_meta", [False, True])
+@pytest.mark.parametrize("quality", [75, 92])
+def test_fast_jpeg_encoder_writes_pillows_bytes(mode, with_meta, quality):
+    from convcli.image_io import ImageMeta, Samples, encode_samples
+
+    arr = RNG.integers(0, 256, (37, 53, 3)).astype(np.uint8)
+    pil = PILImage.fromarray(arr).convert(mode)
+    samples = np.asarray(pil)
+    samples = samples[:, :, None] if samples.ndim == 2 else samples
+    meta = ImageMeta()
+    params: dict = {"quality": quality}
+    if with_meta:
+        exif = PILImage.Exif()
+        exif[0x010F] = "Maker"
+        icc = bytes(range(256)) * 300  # two APP2 markers
+        meta = ImageMeta(icc_profile=icc, dpi=(300.0, 299.6), exif=exif.tobytes())
+        params.update(exif=meta.exif, icc_profile=icc, dpi=meta.dpi)
+    buf = io.BytesIO()
+    pil.save(buf, "JPEG", **params)
+    ours = encode_samples(Samples(samples, mode, "8", meta), "JPEG", quality=quality)
+    assert ours == buf.getvalue()
