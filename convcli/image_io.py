@@ -133,8 +133,34 @@ class ImageMeta:
     notes: list[str] = field(default_factory=list)
 
 
+class _Dims:
+    """Height, width, channels and alpha of an ``(H, W, C)`` array of values."""
+
+    bands: str
+
+    @property
+    def _values(self) -> Any:  # pragma: no cover - each subclass names its array
+        raise NotImplementedError
+
+    @property
+    def height(self) -> int:
+        return int(self._values.shape[0])
+
+    @property
+    def width(self) -> int:
+        return int(self._values.shape[1])
+
+    @property
+    def channels(self) -> int:
+        return int(self._values.shape[2])
+
+    @property
+    def has_alpha(self) -> bool:
+        return self.bands in ("LA", "RGBA")
+
+
 @dataclass
-class Image:
+class Image(_Dims):
     """Pixels as float32 ``(H, W, C)`` plus what is needed to write them back."""
 
     pixels: NDArray[np.float32]
@@ -143,24 +169,12 @@ class Image:
     meta: ImageMeta = field(default_factory=ImageMeta)
 
     @property
-    def height(self) -> int:
-        return int(self.pixels.shape[0])
-
-    @property
-    def width(self) -> int:
-        return int(self.pixels.shape[1])
-
-    @property
-    def channels(self) -> int:
-        return int(self.pixels.shape[2])
-
-    @property
-    def has_alpha(self) -> bool:
-        return self.bands in ("LA", "RGBA")
+    def _values(self) -> Any:
+        return self.pixels
 
 
 @dataclass
-class Samples:
+class Samples(_Dims):
     """An image as stored: ``(H, W, C)`` samples of its own type (uint8 for 8-bit, uint16 for
     16-bit, float32 for float), with the same bands, depth and metadata as :class:`Image`.
 
@@ -174,20 +188,8 @@ class Samples:
     meta: ImageMeta = field(default_factory=ImageMeta)
 
     @property
-    def height(self) -> int:
-        return int(self.samples.shape[0])
-
-    @property
-    def width(self) -> int:
-        return int(self.samples.shape[1])
-
-    @property
-    def channels(self) -> int:
-        return int(self.samples.shape[2])
-
-    @property
-    def has_alpha(self) -> bool:
-        return self.bands in ("LA", "RGBA")
+    def _values(self) -> Any:
+        return self.samples
 
     def close(self) -> None:
         """Close the file a lazy reader of rows holds open (no-op for an array)."""
@@ -764,19 +766,27 @@ def _read_png16_colour(data: bytes, header: _PngHeader, name: str, limit: int | 
 # -- writing ---------------------------------------------------------------------------------
 
 
-def to_depth(pixels: NDArray[np.floating], depth: Depth) -> NDArray:
+def to_depth(pixels: NDArray[np.floating], depth: Depth, out: NDArray | None = None) -> NDArray:
     """[0, 1] floats to uint8/uint16 by rounding to nearest (clipped); float32 for "float".
+    ``out``: a C-contiguous array of the result's shape and type to write into.
 
     >>> to_depth(np.array([0.0, 1.4 / 255, 1.6 / 255, 2.0]), "8").tolist()
     [0, 1, 2, 255]
     """
     if depth == "float":
-        return np.asarray(pixels, dtype=np.float32)
+        if out is None:
+            return np.asarray(pixels, dtype=np.float32)
+        np.copyto(out, pixels, casting="same_kind")
+        return out
     top = 255.0 if depth == "8" else 65535.0
     src = np.ascontiguousarray(pixels)
     if src.dtype not in (np.float32, np.float64):
         src = src.astype(np.float64)
-    out = np.empty(src.shape, np.uint8 if depth == "8" else np.uint16)
+    dtype = np.uint8 if depth == "8" else np.uint16
+    if out is None:
+        out = np.empty(src.shape, dtype)
+    elif out.shape != src.shape or out.dtype != dtype or not out.flags.c_contiguous:
+        raise ValueError(f"out must be a C-contiguous {src.shape} {np.dtype(dtype)} array")
     # one pass in C: the product and the rounding in double (exact ties: a float32 times 255
     # or 65535 is exact in double, so clipping after scaling is the same as before)
     _native.to_depth(src.reshape(-1), out.reshape(-1), top, 0 if src.dtype == np.float32 else 1)

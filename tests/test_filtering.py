@@ -17,7 +17,7 @@ from convcli import _native
 from convcli.backends import direct, fft
 from convcli.errors import FilterError, UsageError
 from convcli.filtering import convolve, correlate, filter_array, plan_filter
-from convcli.kernels import Kernel
+from convcli.kernels import Kernel, builtin_kernel
 
 MODES = ["reflect", "constant", "nearest", "mirror", "wrap"]
 BACKENDS = ["direct", "fft"]
@@ -572,3 +572,17 @@ def test_huge_finite_values_are_not_mistaken_for_nan():
     assert not _all_finite(img)
     img[3, 4] = -np.inf
     assert not _all_finite(img)
+
+
+def test_direct_band_computes_exactly_those_rows():
+    from convcli.backends import direct
+
+    rng = np.random.default_rng(11)
+    image = rng.uniform(0, 1, (23, 9, 2)).astype(np.float32)
+    for kernel in (Kernel(rng.normal(size=(5, 3)), origin=(4, 0)), builtin_kernel("gaussian", sigma=1)):
+        whole = direct.correlate(image, kernel, "mirror", 0.0)
+        for band in ((0, 23), (3, 4), (7, 19), (22, 23)):
+            part = direct.correlate(image, kernel, "mirror", 0.0, band=band, threads=2)
+            np.testing.assert_array_equal(part[band[0] : band[1]], whole[band[0] : band[1]])
+    with pytest.raises(ValueError, match="not within"):
+        direct.correlate(image, kernel, "mirror", 0.0, band=(5, 24))

@@ -313,23 +313,34 @@ done:
     return result;
 }
 
-/* range_stats(src, kind, below, above) -> (min, max, n_below, n_above): one pass over float32
- * (kind 0) or float64 (kind 1) values; min and max are NaN if any value is NaN (as numpy's),
- * n_below counts values < below and n_above values > above. */
-#define RANGE_LOOP(SRC_T)                                                                    \
+/* count_outside(src, kind, below, above) -> (n_below, n_above): how many float32 (kind 0) or
+ * float64 (kind 1) values are < below and > above (NaN is neither), in one vectorized pass. */
+#define COUNT_LOOP(SRC_T)                                                                    \
     do {                                                                                    \
         const SRC_T *in = (const SRC_T *)src.buf;                                           \
         for (Py_ssize_t i = 0; i < n; i++) {                                                \
-            double v = (double)in[i];                                                       \
-            if (v != v) { nan = 1; continue; }                                              \
-            if (v < lo) lo = v;                                                             \
-            if (v > hi) hi = v;                                                             \
-            nb += v < below;                                                                \
-            na += v > above;                                                                \
+            nb += (double)in[i] < below;                                                    \
+            na += (double)in[i] > above;                                                    \
         }                                                                                   \
     } while (0)
 
-static PyObject *py_range_stats(PyObject *self, PyObject *args)
+TARGET_CLONES static void count_f32(Py_buffer src, Py_ssize_t n, double below, double above,
+                                    Py_ssize_t *pnb, Py_ssize_t *pna)
+{
+    Py_ssize_t nb = 0, na = 0;
+    COUNT_LOOP(float);
+    *pnb = nb; *pna = na;
+}
+
+TARGET_CLONES static void count_f64(Py_buffer src, Py_ssize_t n, double below, double above,
+                                    Py_ssize_t *pnb, Py_ssize_t *pna)
+{
+    Py_ssize_t nb = 0, na = 0;
+    COUNT_LOOP(double);
+    *pnb = nb; *pna = na;
+}
+
+static PyObject *py_count_outside(PyObject *self, PyObject *args)
 {
     Py_buffer src;
     int kind;
@@ -337,26 +348,23 @@ static PyObject *py_range_stats(PyObject *self, PyObject *args)
     (void)self;
     if (!PyArg_ParseTuple(args, "y*idd", &src, &kind, &below, &above)) return NULL;
     Py_ssize_t size = kind ? 8 : 4;
-    if ((kind != 0 && kind != 1) || src.len % size || src.len == 0) {
+    if ((kind != 0 && kind != 1) || src.len % size) {
         PyBuffer_Release(&src);
-        PyErr_SetString(PyExc_ValueError, "range_stats: bad buffer");
+        PyErr_SetString(PyExc_ValueError, "count_outside: bad buffer");
         return NULL;
     }
     Py_ssize_t n = src.len / size, nb = 0, na = 0;
-    double lo = HUGE_VAL, hi = -HUGE_VAL;
-    int nan = 0;
     Py_BEGIN_ALLOW_THREADS
-    if (kind == 0) RANGE_LOOP(float);
-    else RANGE_LOOP(double);
+    if (kind == 0) count_f32(src, n, below, above, &nb, &na);
+    else count_f64(src, n, below, above, &nb, &na);
     Py_END_ALLOW_THREADS
     PyBuffer_Release(&src);
-    if (nan) lo = hi = NAN;
-    return Py_BuildValue("ddnn", lo, hi, nb, na);
+    return Py_BuildValue("nn", nb, na);
 }
 
 static PyMethodDef methods[] = {
-    {"range_stats", py_range_stats, METH_VARARGS,
-     "range_stats(src, kind, below, above) -> (min, max, n_below, n_above)"},
+    {"count_outside", py_count_outside, METH_VARARGS,
+     "count_outside(src, kind, below, above) -> (n_below, n_above)"},
     {"to_depth", py_to_depth, METH_VARARGS,
      "to_depth(src, dst, top, kind): round [0, 1] floats to uint8/uint16 (kind 0: float32)"},
     {"png_unfilter", py_png_unfilter, METH_VARARGS,

@@ -92,11 +92,13 @@ def correlate(
     cval: float,
     *,
     threads: int | None = None,
+    band: tuple[int, int] | None = None,
 ) -> NDArray[np.floating]:
     """Correlate a C-contiguous ``(H, W, C)`` float32/float64 image with ``kernel``.
 
     ``mode`` must be a primary boundary mode name.  Returns a new array of the
-    image's shape and dtype.
+    image's shape and dtype.  ``band``: compute only output rows ``[y0, y1)`` (the
+    others are left unset); each row is computed alone, so its values do not change.
     """
     height, width, channels = image.shape
     dtype = image.dtype
@@ -124,13 +126,16 @@ def correlate(
                 float(cval), y0, y1,
             )  # fmt: skip
 
-    work = image.size * taps(kernel)
+    first, last = band if band is not None else (0, height)
+    if not 0 <= first <= last <= height:
+        raise ValueError(f"band {band} is not within the image's {height} rows")
+    work = (last - first) * width * channels * taps(kernel)
     n = threads if threads is not None else filter_threads()
-    n = max(1, min(n, height, work // _MIN_WORK_PER_THREAD or 1))
+    n = max(1, min(n, last - first, work // _MIN_WORK_PER_THREAD or 1))
     if n == 1:
-        run(0, height)
+        run(first, last)
         return out
-    bounds = np.linspace(0, height, n + 1).round().astype(int)
+    bounds = np.linspace(first, last, n + 1).round().astype(int)
     futures = [executor().submit(run, int(bounds[i]), int(bounds[i + 1])) for i in range(n)]
     for future in futures:
         future.result()

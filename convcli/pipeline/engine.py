@@ -18,7 +18,6 @@ memory stays bounded at the price of filtering twice.
 
 from __future__ import annotations
 
-import os
 import time
 from collections import deque
 from collections.abc import Iterator, Sequence
@@ -58,26 +57,11 @@ DIRECT_WINDOW_BYTES = 4 << 20
 #: The same for the FFT backend, whose per-strip transforms want tall strips.
 FFT_WINDOW_BYTES = 64 << 20
 
-_pool: ThreadPoolExecutor | None = None
-
-
 def executor() -> ThreadPoolExecutor:
-    """The engine's own thread pool (the backends have theirs; FFT strips use that one)."""
-    global _pool
-    if _pool is None:
-        _pool = ThreadPoolExecutor(
-            max_workers=direct.available_cores(), thread_name_prefix="convcli-strip"
-        )
-    return _pool
-
-
-def _forget_pool_in_child() -> None:
-    global _pool
-    _pool = None
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_forget_pool_in_child)
+    """The thread pool strips and encoder blocks run on: the direct backend's (one thread per
+    core).  Safe to share: no job on it waits for another job (a strip on a pool thread
+    filters on that thread alone, and FFT programs run their strips from the caller)."""
+    return direct.executor()
 
 
 @dataclass(frozen=True)
@@ -261,16 +245,21 @@ class Stream:
         self.report = FilterReport(range_policy=program.policy, depth=program.depth)
         self.report.steps = [StepReport(k, p, 0.0) for k, p in zip(program.kernels, program.plans, strict=True)]
         self.seconds = 0.0  #: wall time spent computing strips
+        self._target: NDArray | None = None  #: where collect() has the strips written
 
     # -- one strip -------------------------------------------------------------------------
 
-    def _filter(self, values: NDArray, kernel: Kernel, plan: Plan) -> NDArray:
+    def _filter(
+        self, values: NDArray, kernel: Kernel, plan: Plan, band: tuple[int, int] | None = None
+    ) -> NDArray:
+        """One kernel over a window; ``band``: the only rows wanted (direct computes just
+        those: the halo rows of the last kernel are never used)."""
         p = self.program
         eff = kernel.rotated() if p.op == "convolve" else kernel
         if plan.backend == "fft":
             return fft.correlate(values, eff, p.mode, p.cval)
         threads = 1 if self.workers > 1 else None
-        return direct.correlate(values, eff, p.mode, p.cval, threads=threads)
+        return direct.correlate(values, eff, p.mode, p.cval, threads=threads, band=band)
 
     def _strip(self, window: Window, stretch: tuple[float, float] | None, bounds_only: bool):
         p = self.program
@@ -293,15 +282,17 @@ class Stream:
             parts = []
             for k, plan in zip(p.kernels, p.plans, strict=True):
                 t0 = time.perf_counter()
-                part = self._filter(values, k, plan)[keep]
+                part = self._filter(values, k, plan, (keep.start, keep.stop))[keep]
                 parts.append(np.ascontiguousarray(part, dtype=np.float32))
                 seconds.append(time.perf_counter() - t0)
             colour: NDArray = np.hypot(parts[0], parts[1])
             alpha = None
         else:
-            for k, plan in zip(p.kernels, p.plans, strict=True):
+            last = len(p.kernels) - 1
+            for i, (k, plan) in enumerate(zip(p.kernels, p.plans, strict=True)):
                 t0 = time.perf_counter()
-                values = self._filter(values, k, plan)
+                band = (keep.start, keep.stop) if i == last else None
+                values = self._filter(values, k, plan, band)
                 seconds.append(time.perf_counter() - t0)
             values = values[keep]
             if p.alpha != "passthrough" and self.stored.has_alpha:
@@ -309,17 +300,19 @@ class Stream:
             else:
                 colour, alpha = values, None
         if p.policy == "clip" and p.depth != "float":
-            # one pass for the bounds and the out-of-range counts; rounding to the depth
-            # clips, which is clip-then-round exactly (the scale by 255 or 65535 is exact)
+            # the bounds, and the out-of-range counts in one pass; rounding to the depth clips,
+            # which is clip-then-round exactly (the scale by 255 or 65535 is exact)
             colour = np.ascontiguousarray(colour)
             half = _HALF_STEP[p.depth]
-            lo, hi, below, above = _native.range_stats(
-                colour.reshape(-1), 0 if colour.dtype == np.float32 else 1, -half, 1 + half
-            )
+            lo, hi = float(colour.min()), float(colour.max())
             result = _StripResult(None, lo, hi, seconds=seconds)
             if bounds_only:
                 return result
-            mapped, result.out_of_range = colour, below + above
+            outside = 0
+            if lo < -half or hi > 1 + half:  # counted only when some value is (a blur: never)
+                kind = 0 if colour.dtype == np.float32 else 1
+                outside = sum(_native.count_outside(colour.reshape(-1), kind, -half, 1 + half))
+            mapped, result.out_of_range = colour, outside
         else:
             result = _StripResult(None, float(colour.min()), float(colour.max()), seconds=seconds)
             if bounds_only:
@@ -336,7 +329,8 @@ class Stream:
             alpha = alpha_in
         if alpha is not None:
             mapped = np.concatenate([mapped.astype(np.float32), alpha.astype(np.float32)], axis=-1)
-        out = to_depth(np.ascontiguousarray(mapped, dtype=np.float32), p.depth)  # type: ignore[arg-type]
+        target = None if self._target is None else self._target[window.start : window.stop]
+        out = to_depth(np.ascontiguousarray(mapped, dtype=np.float32), p.depth, out=target)  # type: ignore[arg-type]
         result.samples = out
         return result
 
@@ -391,10 +385,12 @@ class Stream:
     def collect(self) -> Samples:
         """Every strip in one array: the whole output as :class:`Samples`."""
         out = np.empty((self.height, self.width, self.channels), dtype=self.dtype)
-        row = 0
-        for strip in self:
-            out[row : row + strip.shape[0]] = strip
-            row += strip.shape[0]
+        self._target = out  # every strip is rounded straight into its rows
+        try:
+            for _ in self:
+                pass
+        finally:
+            self._target = None
         return Samples(out, self.bands, self.depth, replace(self.stored.meta))  # type: ignore[arg-type]
 
 
