@@ -238,13 +238,20 @@ def straight(
 
 
 def as_written(
-    values: NDArray[np.floating], policy: str, depth: str, alpha: str | None = None
+    values: NDArray[np.floating],
+    policy: str,
+    depth: str,
+    alpha: str | None = None,
+    *,
+    stretch: tuple[float, float] | None = None,
 ) -> NDArray[np.float64]:
     """A raw result as ``convcli apply`` writes it, ``(H, W, C)`` float64.
 
     Colour mapped by the range ``policy`` (unmapped for ``float`` depth),
     alpha (if ``alpha`` names how it was filtered) clipped to [0, 1] after the
     colour is un-premultiplied, everything rounded to the steps of ``depth``.
+    ``stretch``: for ``rescale``, the whole result's colour (min, max) when ``values`` is
+    a band of its rows.
     """
     from .process import apply_range
 
@@ -254,7 +261,7 @@ def as_written(
     else:
         colour, a = straight(arr, alpha)
     if depth != "float":
-        colour = apply_range(colour, policy, depth)[0]
+        colour = apply_range(colour, policy, depth, stretch=stretch)[0]
     out = np.asarray(colour, np.float64) if a is None else np.concatenate(
         [np.asarray(colour, np.float64), np.asarray(a, np.float64)], axis=2
     )  # fmt: skip
@@ -281,9 +288,29 @@ def visible(values: NDArray[np.floating], alpha: str | None = None) -> NDArray[n
 
 
 def visible_difference(result: Comparison) -> NDArray[np.float64]:
-    """``|conv - corr|`` per pixel of the raw results as seen, max over channels (the heat map)."""
-    diff = np.abs(visible(result.conv, result.alpha) - visible(result.corr, result.alpha))
-    return diff.max(axis=2)
+    """``|conv - corr|`` per pixel of the raw results as seen, max over channels (the heat map),
+    computed in bands of rows."""
+    conv, corr = _hwc(result.conv), _hwc(result.corr)
+    out = np.empty(conv.shape[:2], np.float64)
+    for y in range(0, conv.shape[0], _BLOCK_ROWS):
+        rows = slice(y, y + _BLOCK_ROWS)
+        diff = np.abs(visible(conv[rows], result.alpha) - visible(corr[rows], result.alpha))
+        out[rows] = diff.max(axis=2)
+    return out
+
+
+#: Rows per block in :func:`diff_stats`: the float64 temporaries stay small.
+_BLOCK_ROWS = 64
+
+
+def _colour_bounds(values: NDArray[np.floating], alpha: str | None) -> tuple[float, float]:
+    """(min, max) of a raw result's colour as ``convcli apply`` maps it (straight colour)."""
+    lo, hi = math.inf, -math.inf
+    for y in range(0, values.shape[0], _BLOCK_ROWS):
+        block = values[y : y + _BLOCK_ROWS]
+        colour = block if alpha is None else straight(block, alpha)[0]
+        lo, hi = min(lo, float(colour.min())), max(hi, float(colour.max()))
+    return lo, hi
 
 
 def diff_stats(
@@ -294,6 +321,7 @@ def diff_stats(
     *,
     alpha: str | None = None,
     tolerance: float = 0.0,
+    sign: float = 1.0,
 ) -> DiffStats:
     """Difference statistics of two raw results of the same shape ``(H, W[, C])``.
 
@@ -301,29 +329,48 @@ def diff_stats(
     visible values as written in ``depth`` after the range ``policy``
     (``alpha``: how the last channel was filtered, None when it is not alpha).
     In ``float`` depth a value differs when it differs by more than ``tolerance``.
+    ``sign=-1`` compares ``a`` with ``-b``.  Computed in bands of rows, so the float64
+    temporaries stay the size of a band.
     """
-    diff = np.abs(np.asarray(a, np.float64) - np.asarray(b, np.float64))
-    max_abs = float(diff.max()) if diff.size else 0.0
-    mean_abs = float(diff.mean()) if diff.size else 0.0
+    a, b = _hwc(a), _hwc(b)
     written = "plain" if alpha is not None else None  # written colour is straight
-    va = visible(as_written(a, policy, depth, alpha), written)
-    vb = visible(as_written(b, policy, depth, alpha), written)
-    if depth in _DEPTH_MAX:
-        top = _DEPTH_MAX[depth]
-        va, vb = np.rint(va * top) / top, np.rint(vb * top) / top  # composites, written
-        differs = va != vb
-        peak = 1.0
-    else:
-        differs = np.abs(va - vb) > tolerance
-        both = np.concatenate([va.ravel(), vb.ravel()])
-        peak = float(both.max() - both.min()) if both.size else 0.0
-    count = int(np.count_nonzero(differs.any(axis=2)))
-    pixels = differs.shape[0] * differs.shape[1]
-    mse = float(np.mean((va - vb) ** 2)) if va.size else 0.0
+    stretch_a = stretch_b = None
+    if policy == "rescale" and depth != "float":
+        stretch_a, stretch_b = _colour_bounds(a, alpha), _colour_bounds(sign * b, alpha)
+    max_abs = sum_abs = sum_sq = 0.0
+    count = 0
+    lo, hi = math.inf, -math.inf
+    values = 0
+    for y in range(0, a.shape[0], _BLOCK_ROWS):
+        ba = np.asarray(a[y : y + _BLOCK_ROWS], np.float64)
+        bb = np.asarray(b[y : y + _BLOCK_ROWS], np.float64) * sign
+        diff = np.abs(ba - bb)
+        if diff.size:
+            max_abs = max(max_abs, float(diff.max()))
+            sum_abs += float(diff.sum())
+        va = visible(as_written(ba, policy, depth, alpha, stretch=stretch_a), written)
+        vb = visible(as_written(bb, policy, depth, alpha, stretch=stretch_b), written)
+        if depth in _DEPTH_MAX:
+            top = _DEPTH_MAX[depth]
+            va, vb = np.rint(va * top) / top, np.rint(vb * top) / top  # composites, written
+            differs = va != vb
+        else:
+            differs = np.abs(va - vb) > tolerance
+            if va.size:
+                lo = min(lo, float(va.min()), float(vb.min()))
+                hi = max(hi, float(va.max()), float(vb.max()))
+        count += int(np.count_nonzero(differs.any(axis=2)))
+        sum_sq += float(np.sum((va - vb) ** 2))
+        values += va.size
+    total = a.shape[0] * a.shape[1] * a.shape[2]
+    mean_abs = sum_abs / total if total else 0.0
+    peak = 1.0 if depth in _DEPTH_MAX else (hi - lo if values else 0.0)
+    mse = sum_sq / values if values else 0.0
     if mse == 0.0:
         psnr = math.inf
     else:
         psnr = 10.0 * math.log10(peak**2 / mse) if peak > 0 else 0.0
+    pixels = a.shape[0] * a.shape[1]
     return DiffStats(max_abs, mean_abs, count, 100.0 * count / max(pixels, 1), psnr)
 
 
@@ -382,7 +429,7 @@ def compare(
     tol = rounding_bound(arr, kernel, chosen, dtype)
     policy = range_policy or default_display_policy(kernel)
     vs_corr = diff_stats(conv, corr, depth, policy, alpha=alpha_mode, tolerance=tol)
-    vs_neg = diff_stats(conv, -corr, "float", tolerance=tol)  # only its raw max is used
+    vs_neg = diff_stats(conv, corr, "float", tolerance=tol, sign=-1.0)  # its raw max is used
     vs_flip = diff_stats(conv, flip, depth, policy, alpha=alpha_mode, tolerance=tol)
     equal, negated = vs_corr.max_abs <= tol, vs_neg.max_abs <= tol
     if equal and negated:  # both results ~0: the kernel's own class is consistent with them

@@ -30,7 +30,7 @@ import numpy as np
 from numpy.typing import NDArray
 from PIL import Image, ImageDraw, ImageFont
 
-from .compare import Comparison, straight, visible_difference
+from .compare import _BLOCK_ROWS, Comparison, _colour_bounds, straight, visible_difference
 from .process import apply_range
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -71,12 +71,19 @@ def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
 
 
 def heat(values: NDArray[np.floating]) -> NDArray[np.uint8]:
-    """Map values in [0, 1] to RGB through the heat-map colours."""
-    v = np.clip(values, 0.0, 1.0) * (len(_HEAT) - 1)
-    lo = np.floor(v).astype(int).clip(0, len(_HEAT) - 2)
-    frac = (v - lo)[..., None]
-    rgb = _HEAT[lo] * (1 - frac) + _HEAT[lo + 1] * frac
-    return np.rint(rgb).astype(np.uint8)
+    """Map values in [0, 1] to RGB through the heat-map colours (in bands of rows)."""
+    values = np.asarray(values)
+    out = np.empty(values.shape + (3,), np.uint8)
+    flat_in = values.reshape(-1)
+    flat_out = out.reshape(-1, 3)
+    step = 1 << 16
+    for start in range(0, flat_in.size, step):
+        v = np.clip(flat_in[start : start + step], 0.0, 1.0) * (len(_HEAT) - 1)
+        lo = np.floor(v).astype(int).clip(0, len(_HEAT) - 2)
+        frac = (v - lo)[..., None]
+        rgb = _HEAT[lo] * (1 - frac) + _HEAT[lo + 1] * frac
+        flat_out[start : start + step] = np.rint(rgb)
+    return out
 
 
 def _to_rgba8(
@@ -89,20 +96,34 @@ def _to_rgba8(
     return np.rint(np.clip(rgba, 0, 1) * 255).astype(np.uint8)
 
 
+def _opaque(rgb: NDArray[np.uint8]) -> NDArray[np.uint8]:
+    """RGB bytes with an opaque alpha channel."""
+    out = np.full(rgb.shape[:2] + (4,), 255, np.uint8)
+    out[:, :, :3] = rgb
+    return out
+
+
 def display_rgba(
     values: NDArray[np.floating], policy: str | None, alpha: str | None
 ) -> NDArray[np.uint8]:
     """A source (``policy`` None: shown clipped) or a raw result as RGBA bytes for display.
 
     ``alpha``: None when there is no alpha channel, else how it was filtered
-    (``premultiply`` or ``plain``; a source's colour is ``plain``, straight).
+    (``premultiply`` or ``plain``; a source's colour is ``plain``, straight).  Converted
+    in bands of rows (``rescale`` stretches by the whole result's bounds), so the float64
+    temporaries stay small.
     """
-    arr = np.asarray(values, np.float64)
+    arr = np.asarray(values)
     arr = arr[:, :, None] if arr.ndim == 2 else arr
-    colour, a = (arr, None) if alpha is None else straight(arr, alpha)
-    if policy is not None:
-        colour = apply_range(colour, policy, "8")[0]
-    return _to_rgba8(colour, a)
+    stretch = _colour_bounds(arr, alpha) if policy == "rescale" else None
+    out = np.empty(arr.shape[:2] + (4,), np.uint8)
+    for y in range(0, arr.shape[0], _BLOCK_ROWS):
+        block = np.asarray(arr[y : y + _BLOCK_ROWS], np.float64)
+        colour, a = (block, None) if alpha is None else straight(block, alpha)
+        if policy is not None:
+            colour = apply_range(colour, policy, "8", stretch=stretch)[0]
+        out[y : y + _BLOCK_ROWS] = _to_rgba8(colour, a)
+    return out
 
 
 def checkerboard(size: tuple[int, int]) -> Image.Image:
@@ -226,7 +247,7 @@ def render_panel(
         display_rgba(source, None, source_alpha),
         display_rgba(result.conv, policy, result.alpha),
         display_rgba(result.corr, policy, result.alpha),
-        _to_rgba8(heat(diff / layout.scale) / 255.0, None),
+        _opaque(heat(diff / layout.scale)),
     ]
     panel = Image.new("RGB", layout.size, BACKGROUND)
     draw = ImageDraw.Draw(panel)
