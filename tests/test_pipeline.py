@@ -480,3 +480,20 @@ def test_the_png_reader_holds_only_recent_rows(tmp_path):
         assert held < 4000  # never the whole image
     expected, _ = filter_image(read_image(src), [builtin_kernel("box")], FilterOptions())
     np.testing.assert_array_equal(np.concatenate(got), to_depth(expected.pixels, "8"))
+
+
+def test_png_exif_is_found_without_decoding_and_orientation_is_applied(tmp_path):
+    values = RNG.integers(0, 256, (6, 9, 3)).astype(np.uint8)
+    exif = PILImage.Exif()
+    exif[0x010F] = "Maker"
+    PILImage.fromarray(values).save(tmp_path / "e.png", exif=exif.tobytes())
+    with read_samples(tmp_path / "e.png") as stored:
+        assert type(stored.samples).__name__ == "PngRows"  # streamed, EXIF kept
+        back = PILImage.Exif()
+        back.load(stored.meta.exif)
+        assert back[0x010F] == "Maker"
+    exif[0x0112] = 6  # rotated: decoded whole and turned upright, as Pillow shows it
+    PILImage.fromarray(values).save(tmp_path / "r.png", exif=exif.tobytes())
+    stored = read_samples(tmp_path / "r.png")
+    assert isinstance(stored.samples, np.ndarray) and stored.samples.shape == (9, 6, 3)
+    np.testing.assert_array_equal(stored.samples, np.rot90(values, 3))
