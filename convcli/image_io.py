@@ -30,16 +30,18 @@ Pillow mode                 becomes                        depth
 
 A PNG ``tRNS`` colour key on a grey or RGB image (8- or 16-bit) becomes an alpha
 band (``LA``/``RGBA``, alpha 0 where the pixel equals the key), as for palette
-images.  A TIFF with more than 8 bits per sample that Pillow decodes at 8 bits
-(16-bit RGB, say) is read at 8 bits with a note in ``meta.notes``.  Pillow's
-decompression-bomb limit (``PIL.Image.MAX_IMAGE_PIXELS``) applies to every file,
-16-bit colour PNGs included.
+images.  TIFFs of 8/16-bit or float32 L, LA, RGB or RGBA samples are read by strips
+or tiles at full depth (:mod:`convcli.tiff_codec`), non-interlaced 8/16-bit PNGs by rows
+(:mod:`convcli.png_codec`), grey and RGB JPEGs by imagecodecs (Pillow's samples); the
+rest by Pillow, as the table says.  An image above the pixel limit
+(:func:`default_max_pixels`, or ``max_pixels``) is refused before it is decoded.
 
 Writing: the format comes from the extension (``format=`` overrides, and is
 required for stdout); 8-bit output for every band layout the format can
-hold; 16-bit output as PNG or TIFF for ``L`` (Pillow ``I;16``) and as PNG for
-``LA``/``RGB``/``RGBA`` (written by convcli); float output as TIFF for ``L``
-(Pillow ``F``).  Values are rounded to nearest, not truncated, and clipped.
+hold; 16-bit output as PNG (:mod:`convcli.png_codec`) or TIFF
+(:mod:`convcli.tiff_codec`); float output as TIFF, every band layout.  JPEG by
+imagecodecs with Pillow's metadata segments, WebP and BMP by Pillow.  Values are
+rounded to nearest, not truncated, and clipped.
 JPEG cannot store alpha, 16-bit or float: such requests fail with a message
 naming the file rather than silently dropping data.  EXIF orientation is
 applied on read; only descriptive EXIF tags (camera, date, author, copyright,
