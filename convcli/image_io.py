@@ -293,6 +293,10 @@ def read_samples(
             image = _decode(data, name, limit or None)
     for message in dict.fromkeys(str(w.message).strip() for w in caught):
         image.meta.notes.append(message)
+    if isinstance(source, (str, os.PathLike)):
+        note = _format_note(os.fspath(source), image.meta.format)
+        if note:
+            image.meta.notes.insert(0, note)
     return image
 
 
@@ -411,7 +415,8 @@ def _decode(data: bytes, name: str, limit: int | None) -> Samples:
     ImageFile.LOAD_TRUNCATED_IMAGES = False
     PILImage.MAX_IMAGE_PIXELS = None  # convcli's own limit, checked below, is the refusal
     try:
-        with PILImage.open(io.BytesIO(data)) as im:
+        # only the allowed formats' plugins look at the bytes: no other decoder ever runs
+        with PILImage.open(io.BytesIO(data), formats=READ_FORMATS) as im:
             check_pixel_limit(im.width, im.height, name, limit)
             if im.format == "JPEG" and im.mode in ("L", "RGB"):
                 fast = _jpeg_samples(data, im)
@@ -420,8 +425,14 @@ def _decode(data: bytes, name: str, limit: int | None) -> Samples:
             im.load()
             return _from_pil(im, name, png_bit_depth=png.bit_depth if png else None)
     except UnidentifiedImageError:
+        kind = next((k for magic, k in _OTHER_FORMATS if data.startswith(magic)), None)
+        if kind is None and data[:1] == b"\x0a" and data[1:2] in b"\x00\x02\x03\x04\x05":
+            kind = "PCX" if data[2:3] == b"\x01" else None
+        what = f"its content is {kind}, which convcli does not read" if kind else (
+            "not an image file"
+        )
         raise ImageReadError(
-            f"{name}: not an image file (or a format Pillow cannot read)"
+            f"{name}: {what} (it reads PNG, JPEG, TIFF, WebP, BMP and GIF)"
         ) from None
     except (ConvcliError, MemoryError):
         raise
@@ -429,6 +440,31 @@ def _decode(data: bytes, name: str, limit: int | None) -> Samples:
         raise ImageReadError(f"{name}: cannot decode image ({_reason(exc)})") from None
     finally:
         ImageFile.LOAD_TRUNCATED_IMAGES, PILImage.MAX_IMAGE_PIXELS = previous
+
+
+#: The only formats read, decided from the file's content (Pillow's names).
+READ_FORMATS = ("PNG", "JPEG", "TIFF", "WEBP", "BMP", "GIF")
+#: Formats by extension, to warn when the content is another of the allowed ones.
+_FORMAT_BY_EXTENSION = {**EXTENSIONS, ".gif": "GIF"}
+#: Magic numbers of formats refused, to name them in the error.
+_OTHER_FORMATS = (
+    (b"%!PS", "PostScript/EPS"),
+    (b"\xc5\xd0\xd3\xc6", "EPS"),
+    (b"%PDF", "PDF"),
+    (b"8BPS", "Photoshop (PSD)"),
+    (b"SIMPLE  =", "FITS"),
+    (b"DDS ", "DDS"),
+    (b"\x00\x00\x01\x00", "ICO"),
+    (b"\x01\xda", "SGI"),
+)
+
+
+def _format_note(name: str, fmt: str | None) -> str | None:
+    """A note when the content's format is not the one the file's extension names."""
+    expected = _FORMAT_BY_EXTENSION.get(Path(name).suffix.lower())
+    if expected is None or fmt is None or fmt == expected:
+        return None
+    return f"the content is {fmt}, not the {expected} its name says; read as {fmt}"
 
 
 #: EXIF orientation -> the numpy view that turns the stored pixels upright, as

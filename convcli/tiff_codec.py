@@ -181,8 +181,14 @@ class TiffRows:
                 raise ImageReadError(f"{self.name}: cannot decode TIFF {where} (empty strip)")
             x0 = j * self.tile_width
             x1 = min(width, x0 + self.tile_width)
-            seg = np.asarray(segment).reshape(-1, segment.shape[-2], channels)
-            out[:, x0:x1] = seg[:rows, : x1 - x0]
+            try:
+                seg = np.asarray(segment).reshape(-1, segment.shape[-2], channels)
+                out[:, x0:x1] = seg[:rows, : x1 - x0]
+            except ValueError:  # a segment smaller than the tags say
+                raise ImageReadError(
+                    f"{self.name}: cannot decode TIFF {where} (a strip or tile holds "
+                    f"{np.asarray(segment).size} samples, fewer than its tags say)"
+                ) from None
         return out
 
     def __getitem__(self, rows: slice | NDArray[np.intp]) -> NDArray[Any]:

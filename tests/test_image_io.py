@@ -872,3 +872,40 @@ def test_fast_jpeg_encoder_writes_pillows_bytes(mode, with_meta, quality):
     pil.save(buf, "JPEG", **params)
     ours = encode_samples(Samples(samples, mode, "8", meta), "JPEG", quality=quality)
     assert ours == buf.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("content", "kind"),
+    [
+        (b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 10 10\nshowpage\n", "PostScript/EPS"),
+        (b"%PDF-1.4\n1 0 obj\n<<>>\nendobj\n", "PDF"),
+        (b"8BPS\x00\x01" + bytes(40), "Photoshop (PSD)"),
+    ],
+)
+def test_formats_outside_the_allowlist_are_refused_before_any_decoder(tmp_path, content, kind):
+    path = tmp_path / "x.jpg"
+    path.write_bytes(content)
+    with pytest.raises(ImageReadError) as info:
+        read_image(path)
+    assert str(info.value) == (
+        f"{path}: its content is {kind}, which convcli does not read "
+        "(it reads PNG, JPEG, TIFF, WebP, BMP and GIF)"
+    )
+
+
+def test_pillow_formats_outside_the_allowlist_are_not_read(tmp_path):
+    PILImage.fromarray(RGB).save(tmp_path / "x.pcx")  # a format Pillow reads, convcli does not
+    (tmp_path / "x.png").write_bytes((tmp_path / "x.pcx").read_bytes())
+    with pytest.raises(ImageReadError, match=r"x.png: its content is PCX, which convcli does not read"):
+        read_image(tmp_path / "x.png")
+    PILImage.fromarray(RGB).save(tmp_path / "i.ico")
+    with pytest.raises(ImageReadError, match=r"i.ico: its content is ICO, which convcli does not read"):
+        read_image(tmp_path / "i.ico")
+
+
+def test_content_that_is_another_allowed_format_is_read_with_a_note(tmp_path):
+    PILImage.fromarray(RGB).save(tmp_path / "g.gif")
+    (tmp_path / "g.png").write_bytes((tmp_path / "g.gif").read_bytes())
+    im = read_image(tmp_path / "g.png")
+    assert im.meta.notes[0] == "the content is GIF, not the PNG its name says; read as GIF"
+    assert read_image(tmp_path / "g.gif").meta.notes == []

@@ -158,3 +158,21 @@ def test_tiffs_the_strip_reader_does_not_take_are_decoded_whole(tmp_path):
     cmyk = PILImage.new("CMYK", (5, 4), (0, 0, 0, 0))
     cmyk.save(tmp_path / "c.tif")
     assert isinstance(read_samples(tmp_path / "c.tif").samples, np.ndarray)
+
+
+def test_a_strip_shorter_than_its_tags_say_names_the_rows(tmp_path):
+    values = _values(40, 30, "RGB", np.uint8)
+    src = _save(tmp_path / "short.tif", values, "RGB", rowsperstrip=10, compression="zlib")
+    with tifffile.TiffFile(src) as tif:
+        page = tif.pages.first
+        offset, count = page.dataoffsets[1], page.databytecounts[1]
+    import zlib
+
+    small = zlib.compress(bytes(30 * 3 * 2))  # two rows where ten belong
+    assert len(small) <= count
+    data = bytearray(src.read_bytes())
+    data[offset : offset + len(small)] = small
+    src.write_bytes(bytes(data))
+    with pytest.raises(ImageReadError, match=r"short.tif: cannot decode TIFF rows 10-19 \("):
+        filter_file(src, tmp_path / "o.png", [builtin_kernel("box")])
+    assert not (tmp_path / "o.png").exists()
