@@ -572,9 +572,9 @@ def compare(
     from . import console
     from .backends.borders import normalize_mode
     from .compare import compare as run_compare
-    from .compare import default_display_policy
+    from .compare import compare_samples, default_display_policy
     from .errors import UsageError
-    from .image_io import read_image, write_image
+    from .image_io import read_image, read_samples, write_image
     from .kernel_io import load_kernel
     from .panel import panel_image, result_images
 
@@ -582,26 +582,29 @@ def compare(
         raise UsageError("--raw-results goes with --save-results DIR")
     kernel = load_kernel(kernel_spec)
     boundary = normalize_mode(mode)
-    image = read_image(input_path)
-    for note in image.meta.notes:
-        console.warning(f"{input_path}: {note}")
     policy = range_policy or default_display_policy(kernel)
-    result = run_compare(
-        image.pixels,
-        kernel,
-        backend=backend,
-        mode=boundary,
-        cval=cval,
-        dtype=precision,
-        depth=image.depth,
-        range_policy=policy,
+    settings = dict(
+        backend=backend, mode=boundary, cval=cval, dtype=precision, range_policy=policy,
         alpha=alpha_mode,
-    )
+    )  # fmt: skip
+    if panel_path is None and save_results is None:  # numbers only: strip by strip
+        with read_samples(input_path) as stored:
+            for note in stored.meta.notes:
+                console.warning(f"{input_path}: {note}")
+            result = compare_samples(stored, kernel, depth=stored.depth, **settings)
+        image = None
+    else:  # the panel and the saved results need the three results whole
+        image = read_image(input_path)
+        for note in image.meta.notes:
+            console.warning(f"{input_path}: {note}")
+        result = run_compare(image.pixels, kernel, depth=image.depth, **settings)
     if panel_path is not None:
+        assert image is not None
         if input_path != "-" and _same_file(input_path, panel_path):
             raise UsageError(f"panel '{panel_path}' is the input file; refusing to overwrite it")
         write_image(panel_image(result, image.pixels, policy), panel_path)
     if save_results is not None:
+        assert image is not None
         folder = Path(save_results)
         folder.mkdir(parents=True, exist_ok=True)
         stem = Path(input_path).stem if input_path != "-" else "stdin"

@@ -60,6 +60,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from .filtering import Plan, filter_array
+from .image_io import Samples
 from .kernels import Kernel, Symmetry
 
 VERDICTS: tuple[str, ...] = ("equal", "negated", "different")
@@ -100,9 +101,9 @@ class Comparison:
     kernel: Kernel
     plan: Plan
     mode: str
-    conv: NDArray[np.floating]
-    corr: NDArray[np.floating]
-    flip: NDArray[np.floating]
+    conv: NDArray[np.floating] | None  #: None from :func:`compare_samples` (not kept)
+    corr: NDArray[np.floating] | None
+    flip: NDArray[np.floating] | None
     conv_vs_corr: DiffStats
     conv_vs_negated_corr: DiffStats
     conv_vs_flipped_corr: DiffStats
@@ -300,7 +301,7 @@ def visible_difference(result: Comparison) -> NDArray[np.float64]:
 
 
 #: Rows per block in :func:`diff_stats`: the float64 temporaries stay small.
-_BLOCK_ROWS = 64
+_BLOCK_ROWS = 16
 
 
 def _colour_bounds(values: NDArray[np.floating], alpha: str | None) -> tuple[float, float]:
@@ -311,6 +312,92 @@ def _colour_bounds(values: NDArray[np.floating], alpha: str | None) -> tuple[flo
         colour = block if alpha is None else straight(block, alpha)[0]
         lo, hi = min(lo, float(colour.min())), max(hi, float(colour.max()))
     return lo, hi
+
+
+class _DiffAccumulator:
+    """:func:`diff_stats` over bands of rows fed in order (:meth:`add`), then :meth:`result`.
+
+    Sums are added band by band in the order given, so the same bands give the same bits
+    whether they come from whole arrays or from strips."""
+
+    def __init__(
+        self,
+        depth: str,
+        policy: str,
+        alpha: str | None,
+        tolerance: float,
+        sign: float = 1.0,
+        stretch: tuple[tuple[float, float] | None, tuple[float, float] | None] = (None, None),
+    ) -> None:
+        self.depth, self.policy, self.alpha = depth, policy, alpha
+        self.tolerance, self.sign, self.stretch = tolerance, sign, stretch
+        self.max_abs = self.sum_abs = self.sum_sq = 0.0
+        self.count = self.values = self.samples = self.pixels = 0
+        self.lo, self.hi = math.inf, -math.inf
+
+    def seen(self, values: NDArray[np.float64], which: int) -> NDArray[np.float64]:
+        """The visible written values of a band of result ``which`` (0: a, 1: b)."""
+        written = "plain" if self.alpha is not None else None  # written colour is straight
+        shown = as_written(values, self.policy, self.depth, self.alpha, stretch=self.stretch[which])
+        return visible(shown, written)
+
+    def parts(
+        self,
+        a: NDArray[np.floating],
+        b: NDArray[np.floating],
+        seen_a: NDArray[np.float64] | None = None,
+    ) -> tuple:
+        """One band's contribution (thread-safe: touches no state); ``seen_a``: ``a``'s
+        :meth:`seen` if the caller has it already."""
+        ba = np.asarray(a, np.float64)
+        bb = np.asarray(b, np.float64) * self.sign
+        diff = np.abs(ba - bb)
+        max_abs = float(diff.max()) if diff.size else 0.0
+        sum_abs = float(diff.sum()) if diff.size else 0.0
+        va = self.seen(ba, 0) if seen_a is None else seen_a
+        vb = self.seen(bb, 1)
+        lo, hi = math.inf, -math.inf
+        if self.depth in _DEPTH_MAX:
+            top = _DEPTH_MAX[self.depth]
+            va, vb = np.rint(va * top) / top, np.rint(vb * top) / top  # composites, written
+            differs = va != vb
+        else:
+            differs = np.abs(va - vb) > self.tolerance
+            if va.size:
+                lo = min(float(va.min()), float(vb.min()))
+                hi = max(float(va.max()), float(vb.max()))
+        count = int(np.count_nonzero(differs.any(axis=2)))
+        sum_sq = float(np.sum((va - vb) ** 2))
+        return max_abs, sum_abs, count, sum_sq, va.size, lo, hi, a.size, a.shape[0] * a.shape[1]
+
+    def merge(self, part: tuple) -> None:
+        """Add a band's :meth:`parts`, in row order."""
+        max_abs, sum_abs, count, sum_sq, values, lo, hi, samples, pixels = part
+        self.max_abs = max(self.max_abs, max_abs)
+        self.sum_abs += sum_abs
+        self.count += count
+        self.sum_sq += sum_sq
+        self.values += values
+        self.lo, self.hi = min(self.lo, lo), max(self.hi, hi)
+        self.samples += samples
+        self.pixels += pixels
+
+    def add(self, a: NDArray[np.floating], b: NDArray[np.floating]) -> None:
+        self.merge(self.parts(a, b))
+
+    def result(self) -> DiffStats:
+        mean_abs = self.sum_abs / self.samples if self.samples else 0.0
+        if self.depth in _DEPTH_MAX:
+            peak = 1.0
+        else:
+            peak = self.hi - self.lo if self.values else 0.0
+        mse = self.sum_sq / self.values if self.values else 0.0
+        if mse == 0.0:
+            psnr = math.inf
+        else:
+            psnr = 10.0 * math.log10(peak**2 / mse) if peak > 0 else 0.0
+        percent = 100.0 * self.count / max(self.pixels, 1)
+        return DiffStats(self.max_abs, mean_abs, self.count, percent, psnr)
 
 
 def diff_stats(
@@ -333,45 +420,24 @@ def diff_stats(
     temporaries stay the size of a band.
     """
     a, b = _hwc(a), _hwc(b)
-    written = "plain" if alpha is not None else None  # written colour is straight
-    stretch_a = stretch_b = None
+    stretch = (None, None)
     if policy == "rescale" and depth != "float":
-        stretch_a, stretch_b = _colour_bounds(a, alpha), _colour_bounds(sign * b, alpha)
-    max_abs = sum_abs = sum_sq = 0.0
-    count = 0
-    lo, hi = math.inf, -math.inf
-    values = 0
+        stretch = (_colour_bounds(a, alpha), _colour_bounds(sign * b, alpha))
+    acc = _DiffAccumulator(depth, policy, alpha, tolerance, sign, stretch)
     for y in range(0, a.shape[0], _BLOCK_ROWS):
-        ba = np.asarray(a[y : y + _BLOCK_ROWS], np.float64)
-        bb = np.asarray(b[y : y + _BLOCK_ROWS], np.float64) * sign
-        diff = np.abs(ba - bb)
-        if diff.size:
-            max_abs = max(max_abs, float(diff.max()))
-            sum_abs += float(diff.sum())
-        va = visible(as_written(ba, policy, depth, alpha, stretch=stretch_a), written)
-        vb = visible(as_written(bb, policy, depth, alpha, stretch=stretch_b), written)
-        if depth in _DEPTH_MAX:
-            top = _DEPTH_MAX[depth]
-            va, vb = np.rint(va * top) / top, np.rint(vb * top) / top  # composites, written
-            differs = va != vb
-        else:
-            differs = np.abs(va - vb) > tolerance
-            if va.size:
-                lo = min(lo, float(va.min()), float(vb.min()))
-                hi = max(hi, float(va.max()), float(vb.max()))
-        count += int(np.count_nonzero(differs.any(axis=2)))
-        sum_sq += float(np.sum((va - vb) ** 2))
-        values += va.size
-    total = a.shape[0] * a.shape[1] * a.shape[2]
-    mean_abs = sum_abs / total if total else 0.0
-    peak = 1.0 if depth in _DEPTH_MAX else (hi - lo if values else 0.0)
-    mse = sum_sq / values if values else 0.0
-    if mse == 0.0:
-        psnr = math.inf
-    else:
-        psnr = 10.0 * math.log10(peak**2 / mse) if peak > 0 else 0.0
-    pixels = a.shape[0] * a.shape[1]
-    return DiffStats(max_abs, mean_abs, count, 100.0 * count / max(pixels, 1), psnr)
+        acc.add(a[y : y + _BLOCK_ROWS], b[y : y + _BLOCK_ROWS])
+    return acc.result()
+
+
+def _verdict(kernel: Kernel, vs_corr: DiffStats, vs_neg: DiffStats, tol: float) -> str:
+    equal, negated = vs_corr.max_abs <= tol, vs_neg.max_abs <= tol
+    if equal and negated:  # both results ~0: the kernel's own class is consistent with them
+        return "negated" if kernel.symmetry is Symmetry.ANTISYMMETRIC else "equal"
+    if equal:
+        return "equal"
+    if negated:
+        return "negated"
+    return "different"
 
 
 def compare(
@@ -431,15 +497,7 @@ def compare(
     vs_corr = diff_stats(conv, corr, depth, policy, alpha=alpha_mode, tolerance=tol)
     vs_neg = diff_stats(conv, corr, "float", tolerance=tol, sign=-1.0)  # its raw max is used
     vs_flip = diff_stats(conv, flip, depth, policy, alpha=alpha_mode, tolerance=tol)
-    equal, negated = vs_corr.max_abs <= tol, vs_neg.max_abs <= tol
-    if equal and negated:  # both results ~0: the kernel's own class is consistent with them
-        verdict = "negated" if kernel.symmetry is Symmetry.ANTISYMMETRIC else "equal"
-    elif equal:
-        verdict = "equal"
-    elif negated:
-        verdict = "negated"
-    else:
-        verdict = "different"
+    verdict = _verdict(kernel, vs_corr, vs_neg, tol)
     return Comparison(
         kernel=kernel,
         plan=plan,
@@ -455,6 +513,169 @@ def compare(
         range_policy=policy,
         cval=float(cval),
         precision=str(np.dtype(dtype)),
+        depth=depth,
+        alpha=alpha_mode,
+    )
+
+
+def compare_samples(
+    stored: Samples,
+    kernel: Kernel,
+    *,
+    backend: str = "auto",
+    mode: str = "reflect",
+    cval: float = 0.0,
+    dtype: str = "float32",
+    depth: str | None = None,
+    range_policy: str | None = None,
+    alpha: str = "premultiply",
+    strip_rows: int | None = None,
+    workers: int | None = None,
+) -> Comparison:
+    """:func:`compare` of an image's stored samples, strip by strip: the same numbers and
+    verdict (on the direct backend, to the bit), in memory that does not grow with the
+    image; the three results are not kept (``conv``, ``corr`` and ``flip`` are None).
+
+    Each strip's window (with the halo both operations need) is converted, premultiplied,
+    filtered three times and measured in bands of rows while it is in cache; ``rescale``
+    takes a first pass for the results' bounds.
+    """
+    from .backends import direct, fft
+    from .backends.auto import direct_method
+    from .errors import FilterError, UsageError
+    from .filtering import _all_finite, plan_filter
+    from .image_io import unit_float
+    from .pipeline.engine import executor
+    from .pipeline.strips import parallel_reach, strip_windows
+
+    if alpha not in ALPHA_MODES:
+        raise UsageError(f"alpha mode must be one of {', '.join(ALPHA_MODES)}, got '{alpha}'")
+    dt = np.dtype(dtype)
+    depth = depth or stored.depth
+    alpha_mode = alpha if stored.channels in (2, 4) else None
+    height = stored.height
+    shape = (stored.height, stored.width, stored.channels)
+
+    def values_of(rows: slice | NDArray[np.intp]) -> NDArray[np.floating]:
+        raw = stored.samples[rows]
+        values = np.array(raw, np.float32) if stored.depth == "float" else unit_float(raw, stored.depth)
+        values = values.astype(dt, copy=False)
+        if alpha_mode == "premultiply":  # in the arithmetic's precision, as apply does
+            values[..., :-1] *= values[..., -1:]
+        return values
+
+    block = 1024
+    peak = 0.0
+    finite = True
+    for y in range(0, height, block):
+        part = values_of(slice(y, y + block))
+        peak = max(peak, float(np.abs(part).max()))
+        finite = finite and _all_finite(part)
+    plan = plan_filter(shape, kernel, backend=backend, dtype=dt)
+    if plan.backend == "fft" and not finite:
+        if backend == "fft":
+            raise FilterError(
+                "the image holds NaN or infinite values, which the FFT backend would spread "
+                "over the whole image; use the direct backend"
+            )
+        plan = Plan("direct", direct_method(kernel), "image holds NaN/Inf: direct keeps them "
+                    "local (fft would spread them everywhere)", plan.estimate_ms)  # fmt: skip
+    chosen = plan.backend
+    rel = _REL_ERROR[(chosen, str(dt))]
+    scale = float(np.abs(kernel.weights).sum()) * max(peak, 1e-30)  # as rounding_bound
+    tol = rel * scale * max(1.0, math.sqrt(kernel.size))
+    policy = range_policy or default_display_policy(kernel)
+    rotated = kernel.rotated()
+    reach = parallel_reach([rotated, kernel], "correlate")
+    if strip_rows is None:
+        row_bytes = stored.width * stored.channels * dt.itemsize
+        target = (64 << 20) if chosen == "fft" else (4 << 20)
+        strip_rows = max(target // max(row_bytes, 1), 4 * (reach[0] + reach[1]))
+    strip_rows = max(_BLOCK_ROWS, -(-strip_rows // _BLOCK_ROWS) * _BLOCK_ROWS)  # whole bands
+    windows = strip_windows(height, strip_rows, reach, mode)
+    n_workers = 1 if chosen == "fft" else (workers or direct.filter_threads())
+
+    def correlate(values: NDArray, k: Kernel, keep: slice) -> NDArray:
+        if chosen == "fft":
+            return fft.correlate(values, k, mode, cval)[keep]
+        threads = 1 if n_workers > 1 else None
+        return direct.correlate(values, k, mode, cval, threads=threads,
+                                band=(keep.start, keep.stop))[keep]  # fmt: skip
+
+    def results(w) -> tuple[NDArray, NDArray, NDArray]:
+        values = values_of(w.rows)
+        keep = slice(w.offset, w.offset + w.height)
+        conv = correlate(values, rotated, keep)  # convolve(I, K) = correlate(I, rot180 K)
+        corr = correlate(values, kernel, keep)
+        flip = correlate(values, kernel.rotated(), keep)
+        return conv, corr, flip
+
+    def run(job):
+        if n_workers == 1:
+            for w in windows:
+                yield job(w)
+            return
+        pool = executor()
+        from collections import deque
+
+        queue: deque = deque()
+        for w in windows:
+            queue.append(pool.submit(job, w))
+            if len(queue) >= 2 * n_workers:
+                yield queue.popleft().result()
+        while queue:
+            yield queue.popleft().result()
+
+    stretch: dict[str, tuple[float, float] | None] = {"conv": None, "corr": None, "flip": None}
+    if policy == "rescale" and depth != "float":
+
+        def bounds(w):
+            return [_colour_bounds(r, alpha_mode) for r in results(w)]
+
+        found = [(math.inf, -math.inf)] * 3
+        for strip in run(bounds):
+            found = [(min(a[0], b[0]), max(a[1], b[1])) for a, b in zip(found, strip, strict=True)]
+        stretch = dict(zip(("conv", "corr", "flip"), found, strict=True))
+    acc_corr = _DiffAccumulator(depth, policy, alpha_mode, tol, 1.0,
+                                (stretch["conv"], stretch["corr"]))  # fmt: skip
+    acc_neg = _DiffAccumulator("float", "clip", None, tol, -1.0)
+    acc_flip = _DiffAccumulator(depth, policy, alpha_mode, tol, 1.0,
+                                (stretch["conv"], stretch["flip"]))  # fmt: skip
+
+    def measure(w):
+        conv, corr, flip = results(w)
+        out = []
+        for y in range(0, conv.shape[0], _BLOCK_ROWS):
+            rows = slice(y, y + _BLOCK_ROWS)
+            seen = acc_corr.seen(np.asarray(conv[rows], np.float64), 0)  # shared by both pairs
+            out.append((
+                acc_corr.parts(conv[rows], corr[rows], seen),
+                acc_neg.parts(conv[rows], corr[rows]),
+                acc_flip.parts(conv[rows], flip[rows], seen),
+            ))  # fmt: skip
+        return out
+
+    for strip in run(measure):
+        for a, b, c in strip:  # in row order: the sums come out as from whole arrays
+            acc_corr.merge(a)
+            acc_neg.merge(b)
+            acc_flip.merge(c)
+    vs_corr, vs_neg, vs_flip = acc_corr.result(), acc_neg.result(), acc_flip.result()
+    return Comparison(
+        kernel=kernel,
+        plan=plan,
+        mode=mode,
+        conv=None,
+        corr=None,
+        flip=None,
+        conv_vs_corr=vs_corr,
+        conv_vs_negated_corr=vs_neg,
+        conv_vs_flipped_corr=vs_flip,
+        tolerance=tol,
+        verdict=_verdict(kernel, vs_corr, vs_neg, tol),
+        range_policy=policy,
+        cval=float(cval),
+        precision=str(dt),
         depth=depth,
         alpha=alpha_mode,
     )

@@ -13,7 +13,7 @@ from PIL import Image as PILImage
 from convcli.cli import main
 from convcli.compare import compare, diff_stats
 from convcli.kernel_io import load_kernel
-from convcli.kernels import Kernel
+from convcli.kernels import Kernel, builtin_kernel
 from convcli.panel import (
     MIN_SIDE,
     PAD,
@@ -472,3 +472,68 @@ def test_kernel_cell_numbers_shrink_to_fit_or_are_left_out():
     short = _fitting_number(draw, 0.0073941, full - 1, font)
     assert short in ("0.0074", "0.007") and draw.textlength(short, font=font) <= full - 1
     assert _fitting_number(draw, 0.0073941, 1, font) == ""
+
+
+# -- compare by strips -------------------------------------------------------------------------
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    height=st.integers(1, 150),
+    width=st.integers(1, 7),
+    channels=st.sampled_from([1, 2, 3, 4]),
+    depth=st.sampled_from(["8", "16", "float"]),
+    shape=st.tuples(st.integers(1, 6), st.integers(1, 4)),
+    policy=st.sampled_from(["clip", "offset", "abs", "rescale"]),
+    mode=st.sampled_from(["reflect", "constant", "mirror", "wrap", "nearest"]),
+    alpha=st.sampled_from(["premultiply", "plain"]),
+    precision=st.sampled_from(["float32", "float64"]),
+    strip=st.sampled_from([16, 48, 128]),
+    workers=st.sampled_from([1, 2]),
+    seed=st.integers(0, 2**16),
+)
+def test_compare_by_strips_gives_the_same_numbers_and_verdict(
+    height, width, channels, depth, shape, policy, mode, alpha, precision, strip, workers, seed
+):
+    from convcli.compare import compare_samples
+    from convcli.image_io import Samples, unit_float
+
+    rng = np.random.default_rng(seed)
+    if depth == "8":
+        samples = rng.integers(0, 256, (height, width, channels)).astype(np.uint8)
+    elif depth == "16":
+        samples = rng.integers(0, 65536, (height, width, channels)).astype(np.uint16)
+    else:
+        samples = rng.uniform(-0.5, 1.5, (height, width, channels)).astype(np.float32)
+    weights = rng.normal(size=shape)
+    if rng.random() < 0.3:
+        weights = weights + weights[::-1, ::-1]  # symmetric ones too
+    kernel = Kernel(weights)
+    options = dict(backend="direct", mode=mode, cval=0.2, dtype=precision, depth=depth,
+                   range_policy=policy, alpha=alpha)  # fmt: skip
+    whole = compare(unit_float(samples, depth), kernel, **options)
+    strips = compare_samples(
+        Samples(samples, {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}[channels], depth), kernel,
+        strip_rows=strip, workers=workers, **options,
+    )  # fmt: skip
+    assert strips.to_dict() == whole.to_dict()
+    assert strips.conv_vs_negated_corr == whole.conv_vs_negated_corr
+    assert strips.conv is None and strips.corr is None and strips.flip is None
+
+
+def test_compare_by_strips_on_fft_agrees_in_the_verdict():
+    from convcli.compare import compare_samples
+    from convcli.image_io import Samples, unit_float
+
+    rng = np.random.default_rng(3)
+    samples = rng.integers(0, 256, (300, 80, 3)).astype(np.uint8)
+    for kernel, verdict in ((builtin_kernel("gaussian", sigma=3), "equal"),
+                            (builtin_kernel("emboss"), "different")):  # fmt: skip
+        whole = compare(unit_float(samples, "8"), kernel, backend="fft")
+        strips = compare_samples(Samples(samples, "RGB", "8"), kernel, backend="fft",
+                                 strip_rows=64)  # fmt: skip
+        assert whole.verdict == strips.verdict == verdict
+        assert abs(whole.conv_vs_corr.max_abs - strips.conv_vs_corr.max_abs) < 1e-5
