@@ -21,6 +21,8 @@ copyright, description, software) are kept.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import threading
 from collections import OrderedDict, deque
@@ -50,6 +52,28 @@ DEFLATE_LEVEL = 2
 BIGTIFF_BYTES = (1 << 32) - (1 << 26)
 
 
+@contextlib.contextmanager
+def _quiet_tifffile() -> Iterator[list[str]]:
+    """tifffile's log messages (it logs what it repairs in damaged files) collected instead
+    of printed on stderr."""
+    logger = logging.getLogger("tifffile")
+    messages: list[str] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            messages.append(record.getMessage())
+
+    handler = Collect(logging.WARNING)
+    propagate = logger.propagate
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        yield messages
+    finally:
+        logger.removeHandler(handler)
+        logger.propagate = propagate
+
+
 def is_tiff(head: bytes) -> bool:
     return head[:4] in MAGIC
 
@@ -62,38 +86,52 @@ class TiffRows:
     """A TIFF's first image as a lazy ``(height, width, channels)`` array of its samples."""
 
     def __init__(self, path: str, name: str) -> None:
-        import tifffile
-
         self.name = name
-        try:
-            tif = tifffile.TiffFile(path)
-        except Exception as exc:  # tifffile cannot parse what Pillow could: decode it whole
-            raise Unsupported(str(exc)) from None
-        try:
-            page = tif.pages.first
-            self._check(page, tifffile)
-            self.shape = (int(page.imagelength), int(page.imagewidth), int(page.samplesperpixel))
-            self.dtype = np.dtype(page.dtype)
-            self.ndim = 3
-            self.tiled = bool(page.is_tiled)
-            self.band_rows = int(page.tilelength if self.tiled else page.rowsperstrip)
-            self.band_rows = max(1, min(self.band_rows, self.shape[0]))
-            self.across = -(-self.shape[1] // int(page.tilewidth)) if self.tiled else 1
-            self.tile_width = int(page.tilewidth) if self.tiled else self.shape[1]
-            self.offsets = [int(v) for v in page.dataoffsets]
-            self.counts = [int(v) for v in page.databytecounts]
-            self.bands = -(-self.shape[0] // self.band_rows)
-            if len(self.offsets) < self.bands * self.across:
-                raise ImageReadError(f"{name}: cannot decode image (TIFF lists too few strips)")
-            self._decode = page.decode
-            self._jpegtables = page.jpegtables
-        finally:
-            tif.close()
+        self._fd = -1
+        with _quiet_tifffile() as complaints:
+            try:
+                self._parse(path, name)
+            except (Unsupported, ImageReadError):
+                raise
+            except Exception as exc:  # tifffile on a damaged file: let Pillow's decoder say
+                raise Unsupported(f"{type(exc).__name__}: {exc}") from None
+        if complaints:  # tifffile repaired something: not trusted, Pillow decides
+            raise Unsupported(complaints[0])
         self._fd = os.open(path, os.O_RDONLY)
         self._size = os.fstat(self._fd).st_size
         self._cache: OrderedDict[int, NDArray[Any]] = OrderedDict()
         self._lock = threading.Lock()
         self._busy: dict[int, threading.Event] = {}
+
+    def _parse(self, path: str, name: str) -> None:
+        import tifffile
+
+        tif = tifffile.TiffFile(path)
+        try:
+            page = tif.pages.first
+            self._check(page, tifffile)
+            self.shape = (int(page.imagelength), int(page.imagewidth), int(page.samplesperpixel))
+            if min(self.shape) < 1:
+                raise Unsupported("empty image")
+            self.dtype = np.dtype(page.dtype)
+            self.ndim = 3
+            self.tiled = bool(page.is_tiled)
+            self.band_rows = int(page.tilelength if self.tiled else page.rowsperstrip)
+            self.band_rows = max(1, min(self.band_rows, self.shape[0]))
+            self.tile_width = int(page.tilewidth) if self.tiled else self.shape[1]
+            if self.tile_width < 1:
+                raise Unsupported("tiles of width 0")
+            self.across = -(-self.shape[1] // self.tile_width)
+            self.offsets = [int(v) for v in page.dataoffsets]
+            self.counts = [int(v) for v in page.databytecounts]
+            self.bands = -(-self.shape[0] // self.band_rows)
+            need = self.bands * self.across
+            if len(self.offsets) < need or len(self.counts) < need:
+                raise ImageReadError(f"{name}: cannot decode image (TIFF lists too few strips)")
+            self._decode = page.decode
+            self._jpegtables = page.jpegtables
+        finally:
+            tif.close()
 
     @staticmethod
     def _check(page: Any, tifffile: Any) -> None:
@@ -171,7 +209,10 @@ class TiffRows:
                 raise ImageReadError(f"{self.name}: truncated TIFF: {where} are missing")
             data = os.pread(self._fd, count, offset)
             try:
-                segment, _, _ = self._decode(data, k, jpegtables=self._jpegtables)
+                with _quiet_tifffile() as complaints:
+                    segment, _, _ = self._decode(data, k, jpegtables=self._jpegtables)
+                if complaints:
+                    raise ValueError(complaints[0])
             except Exception as exc:
                 reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
                 raise ImageReadError(
@@ -320,7 +361,7 @@ def write_tiff(
         options["iccprofile"] = icc_profile
     if bands in ("LA", "RGBA"):
         options["extrasamples"] = ("unassalpha",)
-    with tifffile.TiffWriter(fh, bigtiff=bigtiff, byteorder="<") as tw:
+    with _quiet_tifffile(), tifffile.TiffWriter(fh, bigtiff=bigtiff, byteorder="<") as tw:
         tw.write(
             encoded(),
             shape=(height, width, channels) if channels > 1 else (height, width),

@@ -497,3 +497,45 @@ def test_png_exif_is_found_without_decoding_and_orientation_is_applied(tmp_path)
     stored = read_samples(tmp_path / "r.png")
     assert isinstance(stored.samples, np.ndarray) and stored.samples.shape == (9, 6, 3)
     np.testing.assert_array_equal(stored.samples, np.rot90(values, 3))
+
+
+def test_damaged_files_give_read_errors_and_leave_nothing(tmp_path):
+    """Random byte changes and cuts in PNG, 16-bit PNG, TIFF (strips, tiles) and JPEG files:
+    every failure is a one-line ConvcliError, and no temporary file is left."""
+    import random
+
+    import tifffile
+
+    from convcli.errors import ConvcliError
+
+    values = RNG.integers(0, 256, (60, 40, 3)).astype(np.uint8)
+    sources = {"p.png": _pillow_png(tmp_path / "p0.png", values).read_bytes()}
+    sources["c.png"] = encode_png(values.astype(np.uint16) * 257, "RGB")
+    for name, extra in (("t.tif", {"rowsperstrip": 8, "compression": "zlib"}),
+                        ("tt.tif", {"tile": (16, 16)})):  # fmt: skip
+        buf = io.BytesIO()
+        tifffile.imwrite(buf, values, photometric="rgb", **extra)
+        sources[name] = buf.getvalue()
+    buf = io.BytesIO()
+    PILImage.fromarray(values).save(buf, "JPEG")
+    sources["j.jpg"] = buf.getvalue()
+    work = tmp_path / "work"
+    work.mkdir()
+    chance = random.Random(20261201)
+    failures = 0
+    for name, data in sources.items():
+        for _ in range(60):
+            damaged = bytearray(data)
+            for _ in range(chance.randint(1, 6)):
+                damaged[chance.randrange(len(damaged))] = chance.randrange(256)
+            if chance.random() < 0.3:
+                damaged = damaged[: chance.randrange(len(damaged))]
+            (work / name).write_bytes(bytes(damaged))
+            try:
+                filter_file(work / name, work / "out.png", [builtin_kernel("box")],
+                            max_pixels=10_000_000)  # fmt: skip
+            except ConvcliError as exc:
+                failures += 1
+                assert "\n" not in str(exc) and name in str(exc)
+            assert not [p for p in work.iterdir() if p.name.startswith(".convcli-")]
+    assert failures > 100  # most damage is found
