@@ -437,6 +437,13 @@ def _decode(data: bytes, name: str, limit: int | None) -> Samples:
     except (ConvcliError, MemoryError):
         raise
     except Exception as exc:  # a decoder fed a damaged file can raise anything (TypeError...)
+        if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+            declared = 8 + struct.unpack("<I", data[4:8])[0]
+            if len(data) < declared:  # libwebp only says it "could not create decoder object"
+                raise ImageReadError(
+                    f"{name}: cannot decode image (truncated WebP: {len(data):,} of "
+                    f"{declared:,} bytes)"
+                ) from None
         raise ImageReadError(f"{name}: cannot decode image ({_reason(exc)})") from None
     finally:
         ImageFile.LOAD_TRUNCATED_IMAGES, PILImage.MAX_IMAGE_PIXELS = previous

@@ -909,3 +909,17 @@ def test_content_that_is_another_allowed_format_is_read_with_a_note(tmp_path):
     im = read_image(tmp_path / "g.png")
     assert im.meta.notes[0] == "the content is GIF, not the PNG its name says; read as GIF"
     assert read_image(tmp_path / "g.gif").meta.notes == []
+
+
+def test_a_truncated_webp_says_truncated(tmp_path):
+    PILImage.fromarray(RNG.integers(0, 256, (40, 50, 3)).astype(np.uint8)).save(
+        tmp_path / "full.webp", lossless=True
+    )
+    data = (tmp_path / "full.webp").read_bytes()
+    (tmp_path / "cut.webp").write_bytes(data[: len(data) // 2])
+    with pytest.raises(
+        ImageReadError,
+        match=rf"cut.webp: cannot decode image \(truncated WebP: {len(data) // 2:,} of "
+        rf"{len(data):,} bytes\)$",
+    ):
+        read_image(tmp_path / "cut.webp")
