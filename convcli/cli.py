@@ -576,7 +576,7 @@ def compare(
     from .errors import UsageError
     from .image_io import read_image, read_samples, write_image
     from .kernel_io import load_kernel
-    from .panel import panel_image, result_images
+    from .panel import PanelViews, panel_image, result_images
 
     if raw_results and save_results is None:
         raise UsageError("--raw-results goes with --save-results DIR")
@@ -587,22 +587,24 @@ def compare(
         backend=backend, mode=boundary, cval=cval, dtype=precision, range_policy=policy,
         alpha=alpha_mode,
     )  # fmt: skip
-    if panel_path is None and save_results is None:  # numbers only: strip by strip
+    if panel_path is not None and input_path != "-" and _same_file(input_path, panel_path):
+        raise UsageError(f"panel '{panel_path}' is the input file; refusing to overwrite it")
+    image = None
+    if save_results is None:  # strip by strip; a panel is drawn from views kept per strip
         with read_samples(input_path) as stored:
             for note in stored.meta.notes:
                 console.warning(f"{input_path}: {note}")
-            result = compare_samples(stored, kernel, depth=stored.depth, **settings)
-        image = None
-    else:  # the panel and the saved results need the three results whole
+            views = PanelViews(stored, policy, alpha_mode) if panel_path is not None else None
+            result = compare_samples(stored, kernel, depth=stored.depth, visit=views, **settings)
+        if views is not None:
+            write_image(views.image(result), panel_path)
+    else:  # the saved results need the three results whole
         image = read_image(input_path)
         for note in image.meta.notes:
             console.warning(f"{input_path}: {note}")
         result = run_compare(image.pixels, kernel, depth=image.depth, **settings)
-    if panel_path is not None:
-        assert image is not None
-        if input_path != "-" and _same_file(input_path, panel_path):
-            raise UsageError(f"panel '{panel_path}' is the input file; refusing to overwrite it")
-        write_image(panel_image(result, image.pixels, policy), panel_path)
+        if panel_path is not None:
+            write_image(panel_image(result, image.pixels, policy), panel_path)
     if save_results is not None:
         assert image is not None
         folder = Path(save_results)

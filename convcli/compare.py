@@ -54,7 +54,8 @@ transparent in both results never count, whatever their hidden colours.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 
 import numpy as np
 from numpy.typing import NDArray
@@ -291,11 +292,18 @@ def visible(values: NDArray[np.floating], alpha: str | None = None) -> NDArray[n
 def visible_difference(result: Comparison) -> NDArray[np.float64]:
     """``|conv - corr|`` per pixel of the raw results as seen, max over channels (the heat map),
     computed in bands of rows."""
-    conv, corr = _hwc(result.conv), _hwc(result.corr)
+    return difference_map(result.conv, result.corr, result.alpha)
+
+
+def difference_map(
+    conv: NDArray[np.floating], corr: NDArray[np.floating], alpha: str | None
+) -> NDArray[np.float64]:
+    """:func:`visible_difference` of two raw results (whole, or the same rows of both)."""
+    conv, corr = _hwc(conv), _hwc(corr)
     out = np.empty(conv.shape[:2], np.float64)
     for y in range(0, conv.shape[0], _BLOCK_ROWS):
         rows = slice(y, y + _BLOCK_ROWS)
-        diff = np.abs(visible(conv[rows], result.alpha) - visible(corr[rows], result.alpha))
+        diff = np.abs(visible(conv[rows], alpha) - visible(corr[rows], alpha))
         out[rows] = diff.max(axis=2)
     return out
 
@@ -531,6 +539,7 @@ def compare_samples(
     alpha: str = "premultiply",
     strip_rows: int | None = None,
     workers: int | None = None,
+    visit: Callable[..., None] | None = None,
 ) -> Comparison:
     """:func:`compare` of an image's stored samples, strip by strip: the same numbers and
     verdict (on the direct backend, to the bit), in memory that does not grow with the
@@ -538,7 +547,10 @@ def compare_samples(
 
     Each strip's window (with the halo both operations need) is converted, premultiplied,
     filtered three times and measured in bands of rows while it is in cache; ``rescale``
-    takes a first pass for the results' bounds.
+    takes a first pass for the results' bounds.  ``visit(start, source, conv, corr,
+    conv_bounds, corr_bounds)``, if given, sees every strip (from the worker threads, each
+    strip once): its first row, the source's unit-scale values, the raw results, and for
+    ``rescale`` the whole results' colour bounds (else None), to draw a panel from.
     """
     from .backends import direct, fft
     from .backends.auto import direct_method
@@ -546,13 +558,22 @@ def compare_samples(
     from .filtering import _all_finite, plan_filter
     from .image_io import unit_float
     from .pipeline.engine import executor
-    from .pipeline.strips import parallel_reach, strip_windows
+    from .pipeline.strips import parallel_reach, strip_windows, window_rows
 
     if alpha not in ALPHA_MODES:
         raise UsageError(f"alpha mode must be one of {', '.join(ALPHA_MODES)}, got '{alpha}'")
     dt = np.dtype(dtype)
     depth = depth or stored.depth
     alpha_mode = alpha if stored.channels in (2, 4) else None
+    if getattr(stored.samples, "sequential", False) and mode == "wrap":
+        reader = stored.samples  # wrap needs the last rows first: read the samples whole
+        stored = replace(stored, samples=reader[0 : stored.height])
+        reader.close()
+
+    def rewind() -> None:  # a front-to-back reader starts again for the next pass
+        again = getattr(stored.samples, "rewind", None)
+        if again is not None:
+            again()
     height = stored.height
     shape = (stored.height, stored.width, stored.channels)
 
@@ -565,12 +586,16 @@ def compare_samples(
         return values
 
     block = 1024
+    retain = getattr(stored.samples, "retain", None)
+    if retain is not None:
+        retain(2 * block)
     peak = 0.0
     finite = True
     for y in range(0, height, block):
         part = values_of(slice(y, y + block))
         peak = max(peak, float(np.abs(part).max()))
         finite = finite and _all_finite(part)
+    rewind()
     plan = plan_filter(shape, kernel, backend=backend, dtype=dt)
     if plan.backend == "fft" and not finite:
         if backend == "fft":
@@ -594,6 +619,8 @@ def compare_samples(
     strip_rows = max(_BLOCK_ROWS, -(-strip_rows // _BLOCK_ROWS) * _BLOCK_ROWS)  # whole bands
     windows = strip_windows(height, strip_rows, reach, mode)
     n_workers = 1 if chosen == "fft" else (workers or direct.filter_threads())
+    if retain is not None:  # the rows of every window that can be in flight at once
+        retain((2 * n_workers + 2) * max(window_rows(w) for w in windows))
 
     def correlate(values: NDArray, k: Kernel, keep: slice) -> NDArray:
         if chosen == "fft":
@@ -627,7 +654,8 @@ def compare_samples(
             yield queue.popleft().result()
 
     stretch: dict[str, tuple[float, float] | None] = {"conv": None, "corr": None, "flip": None}
-    if policy == "rescale" and depth != "float":
+    found_bounds = stretch
+    if policy == "rescale" and (depth != "float" or visit is not None):
 
         def bounds(w):
             return [_colour_bounds(r, alpha_mode) for r in results(w)]
@@ -635,7 +663,10 @@ def compare_samples(
         found = [(math.inf, -math.inf)] * 3
         for strip in run(bounds):
             found = [(min(a[0], b[0]), max(a[1], b[1])) for a, b in zip(found, strip, strict=True)]
-        stretch = dict(zip(("conv", "corr", "flip"), found, strict=True))
+        found_bounds = dict(zip(("conv", "corr", "flip"), found, strict=True))
+        if depth != "float":  # the written values are stretched by them
+            stretch = found_bounds
+        rewind()
     acc_corr = _DiffAccumulator(depth, policy, alpha_mode, tol, 1.0,
                                 (stretch["conv"], stretch["corr"]))  # fmt: skip
     acc_neg = _DiffAccumulator("float", "clip", None, tol, -1.0)
@@ -644,6 +675,12 @@ def compare_samples(
 
     def measure(w):
         conv, corr, flip = results(w)
+        if visit is not None:
+            raw = stored.samples[w.start : w.stop]
+            source = np.array(raw, np.float32) if stored.depth == "float" else unit_float(
+                raw, stored.depth
+            )  # fmt: skip
+            visit(w.start, source, conv, corr, found_bounds["conv"], found_bounds["corr"])
         out = []
         for y in range(0, conv.shape[0], _BLOCK_ROWS):
             rows = slice(y, y + _BLOCK_ROWS)

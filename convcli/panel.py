@@ -30,11 +30,19 @@ import numpy as np
 from numpy.typing import NDArray
 from PIL import Image, ImageDraw, ImageFont
 
-from .compare import _BLOCK_ROWS, Comparison, _colour_bounds, straight, visible_difference
+from .compare import (
+    _BLOCK_ROWS,
+    Comparison,
+    _colour_bounds,
+    difference_map,
+    straight,
+    visible_difference,
+)
 from .process import apply_range
 
 if TYPE_CHECKING:  # pragma: no cover
     from .image_io import Image as ConvImage
+    from .image_io import Samples
     from .kernels import Kernel
 
 TILE = 320
@@ -104,18 +112,24 @@ def _opaque(rgb: NDArray[np.uint8]) -> NDArray[np.uint8]:
 
 
 def display_rgba(
-    values: NDArray[np.floating], policy: str | None, alpha: str | None
+    values: NDArray[np.floating],
+    policy: str | None,
+    alpha: str | None,
+    *,
+    stretch: tuple[float, float] | None = None,
 ) -> NDArray[np.uint8]:
     """A source (``policy`` None: shown clipped) or a raw result as RGBA bytes for display.
 
     ``alpha``: None when there is no alpha channel, else how it was filtered
     (``premultiply`` or ``plain``; a source's colour is ``plain``, straight).  Converted
     in bands of rows (``rescale`` stretches by the whole result's bounds), so the float64
-    temporaries stay small.
+    temporaries stay small.  ``stretch``: for ``rescale``, the whole result's colour bounds
+    when ``values`` are some of its rows.
     """
     arr = np.asarray(values)
     arr = arr[:, :, None] if arr.ndim == 2 else arr
-    stretch = _colour_bounds(arr, alpha) if policy == "rescale" else None
+    if policy == "rescale" and stretch is None:
+        stretch = _colour_bounds(arr, alpha)
     out = np.empty(arr.shape[:2] + (4,), np.uint8)
     for y in range(0, arr.shape[0], _BLOCK_ROWS):
         block = np.asarray(arr[y : y + _BLOCK_ROWS], np.float64)
@@ -185,9 +199,12 @@ class PanelLayout:
 
 
 def _plan(
-    result: Comparison, source: NDArray[np.floating], display_policy: str
+    result: Comparison,
+    source: NDArray[np.floating],
+    display_policy: str,
+    diff: NDArray[np.float64] | None = None,
 ) -> tuple[PanelLayout, NDArray[np.float64]]:
-    diff = visible_difference(result)
+    diff = visible_difference(result) if diff is None else diff
     peak = float(diff.max()) if diff.size else 0.0
     # full scale at the 99.5th percentile, so that a few extreme pixels do not hide the rest
     scale = float(np.percentile(diff, 99.5)) if peak > 0 else 0.0
@@ -247,8 +264,52 @@ def render_panel(
         display_rgba(source, None, source_alpha),
         display_rgba(result.conv, policy, result.alpha),
         display_rgba(result.corr, policy, result.alpha),
-        _opaque(heat(diff / layout.scale)),
     ]
+    return _draw(result, layout, diff, shown)
+
+
+class PanelViews:
+    """What the panel shows, filled strip by strip: pass it as ``visit`` to
+    :func:`convcli.compare.compare_samples`, then :meth:`render`.  Holds the three tiles as
+    full-size RGBA bytes and the difference map (float64), not the float results."""
+
+    def __init__(self, stored: Samples, policy: str, alpha: str) -> None:
+        height, width = stored.height, stored.width
+        self.shape = (height, width, stored.channels)
+        self.policy = policy
+        self.alpha = alpha if stored.channels in (2, 4) else None
+        self.shown = [np.empty((height, width, 4), np.uint8) for _ in range(3)]
+        self.diff = np.empty((height, width), np.float64)
+
+    def __call__(self, start, source, conv, corr, conv_bounds, corr_bounds) -> None:
+        rows = slice(start, start + conv.shape[0])
+        source_alpha = None if self.alpha is None else "plain"  # a source is straight
+        self.shown[0][rows] = display_rgba(source, None, source_alpha)
+        self.shown[1][rows] = display_rgba(conv, self.policy, self.alpha, stretch=conv_bounds)
+        self.shown[2][rows] = display_rgba(corr, self.policy, self.alpha, stretch=corr_bounds)
+        self.diff[rows] = difference_map(conv, corr, self.alpha)
+
+    def render(self, result: Comparison) -> Image.Image:
+        """The panel of ``result`` (the comparison these views were filled by)."""
+        source = np.empty(self.shape[:2] + (0,), np.float32)  # only its shape is read
+        layout, diff = _plan(result, source, self.policy, self.diff)
+        return _draw(result, layout, diff, list(self.shown))
+
+    def image(self, result: Comparison) -> ConvImage:
+        """:meth:`render` as a convcli Image (8-bit RGB), ready to write."""
+        from .image_io import from_array
+
+        rgb = np.asarray(self.render(result))
+        return from_array(rgb.astype(np.float32) / 255, depth="8")
+
+
+def _draw(
+    result: Comparison,
+    layout: PanelLayout,
+    diff: NDArray[np.float64],
+    shown: list[NDArray[np.uint8]],
+) -> Image.Image:
+    shown = [*shown, _opaque(heat(diff / layout.scale))]
     panel = Image.new("RGB", layout.size, BACKGROUND)
     draw = ImageDraw.Draw(panel)
     font = _font(14)

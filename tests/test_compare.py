@@ -537,3 +537,29 @@ def test_compare_by_strips_on_fft_agrees_in_the_verdict():
                                  strip_rows=64)  # fmt: skip
         assert whole.verdict == strips.verdict == verdict
         assert abs(whole.conv_vs_corr.max_abs - strips.conv_vs_corr.max_abs) < 1e-5
+
+
+@pytest.mark.parametrize(
+    ("channels", "policy", "alpha", "kernel"),
+    [
+        (3, "offset", "premultiply", "emboss"),
+        (4, "rescale", "premultiply", "sobel:axis=x"),
+        (2, "clip", "plain", "[1 2; 3 4]"),
+        (1, "rescale", "premultiply", "gaussian:sigma=2"),
+    ],
+)
+def test_the_panel_from_strips_is_the_whole_image_panel(channels, policy, alpha, kernel):
+    from convcli.compare import compare_samples
+    from convcli.image_io import Samples, unit_float
+    from convcli.panel import PanelViews, render_panel
+
+    rng = np.random.default_rng(5)
+    samples = rng.integers(0, 256, (203, 150, channels)).astype(np.uint8)
+    k = load_kernel(kernel)
+    stored = Samples(samples, {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}[channels], "8")
+    options = dict(backend="direct", range_policy=policy, alpha=alpha, depth="8")
+    whole = compare(unit_float(samples, "8"), k, **options)
+    views = PanelViews(stored, policy, alpha)
+    strips = compare_samples(stored, k, strip_rows=32, workers=2, visit=views, **options)
+    expected = np.asarray(render_panel(whole, unit_float(samples, "8"), display_policy=policy))
+    np.testing.assert_array_equal(np.asarray(views.render(strips)), expected)
