@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -35,8 +36,24 @@ def open_atomically(path: str | os.PathLike[str]) -> Iterator[BinaryIO]:
     file in the same folder, which is flushed to disk and renamed into place when the
     ``with`` block ends normally, and removed if it ends by any exception (Ctrl-C
     included), leaving an existing file at ``path`` as it was.  For writers that stream.
+
+    A ``path`` that is a symbolic link writes the file it points to (atomically, beside
+    it) and keeps the link.  A device, FIFO or socket (``/dev/null``, ``/dev/stdout``) is
+    written into as a stream, as standard output is, and never replaced.
     """
     target = Path(path)
+    if target.is_symlink():  # write the file the link points to, beside it; the link stays
+        target = Path(os.path.realpath(target))
+    try:
+        kind = target.stat().st_mode
+    except OSError:
+        kind = 0
+    if kind and not stat.S_ISREG(kind) and not stat.S_ISDIR(kind):
+        # a device, FIFO or socket (/dev/null, /dev/stdout...): written into as a stream,
+        # never replaced by a regular file
+        with open(target, "wb") as fh:
+            yield fh
+        return
     folder = target.parent if str(target.parent) else Path(".")
     if not folder.is_dir():
         raise FileNotFoundError(2, f"folder '{folder}' does not exist")

@@ -539,3 +539,45 @@ def test_damaged_files_give_read_errors_and_leave_nothing(tmp_path):
                 assert "\n" not in str(exc) and name in str(exc)
             assert not [p for p in work.iterdir() if p.name.startswith(".convcli-")]
     assert failures > 100  # most damage is found
+
+
+def test_output_onto_a_fifo_or_device_streams_into_it(tmp_path):
+    import stat
+    import threading
+
+    src = tmp_path / "in.png"
+    PILImage.fromarray(RNG.integers(0, 256, (20, 30, 3)).astype(np.uint8)).save(src)
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    received = []
+    reader = threading.Thread(target=lambda: received.append(fifo.read_bytes()))
+    reader.start()
+    filter_file(src, fifo, [builtin_kernel("box")], format="png")
+    reader.join(10)
+    assert stat.S_ISFIFO(os.stat(fifo).st_mode)  # still the FIFO, not a regular file
+    assert received and received[0].startswith(b"\x89PNG")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.png", "pipe"]
+    try:  # a private null device (root only): written into, never replaced
+        null = tmp_path / "null"
+        os.mknod(null, stat.S_IFCHR | 0o666, os.makedev(1, 3))
+    except (PermissionError, OSError):
+        return
+    filter_file(src, null, [builtin_kernel("box")], format="png")
+    assert stat.S_ISCHR(os.stat(null).st_mode)
+
+
+def test_in_place_through_a_symlink_filters_the_file_and_keeps_the_link(tmp_path):
+    real = tmp_path / "real.png"
+    values = RNG.integers(0, 256, (20, 30, 3)).astype(np.uint8)
+    PILImage.fromarray(values).save(real)
+    link = tmp_path / "link.png"
+    link.symlink_to(real)
+    result = CliRunner().invoke(main, ["blur", str(link), "--in-place"])
+    assert result.exit_code == 0, result.output
+    assert link.is_symlink() and os.readlink(link) == str(real)
+    expected, _ = filter_image(
+        Image(unit_float(values, "8"), "RGB", "8"), [builtin_kernel("gaussian", sigma=2)],
+        FilterOptions(),
+    )  # fmt: skip
+    np.testing.assert_array_equal(read_samples(real, lazy=False).samples, to_depth(expected.pixels, "8"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["link.png", "real.png"]
