@@ -625,16 +625,15 @@ def compare(
 
 def _numbers(text: str, what: str) -> list[float]:
     """Finite numbers separated by commas or spaces; fractions like 1/3 allowed."""
-    from fractions import Fraction
-
     from .errors import UsageError
+    from .kernel_io import parse_number
 
     values = []
     for token in text.replace(";", ",").replace(" ", ",").split(","):
         if not token:
             continue
         try:
-            value = float(Fraction(token)) if "/" in token else float(token)
+            value = parse_number(token)
         except (ValueError, ZeroDivisionError):
             raise UsageError(f"{what} must be numbers separated by commas, got '{text}'") from None
         if not math.isfinite(value):

@@ -40,7 +40,6 @@ from __future__ import annotations
 import io
 import os
 import re
-from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -69,18 +68,24 @@ _SPLIT_RE = re.compile(r"[\s,;]+")
 _HEADER_RE = re.compile(r"^\s*#\s*([A-Za-z]+)\s*:\s*(.*?)\s*$")
 
 
+def parse_number(text: str) -> float:
+    """A number as written in a kernel: decimal or exponent notation, or a fraction ``a/b``
+    of two such numbers (each converted to float, then divided).  Raises ValueError or
+    ZeroDivisionError.  Costs the same whatever the exponent: ``1e999999999`` is inf at
+    once (never an exact 10**999999999)."""
+    text = text.strip()
+    if "/" in text:
+        num, _, den = text.partition("/")
+        return float(num.strip()) / float(den.strip())
+    return float(text)
+
+
 def _number(token: str, source: str, line: int | None, column: int | None) -> float:
     text = token.strip()
     try:
-        if "/" in text:
-            num, _, den = text.partition("/")
-            if float(den) == 0.0:
-                raise KernelFileError(
-                    source, f"division by zero in '{text}'", line=line, column=column
-                )
-            value = float(Fraction(num.strip())) / float(Fraction(den.strip()))
-        else:
-            value = float(text)
+        if "/" in text and float(text.partition("/")[2]) == 0.0:
+            raise KernelFileError(source, f"division by zero in '{text}'", line=line, column=column)
+        value = parse_number(text)
     except (ValueError, ZeroDivisionError, OverflowError):
         raise KernelFileError(
             source, f"'{text}' is not a number", line=line, column=column
@@ -90,9 +95,41 @@ def _number(token: str, source: str, line: int | None, column: int | None) -> fl
     return value
 
 
-def _tokens(line: str) -> list[tuple[str, int]]:
-    """Tokens of a data line with their 1-based columns."""
-    return [(m.group(0), m.start() + 1) for m in re.finditer(r"[^\s,;]+", line)]
+_TOKEN_RE = re.compile(r"[^\s,;]+")
+#: A comma between two digits inside a space-separated group: a decimal comma (0,25).
+_DECIMAL_COMMA_RE = re.compile(r"\d,\d")
+
+
+def _tokens(
+    line: str, source: str = "<string>", number: int | None = None, *, limit: int | None = None
+) -> list[tuple[str, int]]:
+    """Tokens of a data line with their 1-based columns; more than ``limit`` (default: the
+    largest kernel side) is refused while scanning, so a huge row costs no huge list."""
+    limit = MAX_KERNEL_SIDE if limit is None else limit
+    found = []
+    for m in _TOKEN_RE.finditer(line):
+        if len(found) == limit:
+            raise KernelFileError(
+                source, f"a row holds more than {limit} values (at most {MAX_KERNEL_SIDE} a "
+                "side)", line=number,
+            )  # fmt: skip
+        found.append((m.group(0), m.start() + 1))
+    return found
+
+
+def _check_decimal_comma(line: str, source: str, number: int) -> None:
+    """Refuse ``0,25 0,5 0,25``: values separated by spaces with commas inside them."""
+    groups = list(re.finditer(r"\S+", line))
+    if len(groups) < 2:
+        return
+    for g in groups:
+        m = _DECIMAL_COMMA_RE.search(g.group(0).strip(",;"))
+        if m:
+            raise KernelFileError(
+                source, f"'{g.group(0)}' looks like a decimal comma: write decimals with '.' "
+                "(as libvips and ImageMagick read them) and separate values by spaces or by "
+                "commas, not both", line=number, column=g.start() + 1,
+            )  # fmt: skip
 
 
 def _check_shape(rows: int, cols: int, source: str) -> None:
@@ -140,7 +177,7 @@ def _sniff(text: str) -> str:
         return "im"
     lines = [ln for ln in body.splitlines() if ln.strip()]
     if lines:
-        head = _SPLIT_RE.split(lines[0].strip())
+        head = _SPLIT_RE.split(lines[0].strip(), maxsplit=4)  # 5 pieces: not a header
         try:
             # "w h" alone is ambiguous with a text kernel's first row: only a header of
             # 3 or 4 fields (w h scale [offset]) is taken as libvips without the extension
@@ -149,7 +186,7 @@ def _sniff(text: str) -> str:
                 rows = lines[1:]
                 if h == len(rows) and w > 0 and all(len(_tokens(r)) == w for r in rows):
                     return "mat"
-        except ValueError:
+        except (ValueError, KernelFileError):
             pass
     return "txt"
 
@@ -182,9 +219,10 @@ def _parse_rows(text: str, source: str) -> Kernel:
                     )  # fmt: skip
             continue
         line = raw.split("#", 1)[0]
-        tokens = _tokens(line)
+        tokens = _tokens(line, source, number)
         if not tokens:
             continue
+        _check_decimal_comma(line, source, number)
         values = [_number(tok, source, number, col) for tok, col in tokens]
         if rows and len(values) != len(rows[0]):
             raise KernelFileError(
@@ -270,6 +308,10 @@ def _parse_im(text: str, source: str) -> Kernel:
     m = _IM_RE.match(body)
     if not m:
         raise KernelFileError(source, "ImageMagick kernel must start with 'WxH:' or 'WxH+X+Y:'")
+    if len(m.group(1)) > 6 or len(m.group(2) or "") > 6:
+        raise KernelFileError(
+            source, f"ImageMagick kernel size is too large (at most {MAX_KERNEL_SIDE} a side)"
+        )
     width = int(m.group(1))
     height = int(m.group(2)) if m.group(2) else width
     if width < 1 or height < 1:
@@ -277,6 +319,8 @@ def _parse_im(text: str, source: str) -> Kernel:
     _check_shape(height, width, source)
     origin = None
     if m.group(3) is not None:
+        if len(m.group(3)) > 7 or len(m.group(4)) > 7:
+            raise KernelFileError(source, "ImageMagick origin lies outside the kernel")
         origin = (int(m.group(4)), int(m.group(3)))  # +X+Y: X is the column, Y the row
         if not (0 <= origin[0] < height and 0 <= origin[1] < width):
             raise KernelFileError(
@@ -285,7 +329,15 @@ def _parse_im(text: str, source: str) -> Kernel:
             )  # fmt: skip
     else:
         origin = ((height - 1) // 2, (width - 1) // 2)
-    tokens = _im_values(text)
+    try:
+        tokens = _im_values(text, source, limit=width * height + 1)
+    except KernelFileError:
+        tokens = [("", 0, 0)] * (width * height + 1)  # more than the size allows
+    if len(tokens) > width * height:
+        raise KernelFileError(
+            source, f"ImageMagick kernel {width}x{height} needs {width * height} values, "
+            "got more",
+        )  # fmt: skip
     if len(tokens) != width * height:
         raise KernelFileError(
             source, f"ImageMagick kernel {width}x{height} needs {width * height} values, "
@@ -298,7 +350,9 @@ def _parse_im(text: str, source: str) -> Kernel:
     return _make(np.array(values).reshape(height, width), origin, source)
 
 
-def _im_values(text: str) -> list[tuple[str, int, int]]:
+def _im_values(
+    text: str, source: str = "<string>", *, limit: int = MAX_KERNEL_SIDE * MAX_KERNEL_SIDE
+) -> list[tuple[str, int, int]]:
     """The value tokens after an ImageMagick ``WxH:`` header, with 1-based line and column."""
     found: list[tuple[str, int, int]] = []
     after_header = False
@@ -310,7 +364,9 @@ def _im_values(text: str) -> list[tuple[str, int, int]]:
                 continue
             start = line.index(":") + 1
             after_header = True
-        found += [(t, number, start + col) for t, col in _tokens(line[start:])]
+        left = limit - len(found)
+        tokens = _tokens(line[start:], source, number, limit=max(left, 0))
+        found += [(t, number, start + col) for t, col in tokens]
     return found
 
 
@@ -354,10 +410,26 @@ def load_kernel_file(path: str | os.PathLike[str], fmt: str | None = None) -> Ke
 
 
 def _load_npy(data: bytes, source: str) -> Kernel:
+    fh = io.BytesIO(data)
+    try:  # the header first: its shape is checked before any array is allocated
+        version = np.lib.format.read_magic(fh)
+        header = (
+            np.lib.format.read_array_header_1_0(fh)
+            if version == (1, 0)
+            else np.lib.format.read_array_header_2_0(fh)
+        )
+    except Exception as exc:  # a malformed header raises anything (tokenize.TokenError...)
+        text = str(exc).strip().splitlines()[0][:120] if str(exc).strip() else type(exc).__name__
+        raise KernelFileError(source, f"not a valid .npy array ({text})") from None
+    shape = tuple(int(v) for v in header[0])
+    if len(shape) in (1, 2):
+        rows, cols = (1, shape[0]) if len(shape) == 1 else shape
+        _check_shape(rows, cols, source)
     try:
         arr = np.load(io.BytesIO(data), allow_pickle=False)
-    except (ValueError, OSError, EOFError) as exc:
-        raise KernelFileError(source, f"not a valid .npy array ({exc})") from None
+    except Exception as exc:
+        text = str(exc).strip().splitlines()[0][:120] if str(exc).strip() else type(exc).__name__
+        raise KernelFileError(source, f"not a valid .npy array ({text})") from None
     if arr.dtype.kind not in "biuf":
         raise KernelFileError(source, f".npy array must be numeric, got dtype {arr.dtype}")
     if arr.ndim not in (1, 2):

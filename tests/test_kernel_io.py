@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import tempfile
 from pathlib import Path
 
@@ -11,6 +12,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
+from click.testing import CliRunner
+
+from convcli.cli import main
 from convcli.errors import KernelFileError, KernelSpecError, UsageError
 from convcli.kernel_io import (
     WRITE_FORMATS,
@@ -308,7 +312,7 @@ def test_origin_outside_the_kernel_names_the_header_line(tmp_path):
 def test_a_number_too_large_for_a_float_is_an_error_not_a_traceback(tmp_path):
     path = tmp_path / "ov.txt"
     path.write_text("1e400/2 1\n")
-    with pytest.raises(KernelFileError, match=r"ov.txt:1:1: '1e400/2' is not a number"):
+    with pytest.raises(KernelFileError, match=r"ov.txt:1:1: '1e400/2' is not a finite number"):
         load_kernel_file(path)
 
 
@@ -318,3 +322,79 @@ def test_an_imagemagick_string_saved_as_txt_is_read_as_one(tmp_path):
     k = load_kernel_file(path)
     assert k.shape == (3, 3) and k.origin == (0, 0)
     assert k.weights.tolist() == [[0, 1, 0], [1, -4, 1], [0, 1, 0]]
+
+
+# -- hostile kernels: bounded cost, one line each ---------------------------------------------
+
+
+@pytest.mark.timeout(20)
+def test_huge_exponents_cost_nothing(tmp_path):
+    path = tmp_path / "e.txt"
+    path.write_text("1 2 1e999999999/1\n")
+    with pytest.raises(KernelFileError, match=r"e.txt:1:5: '1e999999999/1' is not a finite number"):
+        load_kernel_file(path)
+    with pytest.raises(KernelFileError, match="is not a finite number"):
+        load_kernel("[1 2 1e999999999/1]")
+    result = CliRunner().invoke(
+        main, ["explain", "--signal", "1,2,3", "--kernel", "[1 1e999999999/1]"]
+    )
+    assert result.exit_code == 2 and "finite" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_a_huge_row_is_refused_while_scanning(tmp_path):
+    path = tmp_path / "row.txt"
+    path.write_text(" ".join(["1"] * 5000) + "\n")
+    with pytest.raises(KernelFileError, match=r"row.txt:1: a row holds more than 1025 values"):
+        load_kernel_file(path)
+    im = tmp_path / "big.im"
+    im.write_text("3x3: " + " ".join(["1"] * 2_000_000))
+    with pytest.raises(KernelFileError, match="big.im"):
+        load_kernel_file(im)
+
+
+def test_npy_with_a_malformed_or_huge_header_is_one_line(tmp_path):
+    import numpy.lib.format as npf
+
+    good = io.BytesIO()
+    np.save(good, np.ones((3, 3)))
+    data = good.getvalue()
+    bad = tmp_path / "bad.npy"
+    bad.write_bytes(data[:10] + b"{'descr': '<f8', 'fortran_order': False, 'shape': (3, 3" + data[60:])
+    with pytest.raises(KernelFileError, match=r"bad.npy: not a valid .npy array"):
+        load_kernel_file(bad)
+    huge = tmp_path / "huge.npy"
+    buf = io.BytesIO()
+    npf.write_array_header_1_0(buf, {"descr": "<f8", "fortran_order": False, "shape": (100000, 100000)})
+    header = buf.getvalue()
+    assert header.startswith(b"\x93NUMPY")
+    huge.write_bytes(header + bytes(64))  # a header claiming 80 GB, and 64 bytes of data
+    with pytest.raises(KernelFileError, match=r"huge.npy: kernel of 100000x100000 is too large"):
+        load_kernel_file(huge)
+
+
+def test_an_imagemagick_size_of_4301_digits_is_one_line(tmp_path):
+    size = "9" * 4301
+    with pytest.raises(KernelFileError, match="ImageMagick kernel size is too large"):
+        load_kernel(f"{size}x3: 1,2,3")
+    path = tmp_path / "k.im"
+    path.write_text(f"3x{size}: 1")
+    with pytest.raises(KernelFileError, match="k.im: ImageMagick kernel size is too large"):
+        load_kernel_file(path)
+
+
+def test_a_decimal_comma_is_an_error_with_a_hint(tmp_path):
+    path = tmp_path / "dc.txt"
+    path.write_text("0,25 0,5 0,25\n")
+    with pytest.raises(KernelFileError) as info:
+        load_kernel_file(path)
+    assert str(info.value).startswith(f"{path}:1:1: '0,25' looks like a decimal comma")
+    # commas alone, or commas followed by spaces, are separators
+    assert load_kernel_file(_write(tmp_path / "a.txt", "1,2,1\n")).shape == (1, 3)
+    assert load_kernel_file(_write(tmp_path / "b.txt", "1, 2, 1\n2, 4, 2\n")).shape == (2, 3)
+    assert load_kernel_file(_write(tmp_path / "c.csv", "1,2,1\n")).shape == (1, 3)
+
+
+def _write(path, text):
+    path.write_text(text)
+    return path
