@@ -7,14 +7,26 @@ and where (file, line, column, parameter) without needing a traceback.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def one_line(text: str) -> str:
+    """``text`` with control characters (a newline in a file name, say) escaped: ``\\n``."""
+    return _CONTROL.sub(lambda m: repr(m.group(0))[1:-1], text)
 
 
 class ConvcliError(Exception):
-    """Base class: a problem the user can fix; ``str(err)`` is a one-line message."""
+    """Base class: a problem the user can fix; ``str(err)`` is a one-line message (control
+    characters from file names or arguments are escaped)."""
 
     #: Exit code the CLI uses: 2 for a bad command line, 1 for a failure at run time.
     exit_code: int = 1
+
+    def __str__(self) -> str:
+        return one_line(super().__str__())
 
 
 class UsageError(ConvcliError):

@@ -398,3 +398,40 @@ def test_a_decimal_comma_is_an_error_with_a_hint(tmp_path):
 def _write(path, text):
     path.write_text(text)
     return path
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    text=st.text(
+        alphabet=st.sampled_from(list("0123456789 ,;\t\n.-+eE/x:#[]abcNn")), max_size=120
+    ),
+    ext=st.sampled_from([".txt", ".csv", ".mat", ".im", ".kernel"]),
+)
+def test_any_kernel_text_is_a_kernel_or_one_clear_error(tmp_path_factory, text, ext):
+    from convcli.errors import ConvcliError
+
+    path = tmp_path_factory.mktemp("k") / f"k{ext}"
+    path.write_text(text)
+    for load in (lambda: load_kernel_file(path), lambda: load_kernel(text or "x")):
+        try:
+            kernel = load()
+        except ConvcliError as exc:
+            assert "\n" not in str(exc)
+        else:
+            assert np.all(np.isfinite(kernel.weights))
+
+
+@settings(max_examples=200, deadline=None)
+@given(data=st.binary(max_size=200))
+def test_any_npy_bytes_are_a_kernel_or_one_clear_error(tmp_path_factory, data):
+    from convcli.errors import ConvcliError
+
+    good = io.BytesIO()
+    np.save(good, np.arange(9.0).reshape(3, 3))
+    for blob in (data, good.getvalue()[:10] + data, good.getvalue()[: len(data) % 200]):
+        path = tmp_path_factory.mktemp("n") / "k.npy"
+        path.write_bytes(blob)
+        try:
+            load_kernel_file(path)
+        except ConvcliError as exc:
+            assert "\n" not in str(exc)

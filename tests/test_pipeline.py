@@ -581,3 +581,12 @@ def test_in_place_through_a_symlink_filters_the_file_and_keeps_the_link(tmp_path
     )  # fmt: skip
     np.testing.assert_array_equal(read_samples(real, lazy=False).samples, to_depth(expected.pixels, "8"))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["link.png", "real.png"]
+
+
+def test_control_characters_in_names_are_escaped_in_errors(tmp_path):
+    bad = tmp_path / "a\nb.png"
+    bad.write_bytes(b"not an image")
+    result = CliRunner().invoke(main, ["blur", str(bad), "-o", str(tmp_path / "o.png")])
+    assert result.exit_code == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "a\\nb.png: not an image file" in lines[0]
