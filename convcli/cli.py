@@ -131,6 +131,15 @@ _FILTER_SETTINGS = [
         help="premultiply colour by alpha while filtering (no dark fringes), or "
         "filter alpha as a plain channel.",
     ),
+    click.option(
+        "--nan",
+        "nan_policy",
+        type=click.Choice(["refuse", "zero"]),
+        default="refuse",
+        show_default=True,
+        help="NaN or infinite samples in a float image: refuse it (naming how many), or "
+        "replace them by 0.",
+    ),
     click.option("--quality", type=click.IntRange(1, 100), default=None, help="JPEG/WebP quality."),
     click.option(
         "--max-pixels",
@@ -231,6 +240,7 @@ def _run_filter(
     depth: str | None,
     precision: str,
     alpha_mode: str,
+    nan_policy: str,
     fmt: str | None,
     quality: int | None,
     compress_level: int | None,
@@ -254,6 +264,7 @@ def _run_filter(
         dtype=precision,
         alpha=alpha_mode,
         depth=depth,
+        nonfinite=nan_policy,
     )
 
     def on_read(stored: Any) -> None:
@@ -883,6 +894,7 @@ def batch(
     depth: str | None,
     precision: str,
     alpha_mode: str,
+    nan_policy: str,
     quality: int | None,
     compress_level: int | None,
     max_pixels: int | None,
@@ -939,6 +951,7 @@ def batch(
         dtype=precision,
         alpha=alpha_mode,
         depth=depth,
+        nonfinite=nan_policy,
     )
     settings = JobSettings(
         tuple(kernels),

@@ -34,6 +34,8 @@ if TYPE_CHECKING:  # pragma: no cover
 #: Output range policies: how results outside [0, 1] are brought into the output depth.
 RANGE_POLICIES: tuple[str, ...] = ("clip", "abs", "offset", "rescale", "none")
 ALPHA_MODES: tuple[str, ...] = ("premultiply", "plain")
+#: What happens to NaN and infinite samples of a float image: refused, or replaced by 0.
+NONFINITE_POLICIES: tuple[str, ...] = ("refuse", "zero")
 DEPTHS: tuple[str, ...] = ("8", "16", "float")
 
 #: Samples whose rounded value falls outside [0, max]: below -half a step or above 1 + half.
@@ -53,6 +55,7 @@ class FilterOptions:
     dtype: str = "float32"
     alpha: str = "premultiply"
     depth: str | None = None  #: None: the source's depth
+    nonfinite: str = "refuse"  #: NaN/Inf samples: "refuse" (an error), or "zero" (become 0)
 
 
 @dataclass
@@ -162,6 +165,30 @@ def check_kernel_gain(
         )
 
 
+def count_nonfinite(values: NDArray[np.floating]) -> int:
+    """How many samples are NaN or infinite (one quick sum when there are none)."""
+    from .filtering import _all_finite
+
+    return 0 if _all_finite(values) else int(np.count_nonzero(~np.isfinite(values)))
+
+
+def nonfinite_samples(values: NDArray[np.floating], policy: str) -> NDArray[np.floating]:
+    """``values`` under the NaN/Inf ``policy``: unchanged if all are finite; else refused
+    (:class:`~convcli.errors.FilterError` with the count) or replaced by 0."""
+    from .errors import FilterError
+
+    policy = _check("NaN policy", policy, NONFINITE_POLICIES)
+    count = count_nonfinite(values)
+    if count == 0:
+        return values
+    if policy == "refuse":
+        raise FilterError(
+            f"{count:,} of the image's samples are NaN or infinite; --nan zero replaces them "
+            "by 0"
+        )
+    return np.nan_to_num(values, nan=0.0, posinf=0.0, neginf=0.0)
+
+
 def split_alpha(
     values: NDArray[np.floating], alpha_mode: str
 ) -> tuple[NDArray[np.floating], NDArray[np.floating]]:
@@ -203,6 +230,7 @@ def filter_image(
     ks = prepare_kernels(kernels, options.normalize)
 
     pixels = np.asarray(image.pixels, dtype=dtype)
+    pixels = nonfinite_samples(pixels, options.nonfinite)
     _check_float_range(pixels, ks)
     has_alpha = image.bands in ("LA", "RGBA")
     premultiplied = has_alpha and alpha_mode == "premultiply"

@@ -203,15 +203,52 @@ def test_fft_strips_stay_within_one_level_of_direct(depth):
     assert np.abs(a - b).max() <= 1
 
 
-def test_fft_refuses_nan_and_auto_sends_it_to_direct():
-    samples = np.ones((40, 40, 1), np.float32)
-    samples[5, 5] = np.nan
+def test_nan_and_inf_are_refused_by_default_or_replaced_by_zero():
+    from convcli.errors import FilterError
+
+    samples = RNG.uniform(0, 1, (40, 30, 1)).astype(np.float32)
+    samples[5, 5], samples[7, 3], samples[9, 9] = np.nan, np.inf, -np.inf
     stored = Samples(samples, "L", "float")
-    big = Kernel(np.ones((41, 41)) / 41**2)
-    with pytest.raises(Exception, match="NaN or infinite"):
-        stream_samples(stored, [big], FilterOptions(backend="fft"))
-    stream = stream_samples(stored, [big], FilterOptions(backend="auto"))
-    assert stream.program.plans[0].backend == "direct"
+    box = builtin_kernel("box")
+    message = "3 of the image's samples are NaN or infinite; --nan zero replaces them by 0"
+    with pytest.raises(FilterError, match=message):
+        stream_samples(stored, [box], FilterOptions())
+    image = Image(samples, "L", "float")
+    with pytest.raises(FilterError, match=message):
+        filter_image(image, [box], FilterOptions())
+    for backend in ("direct", "fft"):  # replaced by 0, the FFT backend may run too
+        options = FilterOptions(nonfinite="zero", backend=backend, range_policy="none")
+        got = stream_samples(stored, [box], options, strip_rows=7).collect().samples
+        expected, _ = filter_image(image, [box], options)
+        assert np.all(np.isfinite(got))
+        if backend == "direct":
+            np.testing.assert_array_equal(got, expected.pixels)
+        clean = np.nan_to_num(samples, nan=0.0, posinf=0.0, neginf=0.0)
+        ref, _ = filter_image(Image(clean, "L", "float"), [box], FilterOptions(backend="direct",
+                              range_policy="none"))  # fmt: skip
+        np.testing.assert_allclose(got, ref.pixels, atol=1e-6)
+
+
+def test_cli_nan_policy(tmp_path):
+    import tifffile
+
+    values = np.ones((8, 9), np.float32)
+    values[2, 2] = np.nan
+    tifffile.imwrite(tmp_path / "f.tif", values)
+    runner = CliRunner()
+    result = runner.invoke(main, ["blur", str(tmp_path / "f.tif"), "-o", str(tmp_path / "o.tif")])
+    assert result.exit_code == 1
+    assert result.stderr.strip() == (
+        f"Error: {tmp_path / 'f.tif'}: 1 of the image's samples are NaN or infinite; --nan zero "
+        "replaces them by 0"
+    )
+    assert not (tmp_path / "o.tif").exists()
+    result = runner.invoke(
+        main, ["blur", str(tmp_path / "f.tif"), "-o", str(tmp_path / "o.tif"), "--nan", "zero"]
+    )
+    assert result.exit_code == 0, result.output
+    with read_samples(tmp_path / "o.tif") as out:
+        assert np.all(np.isfinite(out.samples[0:8]))
 
 
 def test_filter_samples_takes_plain_arrays():

@@ -38,6 +38,7 @@ from ..process import (
     _HALF_STEP,
     ALPHA_MODES,
     DEPTHS,
+    NONFINITE_POLICIES,
     RANGE_POLICIES,
     FilterOptions,
     FilterReport,
@@ -45,6 +46,7 @@ from ..process import (
     _check,
     apply_range,
     check_kernel_gain,
+    count_nonfinite,
     edge_operator_kernels,
     prepare_kernels,
     split_alpha,
@@ -81,6 +83,7 @@ class Program:
     policy: str
     depth: str
     bands: str  #: output bands (the input's)
+    zero_nonfinite: bool = False  #: replace NaN/Inf input samples by 0 (``--nan zero``)
 
     @property
     def reach(self) -> tuple[int, int]:
@@ -111,9 +114,11 @@ def _plans(
     for k in kernels:
         plan = plan_filter(shape, k, backend=options.backend, dtype=options.dtype)
         if plan.backend == "fft":
-            if finite is None:
-                finite = stored.depth != "float" or all(
-                    _all_finite(part) for part in _parts(stored)
+            if finite is None:  # NaN/Inf samples to be replaced by 0 count as finite
+                finite = (
+                    stored.depth != "float"
+                    or options.nonfinite == "zero"
+                    or all(_all_finite(part) for part in _parts(stored))
                 )
             if not finite:
                 if options.backend == "fft":
@@ -167,10 +172,25 @@ def plan_program(
         channels = stored.channels
     if policy == "none" and depth != "float":
         raise UsageError("range policy 'none' is only for float output (--depth float)")
+    nonfinite = _check("NaN policy", options.nonfinite, NONFINITE_POLICIES)
+    if stored.depth == "float":
+        count = sum(count_nonfinite(part) for part in _parts(stored))
+        if count and nonfinite == "refuse":
+            raise FilterError(
+                f"{count:,} of the image's samples are NaN or infinite; --nan zero replaces "
+                "them by 0"
+            )
+        if count:
+            options = replace(options, nonfinite="zero")
+        else:
+            options = replace(options, nonfinite="refuse")  # nothing to replace
     check_kernel_gain(
         ks if kind == "chain" else ks[:1],
         dtype,
-        lambda: max(float(np.abs(part).max()) for part in _parts(stored))
+        lambda: max(
+            float(np.abs(np.nan_to_num(part, nan=0.0, posinf=0.0, neginf=0.0)).max())
+            for part in _parts(stored)
+        )
         if stored.depth == "float"
         else 1.0,
     )
@@ -186,6 +206,7 @@ def plan_program(
         policy=policy,
         depth=depth,
         bands=stored.bands,
+        zero_nonfinite=options.nonfinite == "zero",
     )
 
 
@@ -266,6 +287,8 @@ class Stream:
         raw = self.stored.samples[window.rows]
         if self.stored.depth == "float":  # a copy: the steps below work in place
             values = np.array(raw, dtype=np.float32)
+            if p.zero_nonfinite:
+                np.nan_to_num(values, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
         else:
             values = unit_float(raw, self.stored.depth)
         if p.dtype != np.float32:

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import BinaryIO
 
 from ..atomic import open_atomically
-from ..errors import ImageWriteError
+from ..errors import FilterError, ImageWriteError
 from ..image_io import (
     DEFAULT_PNG_LEVEL,
     Samples,
@@ -94,9 +94,14 @@ def filter_file(
     t0 = time.perf_counter()
     stored = read_samples(source, max_pixels=max_pixels)
     read_s = time.perf_counter() - t0
+    source_name = (
+        os.fspath(source) if isinstance(source, (str, os.PathLike)) else "<stream>"
+    )
+    source_name = "<stdin>" if source_name == "-" else source_name
     try:
         return _filter_stored(
             stored, dest, kernels, options, edge=edge, sigma=sigma, format=format,
+            source_name=source_name,
             quality=quality, compress_level=compress_level, strip_rows=strip_rows,
             workers=workers, on_read=on_read, read_s=read_s,
         )  # fmt: skip
@@ -121,10 +126,14 @@ def _filter_stored(
     workers: int | None,
     on_read: Callable[[Samples], None] | None,
     read_s: float,
+    source_name: str,
 ) -> FileReport:
     if on_read is not None:
         on_read(stored)
-    program = plan_program(stored, kernels, options, edge=edge, sigma=sigma)
+    try:
+        program = plan_program(stored, kernels, options, edge=edge, sigma=sigma)
+    except FilterError as exc:  # about this image's content: name the file
+        raise FilterError(f"{source_name}: {exc}") from None
     fmt = check_output(
         dest,
         bands=program.bands,
