@@ -31,7 +31,9 @@ def write_atomically(path: str | os.PathLike[str], data: bytes) -> None:
 
 
 @contextlib.contextmanager
-def open_atomically(path: str | os.PathLike[str]) -> Iterator[BinaryIO]:
+def open_atomically(
+    path: str | os.PathLike[str], *, exclusive: bool = False
+) -> Iterator[BinaryIO]:
     """A binary file to write ``path`` through, atomically: the data goes to a temporary
     file in the same folder, which is flushed to disk and renamed into place when the
     ``with`` block ends normally, and removed if it ends by any exception (Ctrl-C
@@ -40,6 +42,10 @@ def open_atomically(path: str | os.PathLike[str]) -> Iterator[BinaryIO]:
     A ``path`` that is a symbolic link writes the file it points to (atomically, beside
     it) and keeps the link.  A device, FIFO or socket (``/dev/null``, ``/dev/stdout``) is
     written into as a stream, as standard output is, and never replaced.
+
+    ``exclusive``: never replace a file; if one exists at ``path`` when the data is complete
+    (another run wrote it meanwhile), raise :class:`FileExistsError` and keep it.  The
+    temporary file is linked into place, which fails if the name exists.
     """
     target = Path(path)
     if target.is_symlink():  # write the file the link points to, beside it; the link stays
@@ -77,8 +83,22 @@ def open_atomically(path: str | os.PathLike[str]) -> Iterator[BinaryIO]:
             os.chmod(tmp, mode)
         except OSError:
             pass
-        os.replace(tmp, target)
-        tmp = None
+        if exclusive:
+            try:
+                os.link(tmp, target)  # fails if the name exists: no clobbering, no race
+            except FileExistsError:
+                raise
+            except OSError:  # a file system without hard links: check, then rename
+                if target.exists():
+                    raise FileExistsError(17, "File exists", str(target)) from None
+                os.replace(tmp, target)
+                tmp = None
+            else:
+                os.unlink(tmp)
+                tmp = None
+        else:
+            os.replace(tmp, target)
+            tmp = None
     finally:
         if tmp is not None:
             try:

@@ -271,6 +271,7 @@ def run_batch(
     ``interrupted`` set.
     """
     check_existing(plan, skip_existing=skip_existing, overwrite=overwrite)
+    settings = replace(settings, overwrite=overwrite)
     summary = BatchSummary()
     notify = on_result or (lambda r: None)
     for folder, reason in plan.unreadable:  # the folders the plan could not look into

@@ -457,3 +457,40 @@ def test_counts_warnings_quiet_and_the_report_settings(tmp_path):
     # --quiet: the failure line only: no table, no warnings (anim.gif's is in the report)
     assert "batch summary" not in result.stderr and "Warning" not in result.stderr
     assert f"failed: {src / 'broken.png'}: not an image file" in result.stderr
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_an_output_that_appears_after_planning_is_never_replaced(tmp_path, jobs):
+    src, out = tmp_path / "in", tmp_path / "out"
+    make_tree(src, n=3)
+    plan = plan_batch(src, out, recursive=True)
+    settings = JobSettings((builtin_kernel("box"),), FilterOptions())
+    late = Path(plan.jobs[0].output)  # another run writes it after this one planned
+    late.parent.mkdir(parents=True, exist_ok=True)
+    late.write_bytes(b"written by another run")
+    summary = run_batch(plan, settings, jobs=jobs)
+    failed = [r for r in summary.results if r.status == "failed"]
+    assert [r.output for r in failed] == [str(late)]
+    assert failed[0].reason == (
+        f"{late}: already exists (written by another run meanwhile?); kept, not replaced"
+    )
+    assert late.read_bytes() == b"written by another run"
+    assert sum(r.status == "processed" for r in summary.results) == len(plan.jobs) - 1
+    assert not [p for p in out.rglob(".convcli-*")]
+    # with --overwrite it is replaced
+    summary = run_batch(plan_batch(src, out, recursive=True), settings, jobs=jobs, overwrite=True)
+    assert all(r.status == "processed" for r in summary.results)
+    assert late.read_bytes() != b"written by another run" and late.stat().st_size > 100
+
+
+def test_exclusive_atomic_write_keeps_what_is_there(tmp_path):
+    from convcli.atomic import open_atomically
+
+    target = tmp_path / "t.bin"
+    with open_atomically(target, exclusive=True) as fh:
+        fh.write(b"first")
+    with pytest.raises(FileExistsError):
+        with open_atomically(target, exclusive=True) as fh:
+            fh.write(b"second")
+    assert target.read_bytes() == b"first"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["t.bin"]

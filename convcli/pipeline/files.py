@@ -71,6 +71,7 @@ def filter_file(
     strip_rows: int | None = None,
     workers: int | None = None,
     on_read: Callable[[Samples], None] | None = None,
+    exclusive: bool = False,
 ) -> FileReport:
     """Filter an image file into another, strip by strip.
 
@@ -79,7 +80,9 @@ def filter_file(
     :func:`convcli.edge_image`); the result is the same to the bit.  ``"-"`` reads
     standard input or writes standard output (then ``format`` is needed).
     ``max_pixels``: see :func:`convcli.image_io.read_samples`.  ``on_read`` is called
-    with the decoded samples before any filtering (to print warnings, say).  The output
+    with the decoded samples before any filtering (to print warnings, say).  ``exclusive``:
+    never replace an existing output (an :class:`~convcli.errors.ImageWriteError` if one is
+    there when the result is complete, and it is kept).  The output
     is checked (format, depth, folder) before filtering; errors are
     :class:`~convcli.errors.ConvcliError` with one-line messages naming the file.
 
@@ -101,7 +104,7 @@ def filter_file(
     try:
         return _filter_stored(
             stored, dest, kernels, options, edge=edge, sigma=sigma, format=format,
-            source_name=source_name,
+            source_name=source_name, exclusive=exclusive,
             quality=quality, compress_level=compress_level, strip_rows=strip_rows,
             workers=workers, on_read=on_read, read_s=read_s,
         )  # fmt: skip
@@ -127,6 +130,7 @@ def _filter_stored(
     on_read: Callable[[Samples], None] | None,
     read_s: float,
     source_name: str,
+    exclusive: bool,
 ) -> FileReport:
     if on_read is not None:
         on_read(stored)
@@ -151,9 +155,9 @@ def _filter_stored(
     is_path = isinstance(dest, (str, os.PathLike)) and os.fspath(dest) != "-"
     if fmt in ("PNG", "TIFF") and is_path:
         if fmt == "PNG":
-            _stream_png(stream, os.fspath(dest), compress_level)  # type: ignore[arg-type]
+            _stream_png(stream, os.fspath(dest), compress_level, exclusive)  # type: ignore[arg-type]
         else:
-            _stream_tiff(stream, os.fspath(dest))  # type: ignore[arg-type]
+            _stream_tiff(stream, os.fspath(dest), exclusive)  # type: ignore[arg-type]
         report.streamed = True
         report.filter_s = time.perf_counter() - t1
     else:
@@ -164,7 +168,7 @@ def _filter_stored(
         name = os.fspath(dest) if isinstance(dest, (str, os.PathLike)) else "<stream>"
         data = encode_samples(out, fmt, quality=quality, compress_level=compress_level, name=name)
         if is_path:
-            _write(name, data)
+            _write(name, data, exclusive)
         elif isinstance(dest, (str, os.PathLike)):
             sys.stdout.buffer.write(data)
             sys.stdout.buffer.flush()
@@ -174,19 +178,24 @@ def _filter_stored(
     return report
 
 
-def _write(name: str, data: bytes) -> None:
+_EXISTS = "already exists (written by another run meanwhile?); kept, not replaced"
+
+
+def _write(name: str, data: bytes, exclusive: bool) -> None:
     try:
-        with open_atomically(name) as fh:
+        with open_atomically(name, exclusive=exclusive) as fh:
             fh.write(data)
+    except FileExistsError:
+        raise ImageWriteError(f"{name}: {_EXISTS}") from None
     except OSError as exc:
         raise ImageWriteError(f"{name}: cannot write ({exc.strerror or exc})") from None
 
 
-def _stream_png(stream: Stream, name: str, compress_level: int | None) -> None:
+def _stream_png(stream: Stream, name: str, compress_level: int | None, exclusive: bool) -> None:
     meta = stream.stored.meta
     level = DEFAULT_PNG_LEVEL if compress_level is None else compress_level
     try:
-        with open_atomically(name) as fh:
+        with open_atomically(name, exclusive=exclusive) as fh:
             writer = PngWriter(
                 fh, stream.width, stream.height, stream.bands, stream.dtype, level=level,
                 icc_profile=meta.icc_profile, dpi=meta.dpi, exif=meta.exif,
@@ -199,18 +208,22 @@ def _stream_png(stream: Stream, name: str, compress_level: int | None) -> None:
             except BaseException:
                 writer.abort()
                 raise
+    except FileExistsError:
+        raise ImageWriteError(f"{name}: {_EXISTS}") from None
     except OSError as exc:
         raise ImageWriteError(f"{name}: cannot write ({exc.strerror or exc})") from None
 
 
-def _stream_tiff(stream: Stream, name: str) -> None:
+def _stream_tiff(stream: Stream, name: str, exclusive: bool) -> None:
     meta = stream.stored.meta
     try:
-        with open_atomically(name) as fh:
+        with open_atomically(name, exclusive=exclusive) as fh:
             write_tiff(
                 fh, stream, height=stream.height, width=stream.width, bands=stream.bands,
                 dtype=stream.dtype, icc_profile=meta.icc_profile, dpi=meta.dpi,
                 tags=tiff_tags(meta), pool=executor(), workers=stream.workers,
             )  # fmt: skip
+    except FileExistsError:
+        raise ImageWriteError(f"{name}: {_EXISTS}") from None
     except OSError as exc:
         raise ImageWriteError(f"{name}: cannot write ({exc.strerror or exc})") from None

@@ -37,6 +37,10 @@ class JobSettings:
     threads: int | None = None
     #: Refuse images of more pixels (None: the default limit, 0: none).
     max_pixels: int | None = None
+    #: Replace outputs that exist (``--overwrite``).  Without it an output is created only if
+    #: its name is free when the result is complete: one that another run wrote meanwhile
+    #: is kept, and this image fails.
+    overwrite: bool = False
 
 
 @dataclass
@@ -82,6 +86,7 @@ def run_job(job: Job, settings: JobSettings) -> JobResult:
                 quality=settings.quality,
                 compress_level=settings.compress_level,
                 max_pixels=settings.max_pixels,
+                exclusive=not settings.overwrite,
             )
         result.read_s, result.filter_s, result.write_s = (
             report.read_s, report.filter_s, report.write_s,
