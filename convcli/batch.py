@@ -329,13 +329,17 @@ def _run_pool(todo: list[Job], settings: JobSettings, jobs: int) -> Iterator[Job
     A worker that dies (killed, out of memory) breaks the pool, and every image in
     flight with it: those are then run again one at a time, each in a worker of
     its own, so only the image that kills its worker again fails
-    (:data:`WORKER_DIED`); a new pool takes the rest.
+    (:data:`WORKER_DIED`); a new pool takes the rest.  Those reruns may replace their
+    outputs: this run's other worker may have finished one before the pool broke.
     """
     queue = iter(todo)
     suspects: list[Job] = []
+    # an image in flight when the pool broke may have been written already by this run's
+    # other worker (its result lost with the pool): its rerun may replace that output
+    rerun = replace(settings, overwrite=True)
     while True:
         for job in suspects:
-            yield _run_alone(job, settings)
+            yield _run_alone(job, rerun)
         suspects = []
         pool = ProcessPoolExecutor(max_workers=jobs, initializer=_worker_init)
         pending: dict[Future[JobResult], Job] = {}
