@@ -54,7 +54,7 @@ transparent in both results never count, whatever their hidden colours.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -557,7 +557,7 @@ def compare_samples(
     from .errors import FilterError, UsageError
     from .filtering import _all_finite, plan_filter
     from .image_io import unit_float
-    from .pipeline.engine import executor
+    from .pipeline.engine import in_order
     from .pipeline.strips import parallel_reach, strip_windows, window_rows
 
     if alpha not in ALPHA_MODES:
@@ -637,21 +637,8 @@ def compare_samples(
         flip = correlate(values, kernel.rotated(), keep)
         return conv, corr, flip
 
-    def run(job):
-        if n_workers == 1:
-            for w in windows:
-                yield job(w)
-            return
-        pool = executor()
-        from collections import deque
-
-        queue: deque = deque()
-        for w in windows:
-            queue.append(pool.submit(job, w))
-            if len(queue) >= 2 * n_workers:
-                yield queue.popleft().result()
-        while queue:
-            yield queue.popleft().result()
+    def run(job: Callable) -> Iterator:
+        return in_order(job, windows, n_workers)
 
     stretch: dict[str, tuple[float, float] | None] = {"conv": None, "corr": None, "flip": None}
     found_bounds = stretch

@@ -20,9 +20,11 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
+
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -66,6 +68,31 @@ def executor() -> ThreadPoolExecutor:
     return direct.executor()
 
 
+def in_order(fn: Callable[[Any], Any], items: Sequence[Any], workers: int) -> Iterator[Any]:
+    """``fn(item)`` for every item, in order: on the strip pool with at most ``2 * workers``
+    in flight (``workers`` 1: in this thread).  When the caller stops early or a job fails,
+    the jobs not started are cancelled and the running ones waited for."""
+    if workers <= 1:
+        for item in items:
+            yield fn(item)
+        return
+    pool = executor()
+    pending: deque[Future] = deque()
+    try:
+        for item in items:
+            pending.append(pool.submit(fn, item))
+            if len(pending) >= 2 * workers:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+    finally:
+        for f in pending:
+            f.cancel()
+        for f in pending:
+            if not f.cancelled():
+                f.exception()  # wait: no job outlives the caller
+
+
 @dataclass(frozen=True)
 class Program:
     """What the engine computes from an image's stored samples."""
@@ -106,11 +133,15 @@ def _parts(stored: Samples, rows: int = 1024) -> Iterator[NDArray]:
 
 
 def _plans(
-    stored: Samples, kernels: Sequence[Kernel], options: FilterOptions, channels: int
+    stored: Samples,
+    kernels: Sequence[Kernel],
+    options: FilterOptions,
+    channels: int,
+    finite: bool | None = None,
 ) -> tuple[Plan, ...]:
+    """The plan of each kernel on the whole image (``finite``: known already, or None)."""
     shape = (stored.height, stored.width, channels)
     plans = []
-    finite: bool | None = None
     for k in kernels:
         plan = plan_filter(shape, k, backend=options.backend, dtype=options.dtype)
         if plan.backend == "fft":
@@ -173,6 +204,7 @@ def plan_program(
     if policy == "none" and depth != "float":
         raise UsageError("range policy 'none' is only for float output (--depth float)")
     nonfinite = _check("NaN policy", options.nonfinite, NONFINITE_POLICIES)
+    finite: bool | None = True if stored.depth != "float" else None
     if stored.depth == "float":
         count = sum(count_nonfinite(part) for part in _parts(stored))
         if count and nonfinite == "refuse":
@@ -184,6 +216,7 @@ def plan_program(
             options = replace(options, nonfinite="zero")
         else:
             options = replace(options, nonfinite="refuse")  # nothing to replace
+        finite = True  # as filtered: no NaN/Inf left
     check_kernel_gain(
         ks if kind == "chain" else ks[:1],
         dtype,
@@ -196,7 +229,7 @@ def plan_program(
     )
     return Program(
         kernels=tuple(ks),
-        plans=_plans(stored, ks, options, channels),
+        plans=_plans(stored, ks, options, channels, finite),
         kind=kind,
         op=options.op,
         mode=options.mode,
@@ -360,26 +393,9 @@ class Stream:
     def _run(
         self, stretch: tuple[float, float] | None, bounds_only: bool
     ) -> Iterator[_StripResult]:
-        if self.workers == 1:
-            for w in self.windows:
-                yield self._strip(w, stretch, bounds_only)
-            return
-        pool = executor()
-        pending: deque[Future] = deque()
-        ahead = 2 * self.workers
-        try:
-            for w in self.windows:
-                pending.append(pool.submit(self._strip, w, stretch, bounds_only))
-                if len(pending) >= ahead:
-                    yield pending.popleft().result()
-            while pending:
-                yield pending.popleft().result()
-        finally:
-            for f in pending:
-                f.cancel()
-            for f in pending:
-                if not f.cancelled():
-                    f.exception()  # wait: no strip outlives the stream
+        return in_order(
+            lambda w: self._strip(w, stretch, bounds_only), self.windows, self.workers
+        )
 
     def __iter__(self) -> Iterator[NDArray]:
         t0 = time.perf_counter()
