@@ -9,7 +9,9 @@ writes (images, kernels, matrices, reports) goes through :func:`write_atomically
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
+import socket
 import stat
 import tempfile
 from collections.abc import Iterator
@@ -18,6 +20,61 @@ from typing import BinaryIO
 
 #: Prefix and suffix of the temporary files (``convcli batch`` cleans up leftovers).
 TEMP_PREFIX, TEMP_SUFFIX = ".convcli-", ".part"
+
+
+def _host_tag() -> str:
+    # 8 hex digits naming this machine: folders on a shared file system (a Dask cluster)
+    # hold temporaries of writers on other hosts, whose process ids mean nothing here
+    return hashlib.sha1(socket.gethostname().encode("utf-8", "replace")).hexdigest()[:8]
+
+
+def temp_prefix() -> str:
+    """The prefix of this process's temporary files: ``.convcli-<host>-<pid>-``; the
+    writer of a leftover can then be told alive or gone (:func:`writer_gone`)."""
+    return f"{TEMP_PREFIX}{_host_tag()}-{os.getpid()}-"
+
+
+def writer_gone(name: str) -> bool:
+    """Whether the process that wrote the temporary file ``name`` provably no longer runs.
+
+    True only for a name this version writes, from this host, whose process id is not a
+    running process.  Anything else (another host, a live process, which may be an
+    unrelated one that reuses the id, an older name without a process id) counts as
+    possibly alive: its file is kept.
+    """
+    if not (name.startswith(TEMP_PREFIX) and name.endswith(TEMP_SUFFIX)):
+        return False
+    parts = name[len(TEMP_PREFIX) :].split("-", 2)
+    if len(parts) != 3 or parts[0] != _host_tag() or not parts[1].isdigit():
+        return False
+    pid = int(parts[1])
+    if pid == os.getpid():
+        return False  # this process: a write still in progress here
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except (PermissionError, OverflowError):
+        return False  # a live process of another user (or a nonsense id: keep the file)
+    return False
+
+
+def remove_stale_temporaries(folder: str | os.PathLike[str]) -> int:
+    """Remove the temporary files in ``folder`` whose writers are gone (killed mid-write:
+    SIGKILL, out of memory); returns how many.  Live writers' files are never touched."""
+    removed = 0
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return 0
+    for name in names:
+        if writer_gone(name):
+            try:
+                os.unlink(os.path.join(folder, name))
+                removed += 1
+            except OSError:
+                pass
+    return removed
 
 
 def write_atomically(path: str | os.PathLike[str], data: bytes) -> None:
@@ -31,9 +88,7 @@ def write_atomically(path: str | os.PathLike[str], data: bytes) -> None:
 
 
 @contextlib.contextmanager
-def open_atomically(
-    path: str | os.PathLike[str], *, exclusive: bool = False
-) -> Iterator[BinaryIO]:
+def open_atomically(path: str | os.PathLike[str], *, exclusive: bool = False) -> Iterator[BinaryIO]:
     """A binary file to write ``path`` through, atomically: the data goes to a temporary
     file in the same folder, which is flushed to disk and renamed into place when the
     ``with`` block ends normally, and removed if it ends by any exception (Ctrl-C
@@ -67,7 +122,7 @@ def open_atomically(
         raise IsADirectoryError(21, "is a directory")
     tmp: str | None = None
     try:
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=TEMP_PREFIX, suffix=TEMP_SUFFIX)
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=temp_prefix(), suffix=TEMP_SUFFIX)
         os.close(fd)
         with open(tmp, "wb") as fh:  # by name: writers such as tifffile want fh.name a path
             yield fh

@@ -16,9 +16,11 @@ The library never prints: progress goes through a callback that receives each
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import os
 import signal
+import threading
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -27,7 +29,7 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-from .atomic import TEMP_PREFIX, TEMP_SUFFIX
+from .atomic import remove_stale_temporaries
 from .errors import UsageError
 from .pipeline.job import Job, JobResult, JobSettings, run_job
 
@@ -222,34 +224,81 @@ def check_existing(plan: BatchPlan, *, skip_existing: bool, overwrite: bool) -> 
         )
 
 
-def _worker_init() -> None:
-    # Workers leave SIGINT to the parent, which stops them in order (no tracebacks).
+def _worker_init(parent: int | None = None) -> None:
+    """Set up a pool worker: SIGINT is left to the parent, which stops the workers in
+    order (no tracebacks), and the worker ends when the parent does (killed, out of
+    memory), instead of waiting on its queue forever."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if parent is None:
+        return
+    if os.getppid() == parent and _die_with_parent() and os.getppid() == parent:
+        return  # (checked again: the parent may have died before prctl took effect)
+    # no prctl, or not forked by the batch process itself (forkserver): watch its pid
+    threading.Thread(target=_watch_parent, args=(parent,), daemon=True).start()
+
+
+def _die_with_parent() -> bool:
+    """Ask Linux to send this process SIGTERM when its parent ends (PR_SET_PDEATHSIG)."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.prctl(1, signal.SIGTERM, 0, 0, 0) == 0  # 1: PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return False
+
+
+def _watch_parent(parent: int) -> None:
+    while True:
+        try:
+            os.kill(parent, 0)
+        except ProcessLookupError:
+            os._exit(1)  # orphaned: a temporary file it leaves is removed by the next run
+        except PermissionError:
+            pass
+        time.sleep(0.5)
+
+
+def _new_pool(workers: int) -> ProcessPoolExecutor:
+    return ProcessPoolExecutor(
+        max_workers=workers, initializer=_worker_init, initargs=(os.getpid(),)
+    )
+
+
+@contextlib.contextmanager
+def _sigint_after_forks() -> Iterator[None]:
+    """Hold a Ctrl-C back while worker processes start, and raise it afterwards.
+
+    A KeyboardInterrupt raised inside ``os.fork``'s at-fork hooks (logging has one) is
+    printed and dropped by Python, so a SIGINT landing in that window was lost and the
+    batch ran on.  Here the signal only sets a flag until the forks are done.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers belong to the main thread, where SIGINT is raised
+        return
+    caught: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous if previous is not None else signal.SIG_DFL)
+    if caught:
+        raise KeyboardInterrupt
 
 
 def remove_temporaries(plan: BatchPlan) -> int:
-    """Remove leftover temporary files of atomic writes in the output folders of ``plan``."""
+    """Remove the temporary files of atomic writes that stopped writers left in the output
+    folders of ``plan`` (their process is gone); returns how many."""
     return _remove_temporaries(plan.jobs)
 
 
 def _remove_temporaries(jobs: Sequence[Job]) -> int:
-    """Remove temporary files of atomic writes in the output folders of ``jobs`` (left by a
-    worker stopped mid-write); returns how many."""
-    removed = 0
+    """Remove the temporary files whose writers are gone in the output folders of ``jobs``;
+    a concurrent run's live temporaries are kept."""
     folders = {str(Path(j.output).parent) for j in jobs}
-    for folder in folders:
-        try:
-            names = os.listdir(folder)
-        except OSError:
-            continue
-        for name in names:
-            if name.startswith(TEMP_PREFIX) and name.endswith(TEMP_SUFFIX):
-                try:
-                    os.unlink(os.path.join(folder, name))
-                    removed += 1
-                except OSError:
-                    pass
-    return removed
+    return sum(remove_stale_temporaries(folder) for folder in folders)
 
 
 def run_batch(
@@ -271,6 +320,7 @@ def run_batch(
     ``interrupted`` set.
     """
     check_existing(plan, skip_existing=skip_existing, overwrite=overwrite)
+    remove_temporaries(plan)  # left by an earlier run that was killed mid-write
     settings = replace(settings, overwrite=overwrite)
     summary = BatchSummary()
     notify = on_result or (lambda r: None)
@@ -341,13 +391,14 @@ def _run_pool(todo: list[Job], settings: JobSettings, jobs: int) -> Iterator[Job
         for job in suspects:
             yield _run_alone(job, rerun)
         suspects = []
-        pool = ProcessPoolExecutor(max_workers=jobs, initializer=_worker_init)
+        pool = _new_pool(jobs)
         pending: dict[Future[JobResult], Job] = {}
         try:
-            for job in queue:
-                pending[pool.submit(run_job, job, settings)] = job
-                if len(pending) >= 2 * jobs:
-                    break
+            with _sigint_after_forks():  # the workers are forked on the first submit
+                for job in queue:
+                    pending[pool.submit(run_job, job, settings)] = job
+                    if len(pending) >= 2 * jobs:
+                        break
             while pending and not suspects:
                 done, _ = wait(pending, return_when=FIRST_COMPLETED)
                 for future in done:
@@ -360,7 +411,8 @@ def _run_pool(todo: list[Job], settings: JobSettings, jobs: int) -> Iterator[Job
                     yield result
                     nxt = next(queue, None)
                     if nxt is not None:
-                        pending[pool.submit(run_job, nxt, settings)] = nxt
+                        with _sigint_after_forks():  # a start method may fork here too
+                            pending[pool.submit(run_job, nxt, settings)] = nxt
         except BaseException:
             _stop(pool, pending)
             raise
@@ -375,15 +427,18 @@ def _run_pool(todo: list[Job], settings: JobSettings, jobs: int) -> Iterator[Job
 
 def _run_alone(job: Job, settings: JobSettings) -> JobResult:
     """One job in a worker process of its own: a failed result if that worker dies."""
-    pool = ProcessPoolExecutor(max_workers=1, initializer=_worker_init)
-    future = pool.submit(run_job, job, settings)
+    pool = _new_pool(1)
+    future: Future[JobResult] | None = None
     try:
+        with _sigint_after_forks():
+            future = pool.submit(run_job, job, settings)
         return future.result()
     except BrokenProcessPool:
+        pool.shutdown(wait=True)  # the dead worker reaped: its process id is gone
         _remove_temporaries([job])
         return JobResult(job.input, job.output, "failed", reason=WORKER_DIED)
     except BaseException:
-        _stop(pool, {future: job})
+        _stop(pool, {future: job} if future is not None else {})
         raise
     finally:
         pool.shutdown(wait=True)
