@@ -20,7 +20,7 @@ import numpy as np
 import scipy.signal
 from numpy.typing import NDArray
 
-from .errors import UsageError
+from .errors import PathError, UsageError
 from .filtering import BACKENDS, filter_array
 from .kernels import Kernel
 
@@ -373,7 +373,7 @@ def save_matrix(matrix: NDArray[np.float64], path: str) -> None:
     try:
         write_atomically(p, buf.getvalue())
     except OSError as exc:
-        raise UsageError(f"{path}: cannot write the matrix ({exc.strerror or exc})") from None
+        raise PathError(f"{path}: cannot write the matrix ({exc.strerror or exc})") from None
 
 
 def check_matrix_path(path: str) -> None:
@@ -385,4 +385,4 @@ def check_matrix_path(path: str) -> None:
         raise UsageError(f"cannot tell the matrix format from '{p.name}'; use .npy or .csv")
     folder = p.parent if str(p.parent) else Path(".")
     if not folder.is_dir():
-        raise UsageError(f"{path}: folder '{folder}' does not exist")
+        raise PathError(f"{path}: folder '{folder}' does not exist")

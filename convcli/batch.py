@@ -30,7 +30,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from .atomic import remove_stale_temporaries
-from .errors import UsageError
+from .errors import PathError, UsageError
 from .pipeline.job import Job, JobResult, JobSettings, run_job
 
 #: Extensions read as images.
@@ -108,13 +108,13 @@ def iter_files(root: Path, recursive: bool, walk: _Walk | None = None) -> Iterat
     Hidden entries, links to folders (which could loop) and special files are
     passed over and counted in ``walk.other``; a sub-folder that cannot be listed
     is recorded in ``walk.unreadable`` and the walk goes on.  ``root`` itself must
-    be listable (:class:`UsageError`).
+    be listable (:class:`PathError`).
     """
     walk = walk if walk is not None else _Walk()
     try:
         yield from _walk(root, recursive, walk)
     except _Unlistable as exc:
-        raise UsageError(f"{exc.folder}: {exc.reason}") from None
+        raise PathError(f"{exc.folder}: {exc.reason}") from None
 
 
 def _walk(folder: Path, recursive: bool, walk: _Walk) -> Iterator[Path]:
@@ -145,7 +145,7 @@ def plan_batch(
     patterns: Sequence[str] = (),
     fmt: str | None = None,
 ) -> BatchPlan:
-    """Find the images, map them to outputs, and refuse unsafe batches (:class:`UsageError`).
+    """Find the images, map them to outputs, and refuse unsafe batches (:class:`PathError`).
 
     Refused before any work: an output folder that is the input folder or lies
     inside it, and any output that would land inside the input folder (an input
@@ -155,11 +155,11 @@ def plan_batch(
     src = Path(os.path.abspath(input_dir))
     dst = Path(os.path.abspath(output_dir))
     if not src.is_dir():
-        raise UsageError(f"{input_dir}: input folder does not exist or is not a folder")
+        raise PathError(f"{input_dir}: input folder does not exist or is not a folder")
     if dst.exists() and not dst.is_dir():
-        raise UsageError(f"{output_dir}: output exists and is not a folder")
+        raise PathError(f"{output_dir}: output exists and is not a folder")
     if is_same_or_inside(dst, src):
-        raise UsageError(
+        raise PathError(
             f"output folder '{output_dir}' is the input folder or lies inside it; choose another"
         )
     if fmt is not None and fmt not in FORMAT_EXTENSIONS:
@@ -185,7 +185,7 @@ def plan_batch(
         out = dst / rel.parent / (path.stem + ext)
         if out.parent not in checked_folders:
             if is_same_or_inside(out.parent, src):
-                raise UsageError(
+                raise PathError(
                     f"'{rel}' would be written to '{out}', inside the input folder "
                     f"'{input_dir}' (the input lies inside the output, or a link leads "
                     "there); choose an output folder apart from the input"
@@ -193,7 +193,7 @@ def plan_batch(
             checked_folders.add(out.parent)
         key = os.path.normcase(str(out))
         if key in by_output:
-            raise UsageError(
+            raise PathError(
                 f"'{by_output[key]}' and '{rel}' would both be written to '{out}'; "
                 "rename one or use --format"
             )
@@ -218,7 +218,7 @@ def check_existing(plan: BatchPlan, *, skip_existing: bool, overwrite: bool) -> 
         raise UsageError("give --skip-existing or --overwrite, not both")
     if plan.existing and not (skip_existing or overwrite):
         first = plan.existing[0].output
-        raise UsageError(
+        raise PathError(
             f"{len(plan.existing)} output(s) already exist (first: '{first}'); "
             "use --skip-existing to keep them or --overwrite to replace them"
         )

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 
-from .errors import UsageError
+from .errors import ConvcliError, UsageError
 from .pipeline.job import Job, JobResult, JobSettings, run_job
 
 
@@ -21,7 +21,7 @@ def run_on_dask(
     try:
         from distributed import Client, LocalCluster, as_completed
     except ImportError:
-        raise UsageError(
+        raise ConvcliError(
             "the dask executor needs the optional extra: pip install 'convcli[dask]'"
         ) from None
     cluster = None
@@ -35,7 +35,7 @@ def run_on_dask(
             )  # fmt: skip
             client = Client(cluster)
     except (OSError, TimeoutError) as exc:
-        raise UsageError(f"cannot reach the Dask scheduler '{scheduler}': {exc}") from None
+        raise ConvcliError(f"cannot reach the Dask scheduler '{scheduler}': {exc}") from None
     try:
         scattered = client.scatter(settings, broadcast=True)
         futures = [

@@ -64,8 +64,10 @@ def handle_errors(fn: F) -> F:
         except OSError as exc:  # a file operation no more specific error caught
             if debug:
                 raise
+            from .errors import one_line
+
             where = f"{exc.filename}: " if exc.filename else ""
-            click.echo(f"Error: {where}{exc.strerror or exc}", err=True)
+            click.echo(f"Error: {one_line(where + str(exc.strerror or exc))}", err=True)
             sys.exit(1)
 
     return wrapper  # type: ignore[return-value]
@@ -172,7 +174,7 @@ def filter_options(fn: F) -> F:
         click.option(
             "-o",
             "--output",
-            type=click.Path(dir_okay=False, allow_dash=True),
+            type=click.Path(allow_dash=True),
             help="Output image (format by extension; '-' for stdout with --format).",
         ),
         click.option(
@@ -219,7 +221,9 @@ def _resolve_output(input_path: str, output: str | None, in_place: bool) -> str:
     if output is None:
         raise UsageError("missing -o/--output (or --in-place to overwrite the input)")
     if input_path != "-" and output != "-" and _same_file(input_path, output):
-        raise UsageError(
+        from .errors import PathError
+
+        raise PathError(
             f"output '{output}' is the input file; refusing to overwrite it "
             "(use --in-place if you mean to)"
         )
@@ -344,7 +348,7 @@ def main() -> None:
 
 
 @main.command()
-@click.argument("input_path", metavar="INPUT", type=click.Path(dir_okay=False, allow_dash=True))
+@click.argument("input_path", metavar="INPUT", type=click.Path(allow_dash=True))
 @click.option(
     "-k",
     "--kernel",
@@ -384,7 +388,7 @@ def apply(
 
 
 @main.command()
-@click.argument("input_path", metavar="INPUT", type=click.Path(dir_okay=False, allow_dash=True))
+@click.argument("input_path", metavar="INPUT", type=click.Path(allow_dash=True))
 @click.option(
     "--sigma",
     type=float,
@@ -420,7 +424,7 @@ def blur(input_path: str, sigma: float, box_size: int | None, **opts: Any) -> No
 
 
 @main.command()
-@click.argument("input_path", metavar="INPUT", type=click.Path(dir_okay=False, allow_dash=True))
+@click.argument("input_path", metavar="INPUT", type=click.Path(allow_dash=True))
 @click.option(
     "--amount",
     type=float,
@@ -455,7 +459,7 @@ def sharpen(input_path: str, amount: float, sigma: float | None, **opts: Any) ->
 
 
 @main.command()
-@click.argument("input_path", metavar="INPUT", type=click.Path(dir_okay=False, allow_dash=True))
+@click.argument("input_path", metavar="INPUT", type=click.Path(allow_dash=True))
 @click.option(
     "--operator",
     type=click.Choice(["sobel", "prewitt", "scharr", "laplacian", "log"]),
@@ -477,7 +481,7 @@ def edge(input_path: str, operator: str, **opts: Any) -> None:
 
 
 @main.command()
-@click.argument("input_path", metavar="INPUT", type=click.Path(dir_okay=False, allow_dash=True))
+@click.argument("input_path", metavar="INPUT", type=click.Path(allow_dash=True))
 @click.option(
     "-k",
     "--kernel",
@@ -490,7 +494,7 @@ def edge(input_path: str, operator: str, **opts: Any) -> None:
     "-o",
     "--output",
     "panel_path",
-    type=click.Path(dir_okay=False),
+    type=click.Path(),
     default=None,
     help="Write the side-by-side panel image here (PNG recommended).",
 )
@@ -534,7 +538,7 @@ def edge(input_path: str, operator: str, **opts: Any) -> None:
 )
 @click.option(
     "--save-results",
-    type=click.Path(file_okay=False),
+    type=click.Path(),
     default=None,
     metavar="DIR",
     help="Also write the convolution, correlation and "
@@ -683,7 +687,7 @@ def _numbers(text: str, what: str) -> list[float]:
 )
 @click.option(
     "--save-matrix",
-    type=click.Path(dir_okay=False),
+    type=click.Path(),
     default=None,
     help="Write the matrix M (.npy or .csv).",
 )
@@ -811,13 +815,13 @@ def probe(backends: tuple[str, ...]) -> None:
 
 
 @main.command()
-@click.argument("input_dir", metavar="INPUT_DIR", type=click.Path(file_okay=False))
+@click.argument("input_dir", metavar="INPUT_DIR", type=click.Path())
 @click.option(
     "-o",
     "--output",
     "output_dir",
     required=True,
-    type=click.Path(file_okay=False),
+    type=click.Path(),
     help="Output folder (created; must not be INPUT_DIR or inside it).",
 )
 @click.option(
@@ -861,7 +865,7 @@ def probe(backends: tuple[str, ...]) -> None:
 @click.option(
     "--report",
     "report_path",
-    type=click.Path(dir_okay=False),
+    type=click.Path(),
     default=None,
     help="Write a JSON report of every file, the options and library versions.",
 )
@@ -967,7 +971,9 @@ def batch(
     try:  # the output folder now: a path that cannot be a folder fails once, not per image
         os.makedirs(plan.output_dir, exist_ok=True)
     except OSError as exc:
-        raise UsageError(
+        from .errors import PathError
+
+        raise PathError(
             f"{output_dir}: cannot create the output folder ({exc.strerror or exc})"
         ) from None
     _warn_about_cval(options.mode, cval, "8- and 16-bit images")
@@ -1023,15 +1029,15 @@ def _check_report_path(path: str, input_dir: str) -> None:
     from pathlib import Path
 
     from .batch import is_same_or_inside
-    from .errors import UsageError
+    from .errors import PathError
 
     target = Path(os.path.abspath(path))
     if not target.parent.is_dir():
-        raise UsageError(f"{path}: report folder '{target.parent}' does not exist")
+        raise PathError(f"{path}: report folder '{target.parent}' does not exist")
     if target.is_dir():
-        raise UsageError(f"{path}: report path is a folder")
+        raise PathError(f"{path}: report path is a folder")
     if is_same_or_inside(target, Path(input_dir)):
-        raise UsageError(f"{path}: the report would be written inside the input folder")
+        raise PathError(f"{path}: the report would be written inside the input folder")
 
 
 def _warn_about_cval(mode: str, cval: float, images: str) -> None:
@@ -1096,7 +1102,7 @@ def kernels_list() -> None:
 @click.option(
     "--png",
     "png_path",
-    type=click.Path(dir_okay=False),
+    type=click.Path(),
     default=None,
     help="Also save the kernel as an enlarged, annotated picture.",
 )
@@ -1155,7 +1161,7 @@ def kernels_show(spec: str, png_path: str | None) -> None:
     "--output",
     "out_path",
     required=True,
-    type=click.Path(dir_okay=False),
+    type=click.Path(),
     help="Kernel file to write.",
 )
 @click.option(
@@ -1189,7 +1195,7 @@ def kernels_export(spec: str, out_path: str, fmt: str | None) -> None:
     "-o",
     "--output",
     "out_path",
-    type=click.Path(dir_okay=False),
+    type=click.Path(),
     default=None,
     help="Write the composed kernel here (format by extension).",
 )

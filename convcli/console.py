@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .errors import one_line
+
 if TYPE_CHECKING:  # pragma: no cover
     from rich.table import Table
 
@@ -48,13 +50,13 @@ _out: Any = _LazyConsole(highlight=False)
 
 
 def info(message: str) -> None:
-    """A message for ``--verbose`` runs, on stderr."""
-    _err.print(message, markup=False, soft_wrap=True)
+    """A message for ``--verbose`` runs, on stderr (one line: control characters escaped)."""
+    _err.print(one_line(message), markup=False, soft_wrap=True)
 
 
 def warning(message: str) -> None:
-    """A warning on stderr."""
-    _err.print(f"Warning: {message}", style="yellow", markup=False, soft_wrap=True)
+    """A warning on stderr (one line: control characters escaped)."""
+    _err.print(f"Warning: {one_line(message)}", style="yellow", markup=False, soft_wrap=True)
 
 
 def format_number(value: float) -> str:
@@ -306,7 +308,7 @@ class BatchProgress:
                 self._task,
                 advance=1,
                 rate=f"{self.done / elapsed:.1f} img/s",
-                current=f"last: {name}",
+                current=f"last: {one_line(name)}",
             )
             if result.status == "failed":
                 self._print(f"failed: {result.reason}", style="red")
@@ -318,7 +320,7 @@ class BatchProgress:
 
     def _print(self, text: str, style: str | None = None) -> None:
         console = self._progress.console if self._progress is not None else _err
-        console.print(text, style=style, markup=False, soft_wrap=True)
+        console.print(one_line(text), style=style, markup=False, soft_wrap=True)
 
 
 def show_batch_summary(summary, plan, *, errors_only: bool = False) -> None:
@@ -330,7 +332,7 @@ def show_batch_summary(summary, plan, *, errors_only: bool = False) -> None:
     failures = [r for r in summary.results if r.status == "failed"]
     if errors_only:
         for r in failures:
-            _err.print(f"failed: {r.reason}", markup=False, soft_wrap=True)
+            _err.print(f"failed: {one_line(r.reason)}", markup=False, soft_wrap=True)
         if summary.interrupted:
             _err.print("interrupted: rerun with --skip-existing to finish", markup=False)
         return
@@ -354,4 +356,4 @@ def show_batch_summary(summary, plan, *, errors_only: bool = False) -> None:
         table.add_row("interrupted", "yes: rerun with --skip-existing to finish")
     _err.print(table)
     for r in failures:
-        _err.print(f"failed: {r.reason}", markup=False, soft_wrap=True)
+        _err.print(f"failed: {one_line(r.reason)}", markup=False, soft_wrap=True)

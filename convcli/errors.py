@@ -22,7 +22,9 @@ class ConvcliError(Exception):
     """Base class: a problem the user can fix; ``str(err)`` is a one-line message (control
     characters from file names or arguments are escaped)."""
 
-    #: Exit code the CLI uses: 2 for a bad command line, 1 for a failure at run time.
+    #: Exit code the CLI uses: 2 for a bad command line (what was typed cannot work,
+    #: whatever the files hold), 1 for a failure at run time (a file, the data or the
+    #: system said no).
     exit_code: int = 1
 
     def __str__(self) -> str:
@@ -30,9 +32,16 @@ class ConvcliError(Exception):
 
 
 class UsageError(ConvcliError):
-    """An argument or option value is invalid (unknown mode, bad parameter)."""
+    """The command line is wrong in itself, whatever the files hold: an argument or option
+    value is invalid (unknown mode, bad parameter), or options conflict."""
 
     exit_code = 2
+
+
+class PathError(ConvcliError):
+    """A path named on the command line is missing, of the wrong kind (a folder for a
+    file, say), or refused for safety (an output inside the input): the file system said
+    no, so it is a failure at run time (exit 1), not a bad command line."""
 
 
 class KernelError(ConvcliError):

@@ -72,7 +72,7 @@ from PIL import Image as PILImage
 
 from . import _native, png_codec
 from .atomic import write_atomically
-from .errors import ConvcliError, ImageReadError, ImageWriteError, UsageError
+from .errors import ConvcliError, ImageReadError, ImageWriteError, PathError, UsageError
 
 Depth = Literal["8", "16", "float"]
 
@@ -848,6 +848,8 @@ def _format_for(dest_name: str, format: str | None) -> str:
         raise UsageError("writing to standard output needs --format (png, jpeg, tiff, webp, bmp)")
     ext = Path(dest_name).suffix.lower()
     if ext not in EXTENSIONS:
+        if os.path.isdir(dest_name):
+            raise PathError(f"{dest_name}: is a folder; give an output file name")
         raise UsageError(
             f"cannot tell the image format from '{dest_name}'; use .png, .jpg, .tif, .webp or .bmp"
         )

@@ -45,7 +45,7 @@ from pathlib import Path
 import numpy as np
 
 from .atomic import write_atomically
-from .errors import KernelFileError, UsageError
+from .errors import KernelFileError, PathError, UsageError
 from .kernels import MAX_KERNEL_SIDE, Kernel, parse_spec
 
 #: Kernel file formats by extension.
@@ -516,6 +516,8 @@ def save_kernel(kernel: Kernel, path: str | os.PathLike[str], fmt: str | None = 
             "it would not load back: make the extension match"
         )
     fmt = fmt or by_extension
+    if fmt is None and p.is_dir():
+        raise PathError(f"{path}: is a folder; give a kernel file name")
     if fmt is None:
         raise UsageError(
             f"cannot tell the kernel format from '{p.name}'; use .txt, .csv, .mat, .im or .npy"

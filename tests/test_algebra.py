@@ -328,7 +328,7 @@ def test_cli_explain_refuses_non_finite_input_and_a_bad_matrix_path_before_work(
     result = runner.invoke(
         main, ["explain", "--signal", "1,2", "--kernel", "1,1", "--save-matrix", str(missing)]
     )
-    assert result.exit_code == 2 and result.stdout == ""
+    assert result.exit_code == 1 and result.stdout == ""
     assert f"{missing}: folder '{missing.parent}' does not exist" in result.stderr
 
 

@@ -18,7 +18,7 @@ from PIL import Image as PILImage
 import convcli.batch
 from convcli.batch import JobSettings, plan_batch, run_batch, run_job
 from convcli.cli import main
-from convcli.errors import UsageError
+from convcli.errors import PathError
 from convcli.kernels import builtin_kernel
 from convcli.process import FilterOptions
 
@@ -65,7 +65,7 @@ def test_name_collision_is_reported_before_any_work(tmp_path):
     PILImage.fromarray(np.zeros((4, 4, 3), np.uint8)).save(src / "a.png")
     PILImage.fromarray(np.zeros((4, 4, 3), np.uint8)).save(src / "a.jpg")
     result = invoke(src, "-o", tmp_path / "out", "-k", "box", "--format", "png")
-    assert result.exit_code == 2
+    assert result.exit_code == 1
     assert "'a.jpg' and 'a.png' would both be written to" in result.stderr
     assert not (tmp_path / "out").exists()
 
@@ -75,12 +75,12 @@ def test_output_inside_input_is_refused_even_through_a_symlink(tmp_path):
     make_tree(src, n=1)
     for out in (src, src / "sub" / "out"):
         result = invoke(src, "-o", out, "-k", "box")
-        assert result.exit_code == 2
+        assert result.exit_code == 1
         assert "is the input folder or lies inside it" in result.stderr
     link = tmp_path / "link"
     link.symlink_to(src / "sub")
     result = invoke(src, "-o", link / "new", "-k", "box")
-    assert result.exit_code == 2 and "lies inside it" in result.stderr
+    assert result.exit_code == 1 and "lies inside it" in result.stderr
     assert not (src / "sub" / "new").exists()
 
 
@@ -113,7 +113,7 @@ def test_end_to_end_inputs_untouched_existing_outputs_rules(tmp_path):
     assert all(f["read_s"] >= 0 and f["status"] == "processed" for f in report["files"])
     # existing outputs: refused, skipped, or replaced
     result = invoke(src, "-o", out, "-k", "box", "-r", "--format", "png")
-    assert result.exit_code == 2 and "5 output(s) already exist" in result.stderr
+    assert result.exit_code == 1 and "5 output(s) already exist" in result.stderr
     first = snapshot(out)
     result = invoke(src, "-o", out, "-k", "box", "-r", "--format", "png", "--skip-existing")
     assert result.exit_code == 0 and snapshot(out) == first
@@ -171,7 +171,7 @@ def test_library_run_batch_with_callback(tmp_path):
     settings = JobSettings((builtin_kernel("box"),), FilterOptions())
     summary = run_batch(plan, settings, jobs=2, on_result=seen.append)
     assert summary.count("processed") == 2 and len(seen) == 2
-    with pytest.raises(UsageError, match="already exist"):
+    with pytest.raises(PathError, match="already exist"):
         run_batch(plan_batch(src, tmp_path / "out"), settings)
 
 
@@ -284,7 +284,7 @@ def test_unreachable_dask_scheduler_is_one_clear_line(tmp_path):
         src, "-o", tmp_path / "o", "-k", "box", "--executor", "dask", "--scheduler",
         "tcp://127.0.0.1:9",
     )  # fmt: skip
-    assert result.exit_code == 2
+    assert result.exit_code == 1
     lines = result.stderr.strip().splitlines()
     assert lines[-1].startswith("Error: cannot reach the Dask scheduler 'tcp://127.0.0.1:9'")
     assert "Traceback" not in result.stderr
@@ -300,7 +300,7 @@ def test_an_input_folder_inside_the_output_folder_cannot_be_overwritten(tmp_path
     PILImage.fromarray(np.full((4, 4), 200, np.uint8)).save(src / "in" / "a.png")
     before = snapshot(outer)
     result = invoke(src, "-o", outer, "-k", "box", "-r", "--overwrite")
-    assert result.exit_code == 2
+    assert result.exit_code == 1
     assert "would be written to" in result.stderr and "inside the input folder" in result.stderr
     assert snapshot(outer) == before  # nothing written, nothing overwritten
 
@@ -313,7 +313,7 @@ def test_a_link_in_the_output_tree_into_the_input_is_refused(tmp_path):
     (out / "sub").symlink_to(src / "sub")
     before = snapshot(src)
     result = invoke(src, "-o", out, "-k", "box", "-r", "--overwrite")
-    assert result.exit_code == 2 and "inside the input folder" in result.stderr
+    assert result.exit_code == 1 and "inside the input folder" in result.stderr
     assert snapshot(src) == before
 
 
@@ -402,12 +402,12 @@ def test_options_and_paths_that_cannot_work_are_refused_before_any_work(tmp_path
     ]
     for extra, message in cases:
         result = invoke(src, "-o", out, "-k", "box", *extra)
-        assert result.exit_code == 2, (extra, result.output)
+        assert result.exit_code == (2 if extra[0] == "--range" else 1), (extra, result.output)
         assert message in result.stderr
         assert not out.exists()
     (tmp_path / "afile").write_text("x")
     result = invoke(src, "-o", tmp_path / "afile" / "out", "-k", "box")
-    assert result.exit_code == 2
+    assert result.exit_code == 1
     assert result.stderr.strip().startswith(f"Error: {tmp_path / 'afile' / 'out'}: cannot create")
 
 

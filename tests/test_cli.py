@@ -102,7 +102,7 @@ def test_output_equal_to_input_is_refused(runner, photo):
     path, _ = photo
     before = path.read_bytes()
     result = runner.invoke(main, ["blur", str(path), "-o", str(path)])
-    assert result.exit_code == 2
+    assert result.exit_code == 1
     assert result.output.strip() == (
         f"Error: output '{path}' is the input file; refusing to overwrite it "
         "(use --in-place if you mean to)"

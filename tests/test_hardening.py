@@ -166,3 +166,86 @@ def test_temporary_names_record_host_and_process(tmp_path):
         assert not atomic.writer_gone(seen[0])  # this process is writing it
     assert seen[0].startswith(atomic.temp_prefix())
     assert target.read_bytes() == b"data"
+
+
+# --- 14: one exit-code rule -----------------------------------------------------------
+
+
+def exit_code_cases(tmp: Path) -> list[tuple[list[str], int, str]]:
+    img = tmp / "img.png"
+    PILImage.fromarray((RNG.random((8, 9, 3)) * 255).astype(np.uint8)).save(img)
+    (tmp / "folder").mkdir()
+    (tmp / "in").mkdir()
+    PILImage.fromarray((RNG.random((8, 9, 3)) * 255).astype(np.uint8)).save(tmp / "in" / "a.png")
+    (tmp / "bad.txt").write_text("1 2 x\n")
+    (tmp / "afile").write_text("x")
+    (tmp / "out").mkdir()
+    (tmp / "out" / "a.png").write_text("an earlier output")
+    t, o = str(tmp), str(tmp / "o.png")
+    return [
+        # 2: what was typed cannot work, whatever the files hold
+        (["apply", str(img), "-k", "1 2 x", "-o", o], 2, "unknown kernel '1 2 x'"),
+        (["apply", str(img), "-k", "gaussian:sigma=-1", "-o", o], 2, "sigma must be > 0"),
+        (["apply", str(img), "-k", "box", "-o", f"{t}/o.xyz"], 2, "cannot tell the image format"),
+        (["apply", str(img), "-k", "box"], 2, "missing -o/--output"),
+        (
+            ["batch", f"{t}/in", "-o", f"{t}/o2", "-k", "box", "--skip-existing", "--overwrite"],
+            2,
+            "not both",
+        ),  # fmt: skip
+        # 1: a file, the data or the system said no
+        (["apply", f"{t}/missing.png", "-k", "box", "-o", o], 1, "missing.png: no such file"),
+        (["apply", f"{t}/folder", "-k", "box", "-o", o], 1, "folder: is a directory"),
+        (["apply", str(img), "-k", f"{t}/bad.txt", "-o", o], 1, "bad.txt:1:"),
+        (["apply", str(img), "-k", f"{t}/missing.txt", "-o", o], 1, "kernel file not found"),
+        (["apply", str(img), "-k", "box", "-o", f"{t}/folder"], 1, "folder: is a folder"),
+        (["apply", str(img), "-k", "box", "-o", f"{t}/nodir/o.png"], 1, "does not exist"),
+        (["apply", str(img), "-k", "box", "-o", str(img)], 1, "is the input file"),
+        (["compare", f"{t}/missing.png", "-k", "box"], 1, "missing.png: no such file"),
+        (["batch", f"{t}/nofolder", "-o", f"{t}/o2", "-k", "box"], 1, "does not exist"),
+        (["batch", f"{t}/in", "-o", f"{t}/afile", "-k", "box"], 1, "not a folder"),
+        (["batch", f"{t}/in", "-o", f"{t}/out", "-k", "box"], 1, "already exist"),
+        (["batch", f"{t}/in", "-o", f"{t}/in/sub", "-k", "box"], 1, "inside it"),
+        (["kernels", "export", "box", "-o", f"{t}/folder"], 1, "is a folder"),
+    ]
+
+
+def test_exit_codes_follow_one_rule(tmp_path):
+    from click.testing import CliRunner
+
+    from convcli.cli import main
+
+    for args, code, message in exit_code_cases(tmp_path):
+        result = CliRunner().invoke(main, args)
+        err = result.stderr.strip()
+        assert result.exit_code == code, (args, err)
+        assert len(err.splitlines()) == 1 and err.startswith("Error: "), (args, err)
+        assert message in err, (args, err)
+
+
+# --- 15: control characters in names are escaped in what is printed -------------------
+
+
+def test_control_characters_in_names_are_escaped_everywhere(tmp_path):
+    src = tmp_path / "in"
+    images(src, 1)
+    (src / "p00.png").rename(src / "new\nline.png")
+    (src / "bell\x07\x1b[31m.png").write_bytes(b"not a png")  # fails: its reason names it
+    out = tmp_path / "out"
+    proc = subprocess.run(
+        [sys.executable, "-m", "convcli", "batch", str(src), "-o", str(out), "-k", "box"],
+        capture_output=True, text=True, env=ENV, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 1, proc.stderr
+    assert "new\\nline.png" in proc.stderr and "new\nline" not in proc.stderr
+    assert "bell\\x07\\x1b[31m.png" in proc.stderr
+    assert "\x07" not in proc.stderr and "\x1b" not in proc.stderr
+    assert (out / "new\nline.png").exists()  # the file itself keeps its name
+    proc = subprocess.run(
+        [sys.executable, "-m", "convcli", "apply", str(src / "bell\x07\x1b[31m.png"), "-k", "box",
+         "-o", str(tmp_path / "x\ny.png")],
+        capture_output=True, text=True, env=ENV, timeout=60,
+    )  # fmt: skip
+    assert proc.returncode == 1
+    err = proc.stderr.strip()
+    assert len(err.splitlines()) == 1 and "bell\\x07\\x1b[31m.png" in err, err
