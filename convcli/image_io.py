@@ -57,6 +57,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import struct
 import sys
 import warnings
@@ -72,6 +73,7 @@ from PIL import Image as PILImage
 
 from . import _native, png_codec
 from .atomic import write_atomically
+from ._fdcapture import captured_stderr
 from .errors import ConvcliError, ImageReadError, ImageWriteError, PathError, UsageError
 
 Depth = Literal["8", "16", "float"]
@@ -285,14 +287,28 @@ def read_samples(
     ``with``).  ``lazy=False``: decode every file whole into an array.
     """
     limit = default_max_pixels() if max_pixels is None else max_pixels
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")  # Pillow's warnings become notes, shown once
-        image = _open_lazy(source, limit or None) if lazy else None
-        if image is None:
-            name, data = _read_source(source)
-            image = _decode(data, name, limit or None)
+    # libtiff (inside Pillow) writes its warnings and errors straight to fd 2: they are
+    # caught, dropped when the file is refused (the error says why), notes otherwise
+    chatter: list[str] = []
+    try:
+        with warnings.catch_warnings(record=True) as caught, captured_stderr() as chatter:
+            warnings.simplefilter("always")  # Pillow's warnings become notes, shown once
+            image = _open_lazy(source, limit or None) if lazy else None
+            if image is None:
+                name, data = _read_source(source)
+                image = _decode(data, name, limit or None)
+    except ImageReadError as exc:
+        vague = re.search(r"\(decoder error -?\d+\)$", str(exc))
+        if vague and chatter:  # Pillow's code number says less than libtiff's own words
+            raise ImageReadError(
+                f"{str(exc)[: vague.start()]}({chatter[-1][:200].rstrip('.')})"
+            ) from None
+        raise
     for message in dict.fromkeys(str(w.message).strip() for w in caught):
         image.meta.notes.append(message)
+    if chatter:
+        more = f" (and {len(chatter) - 1} more)" if len(chatter) > 1 else ""
+        image.meta.notes.append(f"the decoder warned: {chatter[0][:200]}{more}")
     if isinstance(source, (str, os.PathLike)):
         note = _format_note(os.fspath(source), image.meta.format)
         if note:

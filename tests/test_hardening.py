@@ -249,3 +249,77 @@ def test_control_characters_in_names_are_escaped_everywhere(tmp_path):
     assert proc.returncode == 1
     err = proc.stderr.strip()
     assert len(err.splitlines()) == 1 and "bell\\x07\\x1b[31m.png" in err, err
+
+
+# --- the seed corpus: every reproducer through the real command, fd 2 included ---------
+
+HOSTILE = Path(__file__).resolve().parent / "data" / "hostile"
+
+
+def corpus_cases() -> list[tuple[str, str, int, str]]:
+    cases = []
+    for line in (HOSTILE / "CASES.txt").read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            name, role, code, message = (part.strip() for part in line.split("|", 3))
+            cases.append((name, role, int(code), message))
+    return cases
+
+
+RUN_ALL = textwrap.dedent(
+    """
+    import json, os, subprocess, sys
+    # one interpreter per case (fd 2 is what is checked), started from here to save time
+    out = []
+    for argv in json.loads(sys.argv[1]):
+        p = subprocess.run([sys.executable, "-m", "convcli", *argv], capture_output=True,
+                           text=True, timeout=60)
+        out.append([p.returncode, p.stderr])
+    print(json.dumps(out))
+    """
+)
+
+
+def test_seed_corpus_gives_one_line_each_and_writes_nothing(tmp_path):
+    import json
+
+    cases = corpus_cases()
+    assert len(cases) >= 15
+    good = tmp_path / "good.png"
+    PILImage.fromarray((RNG.random((6, 7, 3)) * 255).astype(np.uint8)).save(good)
+    argvs = []
+    for i, (name, role, _, _) in enumerate(cases):
+        src = HOSTILE / name
+        assert src.is_file() and src.stat().st_size < 8192, name  # small reproducers only
+        out = str(tmp_path / f"out{i}.png")
+        if role == "image":  # named as given (relative to the corpus), as the errors name it
+            argvs.append(["blur", name, "-o", out])
+        else:
+            argvs.append(["apply", str(good), "-k", name, "-o", out])
+    proc = subprocess.run(
+        [sys.executable, "-c", RUN_ALL, json.dumps(argvs)],
+        capture_output=True, text=True, env=ENV, timeout=600, cwd=HOSTILE,
+    )  # fmt: skip
+    results = json.loads(proc.stdout)
+    for i, ((name, _, code, message), (rc, err)) in enumerate(zip(cases, results, strict=True)):
+        lines = err.strip().splitlines()
+        assert rc == code, (name, err)
+        assert len(lines) == 1, (name, err)  # one line: no traceback, no library chatter
+        assert message in lines[0], (name, err)
+        assert lines[0].startswith("Error: " if code else "Warning: "), (name, err)
+        assert (tmp_path / f"out{i}.png").exists() == (code == 0), name
+    assert not list(tmp_path.glob(".convcli-*"))
+
+
+def test_fd2_capture_nests_and_restores(tmp_path):
+    from convcli._fdcapture import captured_stderr
+
+    before = os.fstat(2)
+    with captured_stderr() as outer:
+        os.write(2, b"libfoo: first\n")
+        with captured_stderr() as inner:
+            os.write(2, b"libfoo: second\nlibfoo: second\n\n")
+        assert inner == ["libfoo: second"]  # filled when its block ends, duplicates dropped
+        os.write(2, b"libfoo: third\n")
+    assert outer == ["libfoo: first", "libfoo: second", "libfoo: third"]
+    after = os.fstat(2)
+    assert (before.st_dev, before.st_ino) == (after.st_dev, after.st_ino)  # fd 2 given back
