@@ -323,3 +323,55 @@ def test_fd2_capture_nests_and_restores(tmp_path):
     assert outer == ["libfoo: first", "libfoo: second", "libfoo: third"]
     after = os.fstat(2)
     assert (before.st_dev, before.st_ino) == (after.st_dev, after.st_ino)  # fd 2 given back
+
+
+def _libtiff_seeds() -> list[bytes]:
+    import io
+
+    rgb = (np.arange(16 * 20 * 3) % 251).astype(np.uint8).reshape(16, 20, 3)
+    seeds = []
+    for compression in ("tiff_lzw", "tiff_adobe_deflate", "packbits", "jpeg", None):
+        buf = io.BytesIO()
+        PILImage.fromarray(rgb).save(buf, "TIFF", compression=compression)
+        seeds.append(buf.getvalue())
+    return seeds
+
+
+LIBTIFF_SEEDS = _libtiff_seeds()
+
+
+def test_damaged_tiffs_never_reach_fd2(tmp_path, capfd):
+    """Bit flips and cuts in TIFFs of every compression libtiff decodes for Pillow: only
+    convcli's errors come out, and nothing is written to file descriptor 2 (libtiff's
+    own warnings and errors are caught there)."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    from convcli.errors import ConvcliError
+    from convcli.image_io import read_samples
+
+    path = tmp_path / "f.tif"
+
+    @settings(max_examples=250, deadline=None, derandomize=True,
+              suppress_health_check=[HealthCheck.function_scoped_fixture])  # fmt: skip
+    @given(
+        seed=st.sampled_from(range(len(LIBTIFF_SEEDS))),
+        flips=st.lists(st.tuples(st.integers(0, 10**6), st.integers(0, 255)), max_size=6),
+        cut=st.none() | st.floats(0.05, 1.0),
+    )
+    def check(seed, flips, cut):
+        data = bytearray(LIBTIFF_SEEDS[seed])
+        for at, value in flips:
+            data[at % len(data)] = value
+        if cut is not None:
+            data = data[: max(8, int(len(data) * cut))]
+        path.write_bytes(bytes(data))
+        try:
+            with read_samples(path, max_pixels=1_000_000) as stored:
+                stored.samples[0 : stored.height]  # decode every row of a lazy reader
+        except ConvcliError as exc:
+            assert "\n" not in str(exc) and "f.tif" in str(exc)
+        out, err = capfd.readouterr()
+        assert err == "" and out == "", err
+
+    check()
