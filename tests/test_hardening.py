@@ -267,12 +267,14 @@ def corpus_cases() -> list[tuple[str, str, int, str]]:
 
 RUN_ALL = textwrap.dedent(
     """
-    import json, os, subprocess, sys
+    import json, os, resource, subprocess, sys
+    def ceiling():  # no large allocation: 512 MiB of address space for the whole process
+        resource.setrlimit(resource.RLIMIT_AS, (512 << 20, 512 << 20))
     # one interpreter per case (fd 2 is what is checked), started from here to save time
     out = []
     for argv in json.loads(sys.argv[1]):
         p = subprocess.run([sys.executable, "-m", "convcli", *argv], capture_output=True,
-                           text=True, timeout=60)
+                           text=True, timeout=60, preexec_fn=ceiling)
         out.append([p.returncode, p.stderr])
     print(json.dumps(out))
     """
@@ -284,12 +286,20 @@ def test_seed_corpus_gives_one_line_each_and_writes_nothing(tmp_path):
 
     cases = corpus_cases()
     assert len(cases) >= 15
+    # too big to keep in the corpus: made here (the audit's took 4.5 GiB and 1.1 GiB)
+    (tmp_path / "one_row.txt").write_text(" ".join(["1"] * 10_000_000) + "\n")  # 20 MB
+    (tmp_path / "long.im").write_text("3x3:" + ",".join(["1"] * 5_000_000))  # 10 MB
+    generated = [
+        (str(tmp_path / "one_row.txt"), "kernel", 1, "one_row.txt:1: a row holds more than 1025"),
+        (str(tmp_path / "long.im"), "kernel", 1, "kernel 3x3 needs 9 values, got more"),
+    ]
     good = tmp_path / "good.png"
     PILImage.fromarray((RNG.random((6, 7, 3)) * 255).astype(np.uint8)).save(good)
     argvs = []
+    for name, *_ in cases:
+        assert (HOSTILE / name).stat().st_size < 8192, name  # small reproducers only
+    cases += generated
     for i, (name, role, _, _) in enumerate(cases):
-        src = HOSTILE / name
-        assert src.is_file() and src.stat().st_size < 8192, name  # small reproducers only
         out = str(tmp_path / f"out{i}.png")
         if role == "image":  # named as given (relative to the corpus), as the errors name it
             argvs.append(["blur", name, "-o", out])
