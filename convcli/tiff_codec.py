@@ -99,6 +99,13 @@ class TiffRows:
             raise Unsupported(complaints[0])
         self._fd = os.open(path, os.O_RDONLY)
         self._size = os.fstat(self._fd).st_size
+        need = self.bands * self.across
+        beyond = [k for k in range(need) if self.offsets[k] + self.counts[k] > self._size]
+        if beyond:  # found now, before any output is allocated or anything is filtered
+            os.close(self._fd)
+            top = (beyond[0] // self.across) * self.band_rows
+            last = min(self.shape[0], (beyond[-1] // self.across + 1) * self.band_rows) - 1
+            raise ImageReadError(f"{name}: truncated TIFF: rows {top}-{last} are missing")
         self._cache: OrderedDict[int, NDArray[Any]] = OrderedDict()
         self._lock = threading.Lock()
         self._busy: dict[int, threading.Event] = {}

@@ -300,8 +300,8 @@ def test_seed_corpus_gives_one_line_each_and_writes_nothing(tmp_path):
         assert (HOSTILE / name).stat().st_size < 8192, name  # small reproducers only
     cases += generated
     for i, (name, role, _, _) in enumerate(cases):
-        out = str(tmp_path / f"out{i}.png")
-        if role == "image":  # named as given (relative to the corpus), as the errors name it
+        out = str(tmp_path / f"out{i}.{'jpg' if role == 'image.jpg' else 'png'}")
+        if role.startswith("image"):  # named as given (relative to the corpus), as errors do
             argvs.append(["blur", name, "-o", out])
         else:
             argvs.append(["apply", str(good), "-k", name, "-o", out])
@@ -316,7 +316,8 @@ def test_seed_corpus_gives_one_line_each_and_writes_nothing(tmp_path):
         assert len(lines) == 1, (name, err)  # one line: no traceback, no library chatter
         assert message in lines[0], (name, err)
         assert lines[0].startswith("Error: " if code else "Warning: "), (name, err)
-        assert (tmp_path / f"out{i}.png").exists() == (code == 0), name
+        written = list(tmp_path.glob(f"out{i}.*"))
+        assert bool(written) == (code == 0), name
     assert not list(tmp_path.glob(".convcli-*"))
 
 

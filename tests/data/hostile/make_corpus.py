@@ -68,6 +68,9 @@ def main() -> None:
     # 2: pixel limits, checked on the declared size before decoding
     files["bomb_above_limit.png"] = png_declaring(9459, 9460)  # 89,482,140 pixels: just above
     files["bomb_declared.tif"] = tiff_declaring(14000, 12800)  # 179.2 MP in a tiny file
+    # under the limit but no data: refused before the 243 MB output is allocated
+    files["no_data_81mp.tif"] = tiff_declaring(9000, 9000)
+    files["no_data_81mp.png"] = png_declaring(9000, 9000)
     # 3: NaN and infinity in a float TIFF
     floats = np.full((6, 7), 0.5, np.float32)
     floats[1, 2], floats[3, 4] = np.nan, np.inf
