@@ -474,6 +474,12 @@ def test_bad_arguments_name_the_parameter(kwargs, message):
         ("periodic", "wrap"),
         ("tile", "wrap"),
         ("REFLECT", "reflect"),
+        ("BORDER_REFLECT", "reflect"),
+        ("cv2.BORDER_REFLECT_101", "mirror"),
+        ("border_default", "mirror"),
+        ("BORDER_REPLICATE", "nearest"),
+        ("BORDER_WRAP", "wrap"),
+        ("BORDER_CONSTANT", "constant"),
     ],
 )
 def test_mode_aliases(alias, primary):
@@ -481,6 +487,22 @@ def test_mode_aliases(alias, primary):
     img = rng.random((6, 7))
     k = Kernel(rng.random((3, 4)))
     np.testing.assert_array_equal(convolve(img, k, mode=alias), convolve(img, k, mode=primary))
+
+
+def test_opencv_border_names_compute_what_opencv_computes():
+    cv2 = pytest.importorskip("cv2")
+    from convcli.backends.borders import OPENCV_MODES
+
+    rng = np.random.default_rng(3)
+    img = rng.random((9, 11)).astype(np.float32)
+    k = Kernel(rng.random((5, 3)))  # odd: OpenCV's anchor is the centre, as convcli's origin
+    for name, mode in OPENCV_MODES.items():
+        flag = getattr(cv2, name.upper())
+        ours = correlate(img, k, mode=name.upper(), dtype=np.float64)
+        # OpenCV's own border rule (filter2D refuses BORDER_WRAP, so pad, then crop)
+        padded = cv2.copyMakeBorder(img.astype(np.float64), 2, 2, 1, 1, flag, value=0)
+        theirs = cv2.filter2D(padded, -1, k.weights, borderType=cv2.BORDER_CONSTANT)[2:-2, 1:-1]
+        np.testing.assert_allclose(ours, theirs, atol=1e-12, err_msg=f"{name} = {mode}")
 
 
 def test_bad_images():

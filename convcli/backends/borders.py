@@ -53,6 +53,17 @@ MODE_ALIASES: dict[str, str] = {
     "grid-wrap": "wrap",
 }
 
+#: OpenCV's border constants (``cv2.BORDER_REFLECT`` or ``BORDER_REFLECT``, any case).
+OPENCV_MODES: dict[str, str] = {
+    "border_reflect": "reflect",
+    "border_constant": "constant",
+    "border_replicate": "nearest",
+    "border_reflect_101": "mirror",
+    "border_reflect101": "mirror",
+    "border_default": "mirror",  # OpenCV's default is BORDER_REFLECT_101
+    "border_wrap": "wrap",
+}
+
 #: numpy.pad's name for each mode.
 _NP_PAD_MODE = {
     "reflect": "symmetric",
@@ -74,10 +85,13 @@ def normalize_mode(mode: str) -> str:
         return key
     if key in MODE_ALIASES:
         return MODE_ALIASES[key]
+    opencv = key.removeprefix("cv2.").removeprefix("cv.")
+    if opencv in OPENCV_MODES:
+        return OPENCV_MODES[opencv]
     aliases = ", ".join(sorted(MODE_ALIASES))
     raise UsageError(
         f"boundary mode must be one of {', '.join(BOUNDARY_MODES)} "
-        f"(or an alias: {aliases}), got '{mode}'"
+        f"(or an alias: {aliases}; or OpenCV's BORDER_* names), got '{mode}'"
     )
 
 

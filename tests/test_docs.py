@@ -1,0 +1,27 @@
+"""The README's set-up commands are the ones CI runs, word for word."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def setup_commands() -> list[str]:
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("## Set-up (fresh machine)", 1)[1].split("\n## ", 1)[0]
+    return re.findall(r"```sh\n(.*?)\n```", section, flags=re.S)
+
+
+def test_ci_runs_the_readme_setup_commands_as_written():
+    commands = setup_commands()
+    assert len(commands) == 2 and all("\n" not in c for c in commands)  # one line each
+    ci_lines = (ROOT / ".ci" / "run").read_text().splitlines()
+    for command in commands:
+        assert command in ci_lines, command
+    main, tests = commands
+    assert "python3 -m venv .venv" in main and "python3 -m venv .venv" in tests
+    assert tests.endswith("python -m pytest")
+    # a failure stops the loop in a subshell: never `exit` in the user's own shell
+    assert "|| exit 1; done)" in main and not re.search(r"(^|[;&|]\s*)exit\b", main.split("(")[0])
