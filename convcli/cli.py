@@ -79,6 +79,26 @@ def debug_option(fn: F) -> F:
     )(fn)
 
 
+def complete_kernel(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[Any]:
+    """Shell completion for -k: built-in names (``gaussian:``...), and kernel files."""
+    from click.shell_completion import CompletionItem
+
+    from .kernels import BUILTINS
+
+    names = [CompletionItem(n) for n in sorted(BUILTINS) if n.startswith(incomplete)]
+    return names + [CompletionItem(incomplete, type="file")]
+
+
+def complete_boundary(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[Any]:
+    """Shell completion for --boundary: the five modes, then their aliases."""
+    from click.shell_completion import CompletionItem
+
+    from .backends.borders import BOUNDARY_MODES, MODE_ALIASES
+
+    names = [*BOUNDARY_MODES, *sorted(MODE_ALIASES)]
+    return [CompletionItem(n) for n in names if n.startswith(incomplete.lower())]
+
+
 #: Options that decide how images are filtered and encoded (apply, blur, ..., batch).
 _FILTER_SETTINGS = [
     click.option(
@@ -95,6 +115,7 @@ _FILTER_SETTINGS = [
         show_default=True,
         metavar="MODE",
         help=BOUNDARY_HELP,
+        shell_complete=complete_boundary,
     ),
     click.option(
         "--cval",
@@ -358,6 +379,7 @@ def main() -> None:
     metavar="KERNEL",
     help="Built-in (NAME[:key=value,...]), kernel file (.txt .csv .mat .im .npy) or "
     "ImageMagick string ('3x3: 0,1,0 1,-4,1 0,1,0'). Repeat to apply in sequence.",
+    shell_complete=complete_kernel,
 )
 @click.option(
     "--op",
@@ -832,6 +854,7 @@ def probe(backends: tuple[str, ...]) -> None:
     required=True,
     metavar="KERNEL",
     help="Kernel(s) to apply in sequence, as for apply.",
+    shell_complete=complete_kernel,
 )
 @click.option(
     "--op", type=click.Choice(["convolve", "correlate"]), default="convolve", show_default=True

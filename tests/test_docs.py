@@ -25,3 +25,24 @@ def test_ci_runs_the_readme_setup_commands_as_written():
     assert tests.endswith("python -m pytest")
     # a failure stops the loop in a subshell: never `exit` in the user's own shell
     assert "|| exit 1; done)" in main and not re.search(r"(^|[;&|]\s*)exit\b", main.split("(")[0])
+
+
+def _complete(words: str) -> list[str]:
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "COMP_WORDS": words, "COMP_CWORD": str(len(words.split()) - 1),
+           "_CONVCLI_COMPLETE": "bash_complete"}  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, "-c", "from convcli.cli import main; main(prog_name='convcli')"],
+        capture_output=True, text=True, env=env, timeout=60,
+    )  # fmt: skip
+    return proc.stdout.split()
+
+
+def test_shell_completion_knows_kernels_and_boundary_modes():
+    assert _complete("convcli apply x.png -k gau") == ["plain,gaussian", "file,gau"]
+    assert "plain,sobel" in _complete("convcli batch in -o out -k so")
+    assert _complete("convcli blur x.png --boundary mi") == ["plain,mirror"]
+    assert "plain,reflect101" in _complete("convcli apply x.png --boundary re")
