@@ -355,9 +355,10 @@ def _range_line(report: Any) -> str:
     return f"range {report.range_policy}: {spanned}; {outside} {what}"
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(context_settings={"help_option_names": ["-h", "--help"]}, invoke_without_command=True)
 @click.version_option(__version__, prog_name="convcli")
-def main() -> None:
+@click.pass_context
+def main(ctx: click.Context) -> None:
     """Blur, sharpen and edge-detect images with exact convolution or correlation.
 
     \b
@@ -366,6 +367,8 @@ def main() -> None:
       convcli apply photo.jpg -k sobel:axis=x --op correlate --range offset -o gx.png
       convcli kernels show gaussian:sigma=1
     """
+    if ctx.invoked_subcommand is None:  # plain `convcli`: the help, on stdout, exit 0
+        click.echo(ctx.get_help())
 
 
 @main.command()
@@ -435,8 +438,12 @@ def blur(input_path: str, sigma: float, box_size: int | None, **opts: Any) -> No
       convcli blur photo.jpg -o soft.jpg --sigma 3
       convcli blur photo.jpg -o mean.png --box 5
     """
+    from .errors import UsageError
     from .kernels import builtin_kernel
 
+    given = click.get_current_context().get_parameter_source("sigma")
+    if box_size is not None and given is not click.core.ParameterSource.DEFAULT:
+        raise UsageError("give --sigma (Gaussian) or --box (box filter), not both")
     kernel = (
         builtin_kernel("box", size=box_size)
         if box_size is not None

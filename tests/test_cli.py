@@ -384,3 +384,23 @@ def test_unwritable_outputs_are_refused_before_filtering(
     assert result.exit_code == code, result.output
     assert message in result.stderr
     assert result.stderr.startswith("Error: ") and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_convcli_alone_prints_help_on_stdout_and_exits_0():
+    result = CliRunner().invoke(main, [], prog_name="convcli")
+    assert result.exit_code == 0
+    assert result.stdout.startswith("Usage: convcli") and "Commands:" in result.stdout
+    assert result.stderr == ""
+
+
+def test_blur_refuses_sigma_with_box(tmp_path):
+    src = tmp_path / "a.png"
+    PILImage.new("RGB", (8, 8)).save(src)
+    out = tmp_path / "b.png"
+    result = CliRunner().invoke(
+        main, ["blur", str(src), "--sigma", "2", "--box", "5", "-o", str(out)]
+    )
+    assert result.exit_code == 2
+    assert result.stderr.strip() == "Error: give --sigma (Gaussian) or --box (box filter), not both"
+    assert not out.exists()
+    assert CliRunner().invoke(main, ["blur", str(src), "--box", "5", "-o", str(out)]).exit_code == 0
