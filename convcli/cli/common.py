@@ -1,0 +1,258 @@
+"""What every convcli command shares: error handling, option definitions (each defined
+once, here), shell completion, and small helpers for paths and reports."""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+BOUNDARY_HELP = (
+    "Border extension: reflect (default; d c b a|a b c d), constant (--cval), nearest "
+    "(edge/replicate), mirror (reflect101), wrap (periodic/tile)."
+)
+
+
+CVAL_HELP = (
+    "Value outside the image for --boundary constant, on the 0..1 scale of the pixels "
+    "(0 black, 1 white; 8- and 16-bit images are scaled to 0..1)."
+)
+
+
+def handle_errors(fn: F) -> F:
+    """Run a command body, mapping convcli errors to ``Error: ...`` and an exit code."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from ..errors import ConvcliError
+
+        debug = bool(kwargs.pop("debug", False))
+        try:
+            return fn(*args, **kwargs)
+        except ConvcliError as exc:
+            if debug:
+                raise
+            click.echo(f"Error: {exc}", err=True)
+            sys.exit(exc.exit_code)
+        except KeyboardInterrupt:
+            if debug:
+                raise
+            click.echo("Error: interrupted", err=True)
+            sys.exit(130)
+        except MemoryError:
+            if debug:
+                raise
+            click.echo(
+                "Error: out of memory (try --precision float32 or a smaller image)", err=True
+            )
+            sys.exit(1)
+        except OSError as exc:  # a file operation no more specific error caught
+            if debug:
+                raise
+            from ..errors import one_line
+
+            where = f"{exc.filename}: " if exc.filename else ""
+            click.echo(f"Error: {one_line(where + str(exc.strerror or exc))}", err=True)
+            sys.exit(1)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def debug_option(fn: F) -> F:
+    return click.option(
+        "--debug", is_flag=True, hidden=False, help="Show the Python traceback on errors."
+    )(fn)
+
+
+def complete_kernel(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[Any]:
+    """Shell completion for -k: built-in names (``gaussian:``...), and kernel files."""
+    from click.shell_completion import CompletionItem
+
+    from ..kernels import BUILTINS
+
+    names = [CompletionItem(n) for n in sorted(BUILTINS) if n.startswith(incomplete)]
+    return names + [CompletionItem(incomplete, type="file")]
+
+
+def complete_boundary(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[Any]:
+    """Shell completion for --boundary: the five modes, then their aliases."""
+    from click.shell_completion import CompletionItem
+
+    from ..backends.borders import BOUNDARY_MODES, MODE_ALIASES
+
+    names = [*BOUNDARY_MODES, *sorted(MODE_ALIASES)]
+    return [CompletionItem(n) for n in names if n.startswith(incomplete.lower())]
+
+
+#: Options that decide how images are filtered and encoded (apply, blur, ..., batch).
+_FILTER_SETTINGS = [
+    click.option(
+        "--backend",
+        type=click.Choice(["auto", "direct", "fft"]),
+        default="auto",
+        show_default=True,
+        help="auto picks the faster by a measured cost model.",
+    ),
+    click.option(
+        "--boundary",
+        "mode",
+        default="reflect",
+        show_default=True,
+        metavar="MODE",
+        help=BOUNDARY_HELP,
+        shell_complete=complete_boundary,
+    ),
+    click.option(
+        "--cval",
+        type=float,
+        default=0.0,
+        show_default=True,
+        help=CVAL_HELP,
+    ),
+    click.option(
+        "--range",
+        "range_policy",
+        type=click.Choice(["clip", "abs", "offset", "rescale", "none"]),
+        default=None,
+        help="Out-of-range results: clip (default for 8/16-bit), abs, offset "
+        "(+half range), rescale (min..max), none (float output only).",
+    ),
+    click.option(
+        "--depth",
+        type=click.Choice(["8", "16", "float"]),
+        default=None,
+        help="Output sample depth (default: the input's).",
+    ),
+    click.option(
+        "--precision",
+        type=click.Choice(["float32", "float64"]),
+        default="float32",
+        show_default=True,
+        help="Computation precision.",
+    ),
+    click.option(
+        "--alpha",
+        "alpha_mode",
+        type=click.Choice(["premultiply", "plain"]),
+        default="premultiply",
+        show_default=True,
+        help="premultiply colour by alpha while filtering (no dark fringes), or "
+        "filter alpha as a plain channel.",
+    ),
+    click.option(
+        "--nan",
+        "nan_policy",
+        type=click.Choice(["refuse", "zero"]),
+        default="refuse",
+        show_default=True,
+        help="NaN or infinite samples in a float image: refuse it (naming how many), or "
+        "replace them by 0.",
+    ),
+    click.option("--quality", type=click.IntRange(1, 100), default=None, help="JPEG/WebP quality."),
+    click.option(
+        "--max-pixels",
+        type=click.IntRange(min=0),
+        default=None,
+        metavar="N",
+        help="Refuse images of more than N pixels, before decoding (default: 89,478,485, "
+        "Pillow's decompression-bomb limit; 0: no limit).",
+    ),
+    click.option(
+        "--compress-level",
+        type=click.IntRange(0, 9),
+        default=None,
+        help="PNG compression level: 0 none, 1-3 fast (ISA-L; default 3), 4-9 zlib "
+        "(smaller, slower).",
+    ),
+]
+
+
+def filter_settings(fn: F) -> F:
+    """The filtering and encoding options, without the output options."""
+    for decorator in reversed(_FILTER_SETTINGS):
+        fn = decorator(fn)
+    return fn
+
+
+def filter_options(fn: F) -> F:
+    """Options shared by every command that filters an image."""
+    decorators = [
+        click.option(
+            "-o",
+            "--output",
+            type=click.Path(allow_dash=True),
+            help="Output image (format by extension; '-' for stdout with --format).",
+        ),
+        click.option(
+            "--in-place",
+            is_flag=True,
+            help="Overwrite INPUT with the result (atomically). Off by default.",
+        ),
+        click.option(
+            "--format",
+            "fmt",
+            default=None,
+            metavar="FMT",
+            help="Output format when the extension can't tell (png, jpeg, tiff, webp, bmp).",
+        ),
+        click.option(
+            "-v",
+            "--verbose",
+            is_flag=True,
+            help="Say which backend ran and why, timings, and clipped values.",
+        ),
+        debug_option,
+    ]
+    for decorator in reversed(decorators):
+        fn = decorator(fn)
+    return filter_settings(fn)
+
+
+def _same_file(a: str, b: str) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def _check_report_path(path: str, input_dir: str) -> None:
+    """Refuse, before any work, a --report path that cannot be written or lies in the input."""
+    from pathlib import Path
+
+    from ..batch import is_same_or_inside
+    from ..errors import PathError
+
+    target = Path(os.path.abspath(path))
+    if not target.parent.is_dir():
+        raise PathError(f"{path}: report folder '{target.parent}' does not exist")
+    if target.is_dir():
+        raise PathError(f"{path}: report path is a folder")
+    if is_same_or_inside(target, Path(input_dir)):
+        raise PathError(f"{path}: the report would be written inside the input folder")
+
+
+def _warn_about_cval(mode: str, cval: float, images: str) -> None:
+    """Warn when a --cval looks like a 0..255 value (pixels are filtered on 0..1)."""
+    from .. import console
+
+    if mode == "constant" and not 0.0 <= cval <= 1.0:
+        console.warning(
+            f"--cval {cval:g} is outside 0..1, the scale {images} are filtered on "
+            "(0 black, 1 white); did you mean a fraction, e.g. 128 of 255 = 0.5?"
+        )
+
+
+def _write_text_atomically(path: str, text: str) -> None:
+    from ..atomic import write_atomically
+    from ..errors import ImageWriteError
+
+    try:
+        write_atomically(path, (text + "\n").encode())
+    except OSError as exc:
+        raise ImageWriteError(f"{path}: cannot write report ({exc.strerror or exc})") from None
