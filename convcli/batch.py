@@ -37,6 +37,8 @@ from .pipeline.job import Job, JobResult, JobSettings, run_job
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".tif", ".tiff", ".webp", ".bmp", ".gif"})
 #: --format choices and the extension they write.
 FORMAT_EXTENSIONS = {"png": ".png", "jpeg": ".jpg", "tiff": ".tif", "webp": ".webp", "bmp": ".bmp"}
+#: Extensions an output keeps from its input.
+_WRITE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".tif", ".tiff", ".webp", ".bmp"})
 
 
 @dataclass
@@ -51,6 +53,9 @@ class BatchPlan:
     excluded: int = 0  #: images that match none of the patterns
     other: int = 0  #: hidden entries, links to folders, special files: not looked into
     unreadable: list[tuple[str, str]] = field(default_factory=list)  #: (folder, reason)
+    #: the files and folders given (absolute); ``input_dir`` is the first folder (or the
+    #: first file's folder)
+    inputs: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -145,70 +150,117 @@ def plan_batch(
     patterns: Sequence[str] = (),
     fmt: str | None = None,
 ) -> BatchPlan:
-    """Find the images, map them to outputs, and refuse unsafe batches (:class:`PathError`).
-
-    Refused before any work: an output folder that is the input folder or lies
-    inside it, and any output that would land inside the input folder (an input
-    folder nested in the output folder, or a link in the output tree pointing
-    into the input), all by file identity; two inputs mapped to one output.
-    """
+    """The plan for one input folder (``convcli batch``): :func:`plan_inputs` of it."""
     src = Path(os.path.abspath(input_dir))
-    dst = Path(os.path.abspath(output_dir))
     if not src.is_dir():
         raise PathError(f"{input_dir}: input folder does not exist or is not a folder")
+    return plan_inputs([input_dir], output_dir, recursive=recursive, patterns=patterns, fmt=fmt)
+
+
+def plan_inputs(
+    inputs: Sequence[str | os.PathLike[str]],
+    output_dir: str | os.PathLike[str],
+    *,
+    recursive: bool = False,
+    patterns: Sequence[str] = (),
+    fmt: str | None = None,
+) -> BatchPlan:
+    """Find the images, map them to outputs, and refuse unsafe batches (:class:`PathError`).
+
+    ``inputs`` are image files and folders.  A file is written to ``output_dir`` under its
+    own stem; a folder's images (its sub-folders' too with ``recursive``, mirrored) are
+    written into ``output_dir`` as ``convcli batch`` does.  ``patterns`` select among
+    the images found in folders; files named explicitly are always taken.
+
+    Refused before any work: a missing input; an output folder that is an input folder
+    or lies inside one, and any output that would land inside an input folder (an input
+    folder nested in the output folder, or a link in the output tree pointing into the
+    input), all by file identity; an output that would be one of the inputs; two inputs
+    mapped to one output.
+    """
+    if not inputs:
+        raise UsageError("no input given")
+    dst = Path(os.path.abspath(output_dir))
     if dst.exists() and not dst.is_dir():
         raise PathError(f"{output_dir}: output exists and is not a folder")
-    if is_same_or_inside(dst, src):
-        raise PathError(
-            f"output folder '{output_dir}' is the input folder or lies inside it; choose another"
-        )
     if fmt is not None and fmt not in FORMAT_EXTENSIONS:
         raise UsageError(f"format must be one of {', '.join(FORMAT_EXTENSIONS)}, got '{fmt}'")
+    folders: list[tuple[Path, str]] = []
+    for given in inputs:
+        path = Path(os.path.abspath(given))
+        if path.is_dir():
+            if is_same_or_inside(dst, path):
+                raise PathError(
+                    f"output folder '{output_dir}' is the input folder or lies inside it "
+                    f"('{given}'); choose another"
+                )
+            folders.append((path, str(given)))
+        elif not path.is_file():
+            what = "does not exist" if not os.path.lexists(path) else "is not a file or folder"
+            raise PathError(f"{given}: input {what}")
+    input_files = {os.path.realpath(os.path.abspath(g)) for g in inputs}
     jobs: list[Job] = []
     ignored = excluded = 0
     by_output: dict[str, str] = {}
     checked_folders: set[Path] = set()
     walk = _Walk()
-    for path in iter_files(src, recursive, walk):
-        rel = path.relative_to(src)
-        if path.suffix.lower() not in IMAGE_EXTENSIONS:
-            ignored += 1
-            continue
-        if patterns and not any(
-            fnmatch.fnmatch(path.name, p) or fnmatch.fnmatch(str(rel), p) for p in patterns
-        ):
-            excluded += 1
-            continue
+
+    def add(path: Path, rel: Path, shown: str) -> None:
         ext = FORMAT_EXTENSIONS[fmt] if fmt else path.suffix.lower()
-        if ext == ".gif":
-            ext = ".png"  # convcli does not write GIF
+        if ext == ".gif" or ext not in _WRITE_EXTENSIONS:
+            ext = ".png"  # convcli does not write GIF (nor an unknown extension)
         out = dst / rel.parent / (path.stem + ext)
         if out.parent not in checked_folders:
-            if is_same_or_inside(out.parent, src):
-                raise PathError(
-                    f"'{rel}' would be written to '{out}', inside the input folder "
-                    f"'{input_dir}' (the input lies inside the output, or a link leads "
-                    "there); choose an output folder apart from the input"
-                )
+            for folder, name in folders:
+                if is_same_or_inside(out.parent, folder):
+                    raise PathError(
+                        f"'{shown}' would be written to '{out}', inside the input folder "
+                        f"'{name}' (the input lies inside the output, or a link leads "
+                        "there); choose an output folder apart from the input"
+                    )
             checked_folders.add(out.parent)
+        if os.path.realpath(out) in input_files:
+            raise PathError(
+                f"'{shown}' would be written to '{out}', which is one of the inputs; "
+                "choose another output folder or --format"
+            )
         key = os.path.normcase(str(out))
         if key in by_output:
             raise PathError(
-                f"'{by_output[key]}' and '{rel}' would both be written to '{out}'; "
+                f"'{by_output[key]}' and '{shown}' would both be written to '{out}'; "
                 "rename one or use --format"
             )
-        by_output[key] = str(rel)
+        by_output[key] = shown
         jobs.append(Job(str(path), str(out)))
+
+    for given in inputs:
+        src = Path(os.path.abspath(given))
+        if not src.is_dir():
+            add(src, Path(src.name), str(given))
+            continue
+        for path in iter_files(src, recursive, walk):
+            rel = path.relative_to(src)
+            if path.suffix.lower() not in IMAGE_EXTENSIONS:
+                ignored += 1
+                continue
+            if patterns and not any(
+                fnmatch.fnmatch(path.name, p) or fnmatch.fnmatch(str(rel), p) for p in patterns
+            ):
+                excluded += 1
+                continue
+            add(path, rel, str(rel) if len(inputs) == 1 else os.path.join(str(given), str(rel)))
     existing = [j for j in jobs if os.path.lexists(j.output)]
+    first = Path(os.path.abspath(inputs[0]))
     return BatchPlan(
         jobs,
         existing,
         ignored,
-        str(src),
+        str(first if first.is_dir() else first.parent),
         str(dst),
         excluded=excluded,
         other=walk.other,
         unreadable=walk.unreadable,
+        inputs=[os.path.abspath(g) for g in inputs],
     )
 
 
@@ -493,7 +545,9 @@ def run_report(
         "cwd": os.getcwd(),
         "run": dict(run or {}),
         "input_dir": plan.input_dir,
+        "inputs": list(plan.inputs),
         "output_dir": plan.output_dir,
+        "edge": settings.edge,
         "kernels": [
             {
                 "name": k.name,

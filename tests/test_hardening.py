@@ -195,10 +195,10 @@ def exit_code_cases(tmp: Path) -> list[tuple[list[str], int, str]]:
         ),  # fmt: skip
         # 1: a file, the data or the system said no
         (["apply", f"{t}/missing.png", "-k", "box", "-o", o], 1, "missing.png: no such file"),
-        (["apply", f"{t}/folder", "-k", "box", "-o", o], 1, "folder: is a directory"),
+        (["apply", f"{t}/folder", "-k", "box", "-o", o], 1, "is named like an image file, but"),
+        (["apply", f"{t}/in", f"{t}/in", "-k", "box", "-o", o], 2, "several inputs are written"),
         (["apply", str(img), "-k", f"{t}/bad.txt", "-o", o], 1, "bad.txt:1:"),
         (["apply", str(img), "-k", f"{t}/missing.txt", "-o", o], 1, "kernel file not found"),
-        (["apply", str(img), "-k", "box", "-o", f"{t}/folder"], 1, "folder: is a folder"),
         (["apply", str(img), "-k", "box", "-o", f"{t}/nodir/o.png"], 1, "does not exist"),
         (["apply", str(img), "-k", "box", "-o", str(img)], 1, "is the input file"),
         (["compare", f"{t}/missing.png", "-k", "box"], 1, "missing.png: no such file"),

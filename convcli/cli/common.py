@@ -180,38 +180,145 @@ def filter_settings(fn: F) -> F:
     return fn
 
 
-def filter_options(fn: F) -> F:
-    """Options shared by every command that filters an image."""
-    decorators = [
-        click.option(
-            "-o",
-            "--output",
-            type=click.Path(allow_dash=True),
-            help="Output image (format by extension; '-' for stdout with --format).",
-        ),
-        click.option(
-            "--in-place",
-            is_flag=True,
-            help="Overwrite INPUT with the result (atomically). Off by default.",
-        ),
-        click.option(
-            "--format",
-            "fmt",
-            default=None,
-            metavar="FMT",
-            help="Output format when the extension can't tell (png, jpeg, tiff, webp, bmp).",
-        ),
-        click.option(
-            "-v",
-            "--verbose",
-            is_flag=True,
-            help="Say which backend ran and why, timings, and clipped values.",
-        ),
-        debug_option,
-    ]
+class ImageFormat(click.ParamType):
+    """An output format name: png, jpeg or jpg, tiff or tif, webp, bmp (any case)."""
+
+    name = "format"
+    NAMES = {"png": "png", "jpeg": "jpeg", "jpg": "jpeg", "tiff": "tiff", "tif": "tiff",
+             "webp": "webp", "bmp": "bmp"}  # fmt: skip
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> str:
+        key = str(value).strip().lower().lstrip(".")
+        if key not in self.NAMES:
+            self.fail(f"'{value}' is not one of png, jpeg (jpg), tiff (tif), webp, bmp", param, ctx)
+        return self.NAMES[key]
+
+    def shell_complete(self, ctx: Any, param: Any, incomplete: str) -> list[Any]:
+        from click.shell_completion import CompletionItem
+
+        return [CompletionItem(n) for n in self.NAMES if n.startswith(incomplete.lower())]
+
+
+#: Where results go: one file, or a folder for several inputs (every filtering command).
+_OUTPUT_OPTIONS = [
+    click.option(
+        "-o",
+        "--output",
+        type=click.Path(allow_dash=True),
+        help="Output image (format by extension; '-' for stdout with --format), replaced if "
+        "it exists, as cp does. With several inputs or a folder: the output folder (a name "
+        "ending in / or an existing folder).",
+    ),
+    click.option(
+        "--in-place",
+        is_flag=True,
+        help="Overwrite INPUT with the result (atomically; one file only). Off by default.",
+    ),
+    click.option(
+        "--format",
+        "fmt",
+        type=ImageFormat(),
+        default=None,
+        metavar="FMT",
+        help="Output format: png, jpeg (jpg), tiff (tif), webp, bmp (default: the output's "
+        "extension; with several inputs, each input's own).",
+    ),
+    click.option(
+        "-v",
+        "--verbose",
+        is_flag=True,
+        help="Say which backend ran and why, timings, and clipped values.",
+    ),
+]
+
+#: Options for several inputs or folders (batch's engine: parallel, atomic, resumable).
+_MANY_FILES_OPTIONS = [
+    click.option("--recursive", "-r", is_flag=True, help="Descend into sub-folders (mirrored)."),
+    click.option(
+        "--pattern",
+        "patterns",
+        multiple=True,
+        metavar="GLOB",
+        help="In folders, only files matching GLOB (name or relative path); repeatable.",
+    ),
+    click.option(
+        "--jobs",
+        "-j",
+        type=click.IntRange(1, 256),
+        default=None,
+        help="Parallel worker processes (default: the number of cores).",
+    ),
+    click.option("--skip-existing", is_flag=True, help="Keep outputs that exist (resume a batch)."),
+    click.option("--overwrite", is_flag=True, help="Replace outputs that exist."),
+    click.option(
+        "--report",
+        "report_path",
+        type=click.Path(),
+        default=None,
+        help="Write a JSON report of every file, the options and library versions.",
+    ),
+    click.option(
+        "--executor",
+        type=click.Choice(["local", "dask"]),
+        default="local",
+        show_default=True,
+        help="local processes, or a Dask cluster (convcli[dask]).",
+    ),
+    click.option(
+        "--scheduler",
+        default=None,
+        metavar="ADDRESS",
+        help="Dask scheduler, e.g. tcp://10.0.0.5:8786 (default: a local cluster).",
+    ),
+    click.option("--quiet", "-q", is_flag=True, help="Print nothing but errors."),
+]
+
+#: The parameter names of :data:`_MANY_FILES_OPTIONS`, with their defaults.
+MANY_FILES_DEFAULTS: dict[str, Any] = {
+    "recursive": False, "patterns": (), "jobs": None, "skip_existing": False,
+    "overwrite": False, "report_path": None, "executor": "local", "scheduler": None,
+    "quiet": False,
+}  # fmt: skip
+
+#: The kernel options of apply and batch.
+_KERNEL_OPTIONS = [
+    click.option(
+        "-k",
+        "--kernel",
+        "kernel_specs",
+        multiple=True,
+        required=True,
+        metavar="KERNEL",
+        help="Built-in (NAME[:key=value,...]), kernel file (.txt .csv .mat .im .npy) or "
+        "ImageMagick string ('3x3: 0,1,0 1,-4,1 0,1,0'). Repeat to apply in sequence.",
+        shell_complete=complete_kernel,
+    ),
+    click.option(
+        "--op",
+        type=click.Choice(["convolve", "correlate"]),
+        default="convolve",
+        show_default=True,
+        help="convolve flips the kernel; correlate does not.",
+    ),
+    click.option("--normalize", is_flag=True, help="Divide each kernel by its sum (sum 0: error)."),
+]
+
+
+def _decorate(fn: F, decorators: list[Callable[[F], F]]) -> F:
     for decorator in reversed(decorators):
         fn = decorator(fn)
-    return filter_settings(fn)
+    return fn
+
+
+def kernel_options(fn: F) -> F:
+    """-k/--kernel, --op and --normalize (apply, batch)."""
+    return _decorate(fn, _KERNEL_OPTIONS)
+
+
+def filter_options(fn: F) -> F:
+    """Every option of the filtering commands (apply, blur, sharpen, edge, batch): the
+    filtering and encoding settings, the output, and the options for several inputs."""
+    return _decorate(fn, [*_FILTER_SETTINGS, *_OUTPUT_OPTIONS, *_MANY_FILES_OPTIONS, debug_option])
 
 
 def _same_file(a: str, b: str) -> bool:
@@ -221,8 +328,9 @@ def _same_file(a: str, b: str) -> bool:
         return False
 
 
-def _check_report_path(path: str, input_dir: str) -> None:
-    """Refuse, before any work, a --report path that cannot be written or lies in the input."""
+def _check_report_path(path: str, inputs: list[str]) -> None:
+    """Refuse, before any work, a --report path that cannot be written or lies in the input
+    (inside an input folder, or onto an input file)."""
     from pathlib import Path
 
     from ..batch import is_same_or_inside
@@ -233,8 +341,11 @@ def _check_report_path(path: str, input_dir: str) -> None:
         raise PathError(f"{path}: report folder '{target.parent}' does not exist")
     if target.is_dir():
         raise PathError(f"{path}: report path is a folder")
-    if is_same_or_inside(target, Path(input_dir)):
-        raise PathError(f"{path}: the report would be written inside the input folder")
+    for given in inputs:
+        if Path(given).is_dir() and is_same_or_inside(target, Path(given)):
+            raise PathError(f"{path}: the report would be written inside the input folder")
+        if _same_file(str(target), given):
+            raise PathError(f"{path}: the report would replace an input")
 
 
 def _warn_about_cval(mode: str, cval: float, images: str) -> None:

@@ -30,6 +30,9 @@ class JobSettings:
 
     kernels: tuple[Kernel, ...]
     options: FilterOptions
+    #: An edge operator (``convcli edge``: sobel, scharr, prewitt, laplacian, log) run
+    #: instead of ``kernels`` (then empty).
+    edge: str | None = None
     quality: int | None = None
     compress_level: int | None = None
     #: Threads per filter call in the worker (None: every core).  Workers that run
@@ -81,8 +84,9 @@ def run_job(job: Job, settings: JobSettings) -> JobResult:
             report = filter_file(
                 job.input,
                 job.output,
-                settings.kernels,
+                settings.kernels if settings.edge is None else None,
                 settings.options,
+                edge=settings.edge,
                 quality=settings.quality,
                 compress_level=settings.compress_level,
                 max_pixels=settings.max_pixels,
