@@ -20,8 +20,8 @@ import contextlib
 import fnmatch
 import os
 import signal
-import threading
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
