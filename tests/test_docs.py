@@ -46,3 +46,25 @@ def test_shell_completion_knows_kernels_and_boundary_modes():
     assert "plain,sobel" in _complete("convcli batch in -o out -k so")
     assert _complete("convcli blur x.png --boundary mi") == ["plain,mirror"]
     assert "plain,reflect101" in _complete("convcli apply x.png --boundary re")
+
+
+def test_readme_examples_run_as_printed_in_order(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("## Examples\n", 1)[1].split("\n## ", 1)[0]
+    (block,) = re.findall(r"```sh\n(.*?)\n```", section, flags=re.S)
+    assert block.count("convcli ") >= 15
+    for name in ("sample_images", "kernels"):
+        (tmp_path / name).symlink_to(ROOT / name)
+    script = f'set -e\nconvcli() {{ "{sys.executable}" -m convcli "$@"; }}\n{block}\n'
+    proc = subprocess.run(
+        ["bash", "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=300,
+        env={**os.environ, "NO_COLOR": "1"},
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    for made in ("soft.jpg", "edges.png", "emboss.png", "sharp.tif", "report.json",
+                 "blurred/camera.png", "edges/coffee.png", "boxed/coffee.jpg", "soft16.tif"):  # fmt: skip
+        assert (tmp_path / made).is_file(), made
