@@ -71,7 +71,7 @@ from numpy.typing import NDArray
 from PIL import ExifTags, ImageFile, ImageOps, PngImagePlugin, UnidentifiedImageError
 from PIL import Image as PILImage
 
-from . import _native, png_codec
+from . import native, png_codec
 from .atomic import write_atomically
 from ._fdcapture import captured_stderr
 from .errors import ConvcliError, ImageReadError, ImageWriteError, PathError, UsageError
@@ -330,7 +330,7 @@ def _open_lazy(source: str | os.PathLike[str] | BinaryIO, limit: int | None) -> 
         return None  # _read_source says what is wrong
     if tiff_codec.is_tiff(head):
         return _open_tiff(name, limit)
-    if head == _PNG_SIG:
+    if head == _PNG_SIG and native.AVAILABLE:  # (no C unfilter: decoded whole, by a library)
         return _open_png(name, limit)
     return None
 
@@ -782,11 +782,19 @@ def _read_png16_colour(data: bytes, header: _PngHeader, name: str, limit: int | 
     arr = np.empty((height, width, channels), dtype=">u2")
     view = memoryview(raw)
     pos = 0
+    if not native.AVAILABLE:  # no C unfilter: libpng/spng through imagecodecs, whole
+        try:
+            import imagecodecs
+
+            arr = np.asarray(imagecodecs.png_decode(data)).reshape(height, width, channels)
+        except Exception as exc:
+            raise ImageReadError(f"{name}: cannot decode image ({_reason(exc)})") from None
+        passes = []
     for x0, y0, dx, dy, w, h in passes:
         stride = w * bpp
         out = bytearray(h * stride)
         try:
-            _native.png_unfilter(view[pos : pos + h * (stride + 1)], out, h, stride, bpp)
+            native.png_unfilter(view[pos : pos + h * (stride + 1)], out, h, stride, bpp)
         except ValueError as exc:
             raise ImageReadError(f"{name}: cannot decode image ({exc})") from None
         arr[y0::dy, x0::dx] = np.frombuffer(out, dtype=">u2").reshape(h, w, channels)
@@ -850,7 +858,7 @@ def to_depth(pixels: NDArray[np.floating], depth: Depth, out: NDArray | None = N
         raise ValueError(f"out must be a C-contiguous {src.shape} {np.dtype(dtype)} array")
     # one pass in C: the product and the rounding in double (exact ties: a float32 times 255
     # or 65535 is exact in double, so clipping after scaling is the same as before)
-    _native.to_depth(src.reshape(-1), out.reshape(-1), top, 0 if src.dtype == np.float32 else 1)
+    native.to_depth(src.reshape(-1), out.reshape(-1), top, 0 if src.dtype == np.float32 else 1)
     return out.reshape(src.shape)
 
 

@@ -415,10 +415,10 @@ class PngRows:
         # unfilter then sees the true row above the block's first row
         block = b"\x00" + self._prior.tobytes() + raw[:need]
         out = bytearray((rows + 1) * self.stride)
-        from . import _native
+        from . import native
 
         try:
-            _native.png_unfilter(block, out, rows + 1, self.stride, self.bpp)
+            native.png_unfilter(block, out, rows + 1, self.stride, self.bpp)
         except ValueError as exc:
             self._fail(self._next, str(exc))
         decoded = np.frombuffer(out, np.uint8)[self.stride :].reshape(rows, self.stride)
