@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 import click
 
 from . import __version__
+from .cli_identify import add_commands, peers_options, verify_option
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -193,6 +194,7 @@ def filter_options(fn: F) -> F:
             is_flag=True,
             help="Say which backend ran and why, timings, and clipped values.",
         ),
+        verify_option,
         debug_option,
     ]
     for decorator in reversed(decorators):
@@ -247,6 +249,7 @@ def _run_filter(
     max_pixels: int | None,
     verbose: bool,
     normalize: bool = False,
+    verify: bool = False,
 ) -> None:
     from . import console
     from .backends.borders import normalize_mode
@@ -266,6 +269,11 @@ def _run_filter(
         depth=depth,
         nonfinite=nan_policy,
     )
+
+    if verify:
+        from .cli_identify import verify_before_writing
+
+        verify_before_writing(input_path, kernels_or_edge, options, max_pixels, verbose)
 
     def on_read(stored: Any) -> None:
         for note in stored.meta.notes:
@@ -772,9 +780,10 @@ def _small_input(spec: str):
     type=click.Choice(["auto", "direct", "fft"]),
     help="Backend(s) to probe (default: all).",
 )
+@peers_options
 @debug_option
 @handle_errors
-def probe(backends: tuple[str, ...]) -> None:
+def probe(backends: tuple[str, ...], peers: bool, as_json: bool, markdown: bool) -> None:
     """Impulse test: which operation reproduces the kernel as-is (convolution)?
 
     Filters a single bright pixel with asymmetric kernels (odd, and even with an
@@ -782,12 +791,24 @@ def probe(backends: tuple[str, ...]) -> None:
     reproduce the kernel as written, correlation the kernel rotated by 180
     degrees; exit code 1 if anything disagrees.
 
+    With --peers: what the other libraries installed compute instead (see
+    'convcli identify').
+
     \b
-    Example:
+    Examples:
       convcli probe
+      convcli probe --peers
     """
     from . import console
     from .algebra import probe as run_probe
+    from .errors import UsageError
+
+    if peers:
+        from .cli_identify import probe_peers
+
+        return probe_peers(as_json, markdown)
+    if as_json or markdown:
+        raise UsageError("--json and --markdown go with --peers")
 
     rows = run_probe(backends or ("direct", "fft", "auto"))
     console.show_table(
@@ -879,6 +900,7 @@ def probe(backends: tuple[str, ...]) -> None:
     help="Dask scheduler, e.g. tcp://10.0.0.5:8786 (default: a local cluster).",
 )
 @click.option("--quiet", "-q", is_flag=True, help="Print nothing but errors.")
+@verify_option
 @debug_option
 @handle_errors
 def batch(
@@ -908,6 +930,7 @@ def batch(
     executor: str,
     scheduler: str | None,
     quiet: bool,
+    verify: bool,
 ) -> None:
     """Filter every image in INPUT_DIR into OUTPUT_DIR, safely and in parallel.
 
@@ -959,6 +982,7 @@ def batch(
         quality=quality,
         compress_level=compress_level,
         max_pixels=max_pixels,
+        verify=verify,
     )
     plan = plan_batch(input_dir, output_dir, recursive=recursive, patterns=patterns, fmt=fmt)
     check_existing(plan, skip_existing=skip_existing, overwrite=overwrite)
@@ -1270,6 +1294,9 @@ def _symmetry_text(k: Any) -> str:
     if value == "antisymmetric":
         return "antisymmetric (K == -rot180 K): convolution == -correlation"
     return "asymmetric: convolution and correlation differ"
+
+
+add_commands(main, handle_errors=handle_errors, debug_option=debug_option)
 
 
 def run() -> None:  # pragma: no cover - console entry for python -m
