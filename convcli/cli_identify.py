@@ -104,7 +104,7 @@ def probe_peers(as_json: bool, markdown: bool) -> None:
 
 def _also(values: list[Any], found: Any, fmt: Callable[[Any], str] = str) -> str:
     others = [fmt(v) for v in values if v != found]
-    return f" ({', '.join(others)} explain(s) it equally)" if others else ""
+    return f" (equally good: {', '.join(others)})" if others else ""
 
 
 def _fit_row(label: str, region: str, fit: Any) -> list[str]:
