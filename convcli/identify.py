@@ -644,7 +644,16 @@ def _same_score(a: tuple[float, float], b: tuple[float, float]) -> bool:
 
 
 def _exact_count(diff: NDArray[np.float64], tol: float) -> int:
-    return int(np.count_nonzero(diff.max(axis=1) <= tol)) if diff.size else 0
+    return int(np.count_nonzero(_channel_max(diff) <= tol)) if diff.size else 0
+
+
+def _channel_max(diff: NDArray[np.float64]) -> NDArray[np.float64]:
+    """Max over the last (channel) axis: a few element-wise maxima, much faster than
+    ``max(axis=-1)`` over an axis of 1 to 3."""
+    out = diff[..., 0]
+    for ch in range(1, diff.shape[-1]):
+        out = np.maximum(out, diff[..., ch])
+    return out
 
 
 def _cval_options(
@@ -710,7 +719,7 @@ def _confirm(
             filtered = _filter_rows(src, k, cand.boundary, cand.cval / scale, r0, r1)
             pred = _levels(_map(filtered, gain, cand.range, top), cand.rounding)
             diff = np.abs(pred - obs[r0:r1])
-            per_pixel = diff.max(axis=2)
+            per_pixel = _channel_max(diff)
             everything.add(diff, per_pixel, exact_tol)
             lo, hi = max(band, r0) - r0, min(h - band, r1) - r0
             if hi > lo and w > 2 * band:
