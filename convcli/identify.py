@@ -131,7 +131,7 @@ class Explanation:
 
     @property
     def exact(self) -> bool:
-        return self.interior.max_diff == 0 and self.border.max_diff == 0
+        return self.interior.exact == 1.0 and self.border.exact == 1.0
 
     def to_dict(self, kernel: Kernel) -> dict[str, Any]:
         c = self.candidate

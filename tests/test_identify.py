@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -337,3 +338,50 @@ def test_cli_identify_bad_input_is_one_line_naming_the_file(pair, tmp_path):
     result = runner.invoke(main, ["identify", str(src), str(dst), "-k", str(bad_kernel)])
     assert result.exit_code == 1
     assert result.stderr.startswith(f"Error: {bad_kernel}:2")
+
+
+@pytest.mark.parametrize("op", ["convolve", "correlate"])
+@pytest.mark.parametrize(
+    ("mode", "cval", "policy"),
+    [("reflect", 0.0, "clip"), ("constant", 0.6, "offset"), ("wrap", 0.0, "abs"),
+     ("mirror", 0.0, "offset"), ("nearest", 0.0, "clip")],
+)  # fmt: skip
+def test_identify_what_convcli_apply_writes(op, mode, cval, policy):
+    # the apply path itself (strip engine, float32, convcli's rounding), 8-bit and 16-bit out
+    from convcli import FilterOptions, filter_samples
+
+    levels = _image(44, 50)
+    options = FilterOptions(op=op, mode=mode, cval=cval, range_policy=policy)
+    for depth, top in (("8", 255.0), ("16", 65535.0)):
+        out = filter_samples(levels, [KERNEL], replace(options, depth=depth))
+        found = identify(from_array(levels / 255.0, depth="8"),
+                         from_array(out / top, depth=depth), KERNEL)  # fmt: skip
+        best = found.best.candidate
+        assert (best.operation, best.boundary) == (op, mode), depth
+        assert policy in found.equivalent["range"]  # abs == clip when nothing is negative
+        assert best.rounding == "nearest" and best.origin == (2, 2)
+        if mode == "constant":
+            assert abs(best.cval - cval) <= 1 / 255
+        # float32 arithmetic may move a rare value across a rounding tie: within 1 level
+        assert found.best.fits and found.best.interior.exact > 0.99
+
+
+def test_identify_a_float_output_unrounded():
+    levels = _image(40, 48, channels=1)
+    raw = correlate(levels / 255.0, KERNEL, mode="mirror", dtype=np.float64)
+    found = identify(from_array(levels / 255.0, depth="8"), from_array(raw, depth="float"),
+                     KERNEL)  # fmt: skip
+    best = found.best.candidate
+    assert (best.operation, best.boundary, best.range, best.rounding) == (
+        "correlate", "mirror", "none", "none")  # fmt: skip
+    assert found.verdict == "exact"  # float32 output: within 0.001 of a level everywhere
+    assert found.best.interior.max_diff < 1e-3
+
+
+def test_identify_compares_grey_stored_as_rgb_as_grey():
+    levels = _image(40, 48, channels=1)
+    cand = Candidate("convolve", (2, 2), "reflect")
+    out = _make(levels, KERNEL, cand)
+    found = _found(np.repeat(levels, 3, axis=2), out)
+    assert found.best.candidate == cand and found.verdict == "exact"
+    assert found.notes == ["the input is grey stored as RGB: compared as grey"]
