@@ -16,8 +16,10 @@ from __future__ import annotations
 import click
 
 from .. import __version__
+from .common import debug_option, handle_errors
 from .compare_cmd import compare
 from .filter_cmds import apply, batch, blur, edge, sharpen
+from .identify_cmds import add_commands
 from .kernels_cmd import kernels
 from .math_cmds import explain, probe
 
@@ -40,6 +42,7 @@ def main(ctx: click.Context) -> None:
 
 for _command in (apply, blur, sharpen, edge, compare, explain, probe, batch, kernels):
     main.add_command(_command)
+add_commands(main, handle_errors=handle_errors, debug_option=debug_option)
 
 
 def run() -> None:  # pragma: no cover - console entry for python -m

@@ -11,6 +11,8 @@ from typing import Any, TypeVar
 
 import click
 
+from .identify_cmds import verify_option
+
 F = TypeVar("F", bound=Callable[..., Any])
 
 BOUNDARY_HELP = (
@@ -229,6 +231,7 @@ _OUTPUT_OPTIONS = [
         is_flag=True,
         help="Say which backend ran and why, timings, and clipped values.",
     ),
+    verify_option,
 ]
 
 #: Options for several inputs or folders (batch's engine: parallel, atomic, resumable).

@@ -139,6 +139,7 @@ def _run_filter(
     max_pixels: int | None,
     verbose: bool,
     normalize: bool = False,
+    verify: bool = False,
 ) -> None:
     from .. import console
     from ..backends.borders import normalize_mode
@@ -158,6 +159,11 @@ def _run_filter(
         depth=depth,
         nonfinite=nan_policy,
     )
+
+    if verify:
+        from .identify_cmds import verify_before_writing
+
+        verify_before_writing(input_path, kernels_or_edge, options, max_pixels, verbose)
 
     def on_read(stored: Any) -> None:
         for note in stored.meta.notes:
@@ -250,6 +256,7 @@ def _run_many(
     executor: str,
     scheduler: str | None,
     quiet: bool,
+    verify: bool = False,
 ) -> None:
     """Several files and folders into the folder ``output``, on batch's engine."""
     import json
@@ -288,6 +295,7 @@ def _run_many(
         quality=quality,
         compress_level=compress_level,
         max_pixels=max_pixels,
+        verify=verify,
     )
     plan = plan_inputs(list(inputs), output, recursive=recursive, patterns=patterns, fmt=fmt)
     check_existing(plan, skip_existing=skip_existing, overwrite=overwrite)

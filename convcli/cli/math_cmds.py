@@ -12,6 +12,7 @@ from .common import (
     debug_option,
     handle_errors,
 )
+from .identify_cmds import peers_options
 
 
 def _numbers(text: str, what: str) -> list[float]:
@@ -151,9 +152,10 @@ def _small_input(spec: str):
     type=click.Choice(["auto", "direct", "fft"]),
     help="Backend(s) to probe (default: all).",
 )
+@peers_options
 @debug_option
 @handle_errors
-def probe(backends: tuple[str, ...]) -> None:
+def probe(backends: tuple[str, ...], peers: bool, as_json: bool, markdown: bool) -> None:
     """Impulse test: which operation reproduces the kernel as-is (convolution)?
 
     Filters a single bright pixel with asymmetric kernels (odd, and even with an
@@ -161,12 +163,24 @@ def probe(backends: tuple[str, ...]) -> None:
     reproduce the kernel as written, correlation the kernel rotated by 180
     degrees; exit code 1 if anything disagrees.
 
+    With --peers: what the other libraries installed compute instead (see
+    'convcli identify').
+
     \b
-    Example:
+    Examples:
       convcli probe
+      convcli probe --peers
     """
     from .. import console
     from ..algebra import probe as run_probe
+    from ..errors import UsageError
+
+    if peers:
+        from .identify_cmds import probe_peers
+
+        return probe_peers(as_json, markdown)
+    if as_json or markdown:
+        raise UsageError("--json and --markdown go with --peers")
 
     rows = run_probe(backends or ("direct", "fft", "auto"))
     console.show_table(

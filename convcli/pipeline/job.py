@@ -44,6 +44,8 @@ class JobSettings:
     #: its name is free when the result is complete: one that another run wrote meanwhile
     #: is kept, and this image fails.
     overwrite: bool = False
+    #: Check the result on the other backend first (``--verify``; see :mod:`convcli.verify`).
+    verify: bool = False
 
 
 @dataclass
@@ -60,6 +62,7 @@ class JobResult:
     megapixels: float = 0.0
     backend: str = ""
     notes: list[str] = field(default_factory=list)  #: warnings about the input (GIF frames...)
+    verify: dict | None = None  #: ``--verify``'s report (:meth:`Verification.to_dict`)
 
 
 def run_job(job: Job, settings: JobSettings) -> JobResult:
@@ -80,6 +83,17 @@ def run_job(job: Job, settings: JobSettings) -> JobResult:
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
+            if settings.verify:  # before writing: a disagreement fails the image, no output
+                from ..verify import verify_file
+
+                check = verify_file(
+                    job.input, settings.kernels if settings.edge is None else None,
+                    settings.options, edge=settings.edge, max_pixels=settings.max_pixels,
+                )  # fmt: skip
+                result.verify = check.to_dict()
+                if not check.ok:
+                    result.reason = f"{job.input}: {check.describe()}; nothing written"
+                    return result
             Path(job.output).parent.mkdir(parents=True, exist_ok=True)
             report = filter_file(
                 job.input,
