@@ -186,6 +186,10 @@ def _run_filter(
     )
     report = result.filter
     if verbose:
+        from .. import native
+
+        if not native.AVAILABLE:
+            console.info(native.NOTE)
         console.info(
             f"read {input_path}: {result.width}x{result.height} {result.bands}, "
             + (f"{result.depth}-bit" if result.depth != "float" else "float")

@@ -182,6 +182,9 @@ def probe(backends: tuple[str, ...], peers: bool, as_json: bool, markdown: bool)
     if as_json or markdown:
         raise UsageError("--json and --markdown go with --peers")
 
+    from .. import native
+
+    console.info(native.NOTE)
     rows = run_probe(backends or ("direct", "fft", "auto"))
     console.show_table(
         "impulse response",
