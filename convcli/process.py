@@ -16,6 +16,8 @@ This is what ``convcli apply`` runs between reading and writing an image:
 
 from __future__ import annotations
 
+import math
+
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -183,8 +185,7 @@ def nonfinite_samples(values: NDArray[np.floating], policy: str) -> NDArray[np.f
         return values
     if policy == "refuse":
         raise FilterError(
-            f"{count:,} of the image's samples are NaN or infinite; --nan zero replaces them "
-            "by 0"
+            f"{count:,} of the image's samples are NaN or infinite; --nan zero replaces them by 0"
         )
     return np.nan_to_num(values, nan=0.0, posinf=0.0, neginf=0.0)
 
@@ -271,13 +272,34 @@ def filter_image(
 EDGE_OPERATORS: tuple[str, ...] = ("sobel", "prewitt", "scharr", "laplacian", "log")
 
 
+def parse_edge_operator(operator: str, sigma: float = 1.4) -> tuple[str, float]:
+    """``(name, sigma)`` of an edge operator spec: a name, or ``log:sigma=S`` (the sigma of
+    the Laplacian of Gaussian; ``sigma`` is the default)."""
+    name, _, params = str(operator).partition(":")
+    name = _check("edge operator", name.strip().lower(), EDGE_OPERATORS)
+    if params:
+        key, _, value = params.partition("=")
+        if name != "log" or key.strip() != "sigma":
+            raise UsageError(
+                f"edge operator '{operator}': only log takes a parameter (log:sigma=S)"
+            )
+        try:
+            sigma = float(value)
+        except ValueError:
+            raise UsageError(f"edge operator '{operator}': sigma must be a number") from None
+    if not (math.isfinite(sigma) and sigma > 0):
+        raise UsageError(f"edge operator '{operator}': sigma must be > 0, got {sigma:g}")
+    return name, sigma
+
+
 def edge_operator_kernels(operator: str, sigma: float = 1.4) -> tuple[Kernel, ...]:
     """The kernels of an edge operator: one (``laplacian``, ``log``: the absolute response is
     taken) or an (x, y) derivative pair whose gradient magnitude is taken, each divided by the
-    sum of its positive weights so that a step from 0 to 1 gives 1."""
+    sum of its positive weights so that a step from 0 to 1 gives 1.  ``operator`` may be
+    ``log:sigma=S`` (:func:`parse_edge_operator`)."""
     from .kernels import builtin_kernel
 
-    operator = _check("edge operator", operator, EDGE_OPERATORS)
+    operator, sigma = parse_edge_operator(operator, sigma)
     if operator == "laplacian":
         return (builtin_kernel("laplacian", neighbours=8),)
     if operator == "log":
@@ -303,7 +325,7 @@ def edge_image(
     (Laplacian of Gaussian of ``sigma``): the absolute response (range
     policy ``abs`` unless another is given).  Alpha, if any, is kept as it is.
     """
-    operator = _check("edge operator", operator, EDGE_OPERATORS)
+    operator, sigma = parse_edge_operator(operator, sigma)
     colour_image = image
     alpha = None
     if image.bands in ("LA", "RGBA"):

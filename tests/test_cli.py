@@ -404,3 +404,34 @@ def test_blur_refuses_sigma_with_box(tmp_path):
     assert result.stderr.strip() == "Error: give --sigma (Gaussian) or --box (box filter), not both"
     assert not out.exists()
     assert CliRunner().invoke(main, ["blur", str(src), "--box", "5", "-o", str(out)]).exit_code == 0
+
+
+def test_edge_log_takes_a_sigma(tmp_path):
+    src = tmp_path / "a.png"
+    rng = np.random.default_rng(8)
+    PILImage.fromarray((rng.random((30, 26)) * 255).astype(np.uint8)).save(src)
+    runner = CliRunner()
+    out, ref = tmp_path / "e.png", tmp_path / "r.png"
+    result = runner.invoke(
+        main, ["edge", str(src), "--operator", "log", "--sigma", "3", "-o", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    assert (
+        runner.invoke(
+            main, ["apply", str(src), "-k", "log:sigma=3", "--range", "abs", "-o", str(ref)]
+        ).exit_code
+        == 0
+    )
+    assert out.read_bytes() == ref.read_bytes()
+    default = tmp_path / "d.png"
+    assert (
+        runner.invoke(main, ["edge", str(src), "--operator", "log", "-o", str(default)]).exit_code
+        == 0
+    )
+    assert default.read_bytes() != out.read_bytes()  # sigma 1.4 by default
+    result = runner.invoke(main, ["edge", str(src), "--sigma", "3", "-o", str(out)])
+    assert result.exit_code == 2 and "--sigma goes with --operator log" in result.stderr
+    result = runner.invoke(
+        main, ["edge", str(src), "--operator", "log", "--sigma", "-1", "-o", str(out)]
+    )
+    assert result.exit_code == 2 and "sigma must be > 0" in result.stderr

@@ -469,9 +469,15 @@ def sharpen(inputs: tuple[str, ...], amount: float, sigma: float | None, **opts:
     show_default=True,
     help="sobel/prewitt/scharr: gradient magnitude; laplacian/log: |response|.",
 )
+@click.option(
+    "--sigma",
+    type=float,
+    default=None,
+    help="The Gaussian's sigma of --operator log (default 1.4).",
+)
 @filter_options
 @handle_errors
-def edge(inputs: tuple[str, ...], operator: str, **opts: Any) -> None:
+def edge(inputs: tuple[str, ...], operator: str, sigma: float | None, **opts: Any) -> None:
     """Detect edges in each INPUT: gradient magnitude or |Laplacian|.
 
     \b
@@ -479,7 +485,14 @@ def edge(inputs: tuple[str, ...], operator: str, **opts: Any) -> None:
       convcli edge photo.jpg -o edges.png
       convcli edge photo.jpg -o edges.png --operator laplacian
       convcli edge photos/ -o edges/ --format png
+      convcli edge photo.jpg -o blobs.png --operator log --sigma 3
     """
+    from ..errors import UsageError
+
+    if sigma is not None:
+        if operator != "log":
+            raise UsageError("--sigma goes with --operator log")
+        operator = f"log:sigma={sigma!r}"
     _filter_command(inputs, operator, op="convolve", **opts)
 
 
