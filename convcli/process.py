@@ -17,7 +17,6 @@ This is what ``convcli apply`` runs between reading and writing an image:
 from __future__ import annotations
 
 import math
-
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
