@@ -57,6 +57,54 @@ class FilterOptions:
     alpha: str = "premultiply"
     depth: str | None = None  #: None: the source's depth
     nonfinite: str = "refuse"  #: NaN/Inf samples: "refuse" (an error), or "zero" (become 0)
+    #: Flatten alpha onto this colour, (r, g, b) on 0..1 (:func:`parse_colour`), after
+    #: filtering: the output has no alpha.  None: alpha is kept.
+    background: tuple[float, float, float] | None = None
+    #: Added to every colour result after the kernels, before the range policy, on the
+    #: pixels' 0..1 scale (ImageMagick's ``-bias``; a kernel's own offset comes first).
+    bias: float = 0.0
+
+
+#: Colour names :func:`parse_colour` knows (the CSS basic colours), as 0..255 RGB.
+COLOUR_NAMES: dict[str, tuple[int, int, int]] = {
+    "black": (0, 0, 0), "white": (255, 255, 255), "grey": (128, 128, 128),
+    "gray": (128, 128, 128), "silver": (192, 192, 192), "red": (255, 0, 0),
+    "green": (0, 128, 0), "lime": (0, 255, 0), "blue": (0, 0, 255), "yellow": (255, 255, 0),
+    "cyan": (0, 255, 255), "aqua": (0, 255, 255), "magenta": (255, 0, 255),
+    "fuchsia": (255, 0, 255), "maroon": (128, 0, 0), "navy": (0, 0, 128),
+    "olive": (128, 128, 0), "purple": (128, 0, 128), "teal": (0, 128, 128),
+}  # fmt: skip
+
+
+def parse_colour(text: str) -> tuple[float, float, float]:
+    """A colour as (r, g, b) on 0..1: a name (``white``, ``grey``...), ``#rgb``, ``#rrggbb``,
+    or ``R,G,B`` in 0..255 levels.
+
+    >>> parse_colour("white"), parse_colour("#ff8000"), parse_colour("0,0,255")
+    ((1.0, 1.0, 1.0), (1.0, 0.5019607843137255, 0.0), (0.0, 0.0, 1.0))
+    """
+    key = str(text).strip().lower()
+    levels: tuple[int, ...] | None = COLOUR_NAMES.get(key)
+    digits = "0123456789abcdef"
+    if levels is None and key.startswith("#") and all(c in digits for c in key[1:]):
+        if len(key) == 4:
+            levels = tuple(int(c * 2, 16) for c in key[1:])
+        elif len(key) == 7:
+            levels = tuple(int(key[i : i + 2], 16) for i in (1, 3, 5))
+    if levels is None and key.count(",") == 2:
+        try:
+            parts = tuple(int(v) for v in key.split(","))
+        except ValueError:
+            parts = ()
+        if len(parts) == 3 and all(0 <= v <= 255 for v in parts):
+            levels = parts
+    if levels is None:
+        raise UsageError(
+            f"colour '{text}' is not a name (white, black, grey, red...), #rgb, #rrggbb "
+            "or R,G,B in 0..255"
+        )
+    r, g, b = levels
+    return (r / 255.0, g / 255.0, b / 255.0)
 
 
 @dataclass
