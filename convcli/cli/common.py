@@ -11,8 +11,6 @@ from typing import Any, TypeVar
 
 import click
 
-from .identify_cmds import verify_option
-
 F = TypeVar("F", bound=Callable[..., Any])
 
 BOUNDARY_HELP = (
@@ -92,86 +90,133 @@ def complete_boundary(ctx: click.Context, param: click.Parameter, incomplete: st
     return [CompletionItem(n) for n in names if n.startswith(incomplete.lower())]
 
 
-#: Options that decide how images are filtered and encoded (apply, blur, ..., batch).
+def verify_option(fn: F) -> F:
+    """``--verify`` (apply, blur, sharpen, edge, batch)."""
+    return click.option(
+        "--verify",
+        is_flag=True,
+        help="Compute the result again on the other backend (fft for direct, direct for "
+        "fft) and compare, in float and in output levels, against the rounding bound; "
+        "exit 1 (and write nothing) if it is exceeded. Shown with --verbose; in batch "
+        "reports.",
+    )(fn)
+
+
+def peers_options(fn: F) -> F:
+    """``probe --peers``, ``--json``, ``--markdown``."""
+    for decorator in reversed(
+        [
+            click.option(
+                "--peers",
+                is_flag=True,
+                help="Probe the other libraries installed (scipy, OpenCV, Pillow, PyTorch, the "
+                "vips and ImageMagick CLIs) and say what each really computes.",
+            ),
+            click.option("--json", "as_json", is_flag=True, help="With --peers: JSON on stdout."),
+            click.option(
+                "--markdown", is_flag=True, help="With --peers: a Markdown table (the README's)."
+            ),
+        ]
+    ):
+        fn = decorator(fn)
+    return fn
+
+
+#: Each option of the filtering and encoding settings, defined once (every command that
+#: has it uses this object).
+BACKEND_OPTION = click.option(
+    "--backend",
+    type=click.Choice(["auto", "direct", "fft"]),
+    default="auto",
+    show_default=True,
+    help="auto picks the faster by a measured cost model.",
+)
+BOUNDARY_OPTION = click.option(
+    "--boundary",
+    "mode",
+    default="reflect",
+    show_default=True,
+    metavar="MODE",
+    help=BOUNDARY_HELP,
+    shell_complete=complete_boundary,
+)
+CVAL_OPTION = click.option(
+    "--cval",
+    type=float,
+    default=0.0,
+    show_default=True,
+    help=CVAL_HELP,
+)
+RANGE_OPTION = click.option(
+    "--range",
+    "range_policy",
+    type=click.Choice(["clip", "abs", "offset", "rescale", "none"]),
+    default=None,
+    help="Out-of-range results: clip (default for 8/16-bit), abs, offset "
+    "(+half range), rescale (min..max), none (float output only).",
+)
+DEPTH_OPTION = click.option(
+    "--depth",
+    type=click.Choice(["8", "16", "float"]),
+    default=None,
+    help="Output sample depth (default: the input's).",
+)
+PRECISION_OPTION = click.option(
+    "--precision",
+    type=click.Choice(["float32", "float64"]),
+    default="float32",
+    show_default=True,
+    help="Computation precision.",
+)
+ALPHA_OPTION = click.option(
+    "--alpha",
+    "alpha_mode",
+    type=click.Choice(["premultiply", "plain"]),
+    default="premultiply",
+    show_default=True,
+    help="premultiply colour by alpha while filtering (no dark fringes), or "
+    "filter alpha as a plain channel.",
+)
+NAN_OPTION = click.option(
+    "--nan",
+    "nan_policy",
+    type=click.Choice(["refuse", "zero"]),
+    default="refuse",
+    show_default=True,
+    help="NaN or infinite samples in a float image: refuse it (naming how many), or "
+    "replace them by 0.",
+)
+QUALITY_OPTION = click.option(
+    "--quality", type=click.IntRange(1, 100), default=None, help="JPEG/WebP quality."
+)
+MAX_PIXELS_OPTION = click.option(
+    "--max-pixels",
+    type=click.IntRange(min=0),
+    default=None,
+    metavar="N",
+    help="Refuse images of more than N pixels, before decoding (default: 89,478,485, "
+    "Pillow's decompression-bomb limit; 0: no limit).",
+)
+COMPRESS_OPTION = click.option(
+    "--compress-level",
+    type=click.IntRange(0, 9),
+    default=None,
+    help="PNG compression level: 0 none, 1-3 fast (ISA-L; default 3), 4-9 zlib (smaller, slower).",
+)
+
+#: The options that decide how images are filtered and encoded (apply, blur, ..., batch).
 _FILTER_SETTINGS = [
-    click.option(
-        "--backend",
-        type=click.Choice(["auto", "direct", "fft"]),
-        default="auto",
-        show_default=True,
-        help="auto picks the faster by a measured cost model.",
-    ),
-    click.option(
-        "--boundary",
-        "mode",
-        default="reflect",
-        show_default=True,
-        metavar="MODE",
-        help=BOUNDARY_HELP,
-        shell_complete=complete_boundary,
-    ),
-    click.option(
-        "--cval",
-        type=float,
-        default=0.0,
-        show_default=True,
-        help=CVAL_HELP,
-    ),
-    click.option(
-        "--range",
-        "range_policy",
-        type=click.Choice(["clip", "abs", "offset", "rescale", "none"]),
-        default=None,
-        help="Out-of-range results: clip (default for 8/16-bit), abs, offset "
-        "(+half range), rescale (min..max), none (float output only).",
-    ),
-    click.option(
-        "--depth",
-        type=click.Choice(["8", "16", "float"]),
-        default=None,
-        help="Output sample depth (default: the input's).",
-    ),
-    click.option(
-        "--precision",
-        type=click.Choice(["float32", "float64"]),
-        default="float32",
-        show_default=True,
-        help="Computation precision.",
-    ),
-    click.option(
-        "--alpha",
-        "alpha_mode",
-        type=click.Choice(["premultiply", "plain"]),
-        default="premultiply",
-        show_default=True,
-        help="premultiply colour by alpha while filtering (no dark fringes), or "
-        "filter alpha as a plain channel.",
-    ),
-    click.option(
-        "--nan",
-        "nan_policy",
-        type=click.Choice(["refuse", "zero"]),
-        default="refuse",
-        show_default=True,
-        help="NaN or infinite samples in a float image: refuse it (naming how many), or "
-        "replace them by 0.",
-    ),
-    click.option("--quality", type=click.IntRange(1, 100), default=None, help="JPEG/WebP quality."),
-    click.option(
-        "--max-pixels",
-        type=click.IntRange(min=0),
-        default=None,
-        metavar="N",
-        help="Refuse images of more than N pixels, before decoding (default: 89,478,485, "
-        "Pillow's decompression-bomb limit; 0: no limit).",
-    ),
-    click.option(
-        "--compress-level",
-        type=click.IntRange(0, 9),
-        default=None,
-        help="PNG compression level: 0 none, 1-3 fast (ISA-L; default 3), 4-9 zlib "
-        "(smaller, slower).",
-    ),
+    BACKEND_OPTION,
+    BOUNDARY_OPTION,
+    CVAL_OPTION,
+    RANGE_OPTION,
+    DEPTH_OPTION,
+    PRECISION_OPTION,
+    ALPHA_OPTION,
+    NAN_OPTION,
+    QUALITY_OPTION,
+    MAX_PIXELS_OPTION,
+    COMPRESS_OPTION,
 ]
 
 

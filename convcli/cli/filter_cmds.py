@@ -61,6 +61,25 @@ def _check_output_folder_name(inputs: tuple[str, ...], output: str) -> None:
         )
 
 
+def _filter_settings(opts: dict[str, Any], *, op: str, normalize: bool) -> Any:
+    """Take the filtering settings out of a command's options: one FilterOptions."""
+    from ..backends.borders import normalize_mode
+    from ..process import FilterOptions
+
+    return FilterOptions(
+        op=op,
+        backend=opts.pop("backend"),
+        mode=normalize_mode(opts.pop("mode")),
+        cval=opts.pop("cval"),
+        normalize=normalize,
+        range_policy=opts.pop("range_policy"),
+        dtype=opts.pop("precision"),
+        alpha=opts.pop("alpha_mode"),
+        depth=opts.pop("depth"),
+        nonfinite=opts.pop("nan_policy"),
+    )
+
+
 def _filter_command(
     inputs: tuple[str, ...],
     kernels_or_edge: Any,
@@ -73,6 +92,7 @@ def _filter_command(
     """Run a filtering command on one file, or on batch's engine for several."""
     from ..errors import UsageError
 
+    options = _filter_settings(opts, op=op, normalize=normalize)
     many = {k: opts.pop(k) for k in MANY_FILES_DEFAULTS}
     if folder_only or _is_many(inputs, opts["output"]):
         if opts.pop("in_place"):
@@ -84,7 +104,7 @@ def _filter_command(
             raise UsageError("several inputs or a folder need -o/--output DIR")
         _check_output_folder_name(inputs, out)
         opts.pop("verbose")
-        _run_many(inputs, kernels_or_edge, op=op, normalize=normalize, **opts, **many)
+        _run_many(inputs, kernels_or_edge, options, **opts, **many)
         return
     given = [f"--{k.replace('_', '-')}" for k, v in many.items() if v != MANY_FILES_DEFAULTS[k]]
     if given:
@@ -94,7 +114,7 @@ def _filter_command(
             f"{shown}: for several inputs or a folder (one file goes to an output file; "
             "end -o with / to write it into a folder)"
         )
-    _run_filter(inputs[0], kernels_or_edge, op=op, normalize=normalize, **opts)
+    _run_filter(inputs[0], kernels_or_edge, options, **opts)
 
 
 def _resolve_output(input_path: str, output: str | None, in_place: bool) -> str:
@@ -121,44 +141,22 @@ def _resolve_output(input_path: str, output: str | None, in_place: bool) -> str:
 def _run_filter(
     input_path: str,
     kernels_or_edge: Any,
+    options: Any,
     *,
-    op: str,
     output: str | None,
     in_place: bool,
-    backend: str,
-    mode: str,
-    cval: float,
-    range_policy: str | None,
-    depth: str | None,
-    precision: str,
-    alpha_mode: str,
-    nan_policy: str,
     fmt: str | None,
     quality: int | None,
     compress_level: int | None,
     max_pixels: int | None,
     verbose: bool,
-    normalize: bool = False,
     verify: bool = False,
 ) -> None:
     from .. import console
-    from ..backends.borders import normalize_mode
     from ..pipeline.files import filter_file
-    from ..process import FilterOptions
 
     dest = _resolve_output(input_path, output, in_place)
-    options = FilterOptions(
-        op=op,
-        backend=backend,
-        mode=normalize_mode(mode),
-        cval=cval,
-        normalize=normalize,
-        range_policy=range_policy,
-        dtype=precision,
-        alpha=alpha_mode,
-        depth=depth,
-        nonfinite=nan_policy,
-    )
+    op = options.op
 
     if verify:
         from .identify_cmds import verify_before_writing
@@ -169,7 +167,7 @@ def _run_filter(
         for note in stored.meta.notes:
             console.warning(f"{input_path}: {note}")
         if stored.depth != "float":
-            _warn_about_cval(options.mode, cval, "pixels")
+            _warn_about_cval(options.mode, options.cval, "pixels")
 
     edge = kernels_or_edge if isinstance(kernels_or_edge, str) else None
     result = filter_file(
@@ -235,18 +233,9 @@ def _range_line(report: Any) -> str:
 def _run_many(
     inputs: tuple[str, ...],
     kernels_or_edge: Any,
+    options: Any,
     *,
-    op: str,
-    normalize: bool,
     output: str,
-    backend: str,
-    mode: str,
-    cval: float,
-    range_policy: str | None,
-    depth: str | None,
-    precision: str,
-    alpha_mode: str,
-    nan_policy: str,
     fmt: str | None,
     quality: int | None,
     compress_level: int | None,
@@ -264,34 +253,24 @@ def _run_many(
 ) -> None:
     """Several files and folders into the folder ``output``, on batch's engine."""
     import json
+    from dataclasses import replace
 
     from .. import console
-    from ..backends.borders import normalize_mode
     from ..backends.direct import available_cores
     from ..batch import JobSettings, check_existing, plan_inputs, run_batch, run_report
     from ..errors import PathError, UsageError
-    from ..process import FilterOptions, prepare_kernels
+    from ..process import prepare_kernels
 
     if skip_existing and overwrite:
         raise UsageError("give --skip-existing or --overwrite, not both")
     if scheduler and executor != "dask":
         raise UsageError("--scheduler goes with --executor dask")
-    if range_policy == "none" and depth in ("8", "16"):
+    if options.range_policy == "none" and options.depth in ("8", "16"):
         raise UsageError("range policy 'none' is only for float output (--depth float)")
     edge = kernels_or_edge if isinstance(kernels_or_edge, str) else None
+    normalize = options.normalize
     kernels = () if edge else tuple(prepare_kernels(list(kernels_or_edge), normalize))
-    options = FilterOptions(
-        op=op,
-        backend=backend,
-        mode=normalize_mode(mode),
-        cval=cval,
-        normalize=False,  # the kernels are normalized once, here
-        range_policy=range_policy,
-        dtype=precision,
-        alpha=alpha_mode,
-        depth=depth,
-        nonfinite=nan_policy,
-    )
+    options = replace(options, normalize=False)  # the kernels are normalized once, here
     settings = JobSettings(
         kernels,
         options,
@@ -311,7 +290,7 @@ def _run_many(
         raise PathError(
             f"{output}: cannot create the output folder ({exc.strerror or exc})"
         ) from None
-    _warn_about_cval(options.mode, cval, "8- and 16-bit images")
+    _warn_about_cval(options.mode, options.cval, "8- and 16-bit images")
     workers = jobs or available_cores()
     if not quiet:
         where = f"the cluster at {scheduler}" if scheduler else f"{workers} worker(s)"

@@ -2,8 +2,8 @@
 ``--verify``.  Options and printing only; the work is in :mod:`convcli.identify`,
 :mod:`convcli.peers` and :mod:`convcli.verify`.
 
-The option decorators live here with the commands; :mod:`convcli.cli` imports them and hands
-its error handling to :func:`add_commands` (this module imports no other CLI module).
+Its options (``--verify``, ``probe --peers``) are defined in :mod:`.common` with the others;
+:mod:`convcli.cli` hands its error handling to :func:`add_commands`.
 """
 
 from __future__ import annotations
@@ -15,41 +15,11 @@ from typing import Any, TypeVar
 
 import click
 
+from .common import MAX_PIXELS_OPTION
+
 F = TypeVar("F", bound=Callable[..., Any])
 
 _OPERATIONS = ("convolve", "correlate", "convolve-x", "convolve-y")
-
-
-def verify_option(fn: F) -> F:
-    """``--verify`` (apply, blur, sharpen, edge, batch)."""
-    return click.option(
-        "--verify",
-        is_flag=True,
-        help="Compute the result again on the other backend (fft for direct, direct for "
-        "fft) and compare, in float and in output levels, against the rounding bound; "
-        "exit 1 (and write nothing) if it is exceeded. Shown with --verbose; in batch "
-        "reports.",
-    )(fn)
-
-
-def peers_options(fn: F) -> F:
-    """``probe --peers``, ``--json``, ``--markdown``."""
-    for decorator in reversed(
-        [
-            click.option(
-                "--peers",
-                is_flag=True,
-                help="Probe the other libraries installed (scipy, OpenCV, Pillow, PyTorch, the "
-                "vips and ImageMagick CLIs) and say what each really computes.",
-            ),
-            click.option("--json", "as_json", is_flag=True, help="With --peers: JSON on stdout."),
-            click.option(
-                "--markdown", is_flag=True, help="With --peers: a Markdown table (the README's)."
-            ),
-        ]
-    ):
-        fn = decorator(fn)
-    return fn
 
 
 def verify_before_writing(
@@ -213,13 +183,7 @@ def add_commands(
         default=None,
         help="Exit 0 when the output fits and this operation explains it best, 1 when not.",
     )
-    @click.option(
-        "--max-pixels",
-        type=click.IntRange(min=0),
-        default=None,
-        metavar="N",
-        help="Refuse images of more than N pixels (default: Pillow's limit; 0: none).",
-    )
+    @MAX_PIXELS_OPTION
     @debug_option
     @handle_errors
     def identify(

@@ -8,11 +8,7 @@ import sys
 
 import click
 
-from .common import (
-    debug_option,
-    handle_errors,
-)
-from .identify_cmds import peers_options
+from .common import debug_option, handle_errors, peers_options
 
 
 def _numbers(text: str, what: str) -> list[float]:
