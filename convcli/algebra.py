@@ -37,7 +37,8 @@ def compose(kernels: Sequence[Kernel]) -> Kernel:
 
     The origin of the result is the sum of the origins, so that
     ``convolve(convolve(I, A), B) == convolve(I, compose([A, B]))`` exactly under
-    ``wrap`` borders (and away from the borders under the other modes).
+    ``wrap`` borders (and away from the borders under the other modes).  Offsets compose
+    the same way: ``K2 * (K1 * I + o1) + o2 = (K1 * K2) * I + o1 * sum(K2) + o2``.
 
     >>> compose([Kernel([[1, 1]]), Kernel([[1, 1]])]).weights.tolist()
     [[1.0, 2.0, 1.0]]
@@ -46,11 +47,13 @@ def compose(kernels: Sequence[Kernel]) -> Kernel:
         raise UsageError("compose needs at least one kernel")
     weights = kernels[0].weights
     origin = kernels[0].origin
+    offset = kernels[0].offset
     for k in kernels[1:]:
         weights = scipy.signal.convolve2d(weights, k.weights, mode="full")
         origin = (origin[0] + k.origin[0], origin[1] + k.origin[1])
+        offset = offset * k.sum + k.offset  # K2 * (K1 * I + o1) + o2, away from the borders
     name = " * ".join(k.name for k in kernels)
-    return Kernel(weights, origin=origin, name=name)
+    return Kernel(weights, origin=origin, name=name, offset=offset)
 
 
 @dataclass(frozen=True)

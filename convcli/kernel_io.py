@@ -22,11 +22,12 @@ comment; blank lines are ignored; a number may be written as a fraction
     # scale: 1/273      multiply every weight (default 1)
     # divisor: 273      divide every weight (default 1)
     # origin: 2,2       0-based row,col of the anchor (default rows//2, cols//2)
-    # offset: 0         accepted only as 0: convcli kernels have no output bias
+    # offset: 128       added to every result, in the image's levels (as libvips' .mat)
 
 libvips ``.mat``: first line ``width height [scale [offset]]``, then ``height``
 rows of ``width`` numbers; weights are the values divided by ``scale`` (the
-libvips rule); an offset other than 0 is refused.  The origin is the libvips
+libvips rule), and the offset is added to every result in the image's own levels (128:
+mid-grey for 8-bit; the libvips rule ``out = sum / scale + offset``).  The origin is the libvips
 one, the centre (``(rows // 2, cols // 2)`` for even sizes).
 
 ImageMagick strings: ``WxH[+X+Y]:`` then ``W*H`` values, row by row, separated
@@ -195,6 +196,7 @@ def _parse_rows(text: str, source: str) -> Kernel:
     rows: list[list[float]] = []
     first_line: list[int] = []
     scale = 1.0
+    offset = 0.0
     origin: tuple[int, int] | None = None
     origin_line: int | None = None
     for number, raw in enumerate(text.splitlines(), start=1):
@@ -212,11 +214,7 @@ def _parse_rows(text: str, source: str) -> Kernel:
                 origin = _parse_origin(value, source, number)
                 origin_line = number
             elif key == "offset":
-                if _number(value, source, number, None) != 0:
-                    raise KernelFileError(
-                        source, "offset other than 0 is not supported (kernels have no "
-                        "output bias)", line=number,
-                    )  # fmt: skip
+                offset = _number(value, source, number, None)
             continue
         line = raw.split("#", 1)[0]
         tokens = _tokens(line, source, number)
@@ -237,7 +235,7 @@ def _parse_rows(text: str, source: str) -> Kernel:
     if not rows:
         raise KernelFileError(source, "no kernel values found (empty file?)")
     weights = np.array(rows) * scale
-    return _make(weights, origin, source, line=origin_line)
+    return _make(weights, origin, source, line=origin_line, offset=offset)
 
 
 def _make(
@@ -246,6 +244,7 @@ def _make(
     source: str,
     *,
     line: int | None = None,
+    offset: float = 0.0,
 ) -> Kernel:
     """The kernel, or a :class:`KernelFileError` at ``line`` (where the origin was given)."""
     from .errors import KernelError
@@ -253,8 +252,8 @@ def _make(
     name = Path(source).name if source != "<string>" else "custom"
     try:
         if origin is None:
-            return Kernel(weights, name=name)
-        return Kernel(weights, origin=origin, name=name)
+            return Kernel(weights, name=name, offset=offset)
+        return Kernel(weights, origin=origin, name=name, offset=offset)
     except KernelError as exc:
         raise KernelFileError(source, str(exc), line=line) from None
 
@@ -282,8 +281,6 @@ def _parse_mat(text: str, source: str) -> Kernel:
     offset = nums[3] if len(nums) > 3 else 0.0
     if scale == 0:
         raise KernelFileError(source, "matrix scale is 0", line=head_no)
-    if offset != 0:
-        raise KernelFileError(source, "matrix offset other than 0 is not supported", line=head_no)
     data = lines[1:]
     if len(data) != height:
         where = data[-1][0] if data else head_no
@@ -298,7 +295,7 @@ def _parse_mat(text: str, source: str) -> Kernel:
                 source, f"row has {len(tokens)} values, header says width {width}", line=number
             )
         rows.append([_number(t, source, number, c) for t, c in tokens])
-    return _make(np.array(rows) / scale, None, source)
+    return _make(np.array(rows) / scale, None, source, offset=offset)
 
 
 def _parse_im(text: str, source: str) -> Kernel:
@@ -482,14 +479,18 @@ def format_kernel(kernel: Kernel, fmt: str) -> str | bytes:
     w = kernel.weights
     rows_txt = [[_fmt(v) for v in row] for row in w]
     orow, ocol = kernel.origin
+    offset = f"# offset: {_fmt(kernel.offset)}\n" if kernel.offset else ""
     if fmt == "txt":
         lines = [f"# convcli kernel: {kernel.name}", f"# origin: {orow},{ocol}"]
         lines += [" ".join(r) for r in rows_txt]
-        return "\n".join(lines) + "\n"
+        return offset + "\n".join(lines) + "\n"
     if fmt == "csv":
-        return f"# origin: {orow},{ocol}\n" + "\n".join(",".join(r) for r in rows_txt) + "\n"
+        return (
+            offset + f"# origin: {orow},{ocol}\n" + "\n".join(",".join(r) for r in rows_txt) + "\n"
+        )
     if fmt == "mat":
-        return f"{w.shape[1]} {w.shape[0]} 1 0\n" + "\n".join(" ".join(r) for r in rows_txt) + "\n"
+        head = f"{w.shape[1]} {w.shape[0]} 1 {_fmt(kernel.offset)}\n"
+        return head + "\n".join(" ".join(r) for r in rows_txt) + "\n"
     if fmt == "im":
         values = " ".join(",".join(r) for r in rows_txt)
         return f"{w.shape[1]}x{w.shape[0]}+{ocol}+{orow}: {values}\n"
@@ -524,6 +525,11 @@ def save_kernel(kernel: Kernel, path: str | os.PathLike[str], fmt: str | None = 
         )
     rows, cols = kernel.shape
     default = (rows // 2, cols // 2)
+    if fmt in ("im", "npy") and kernel.offset:
+        raise UsageError(
+            f"a .{fmt} file cannot store the kernel's offset ({kernel.offset:g}): use .txt, "
+            ".csv or .mat"
+        )
     if fmt in ("mat", "npy") and kernel.origin != default:
         raise UsageError(
             f"a .{fmt} file cannot store the kernel's origin (row {kernel.origin[0]}, col "

@@ -97,10 +97,21 @@ class Kernel:
     weights: NDArray[np.float64]
     origin: tuple[int, int] = field(default=(-1, -1))
     name: str = "custom"
+    #: Added to every result of this kernel, in levels of the image it filters (libvips'
+    #: ``.mat`` offset: ``out = sum(weights * in) + offset``; 128 is mid-grey for 8-bit
+    #: images, so 128/255 on convcli's 0..1 scale, 128/65535 for 16-bit, 128 for float).
+    offset: float = 0.0
 
     def __post_init__(self) -> None:
         w = _as_weights(self.weights)
         object.__setattr__(self, "weights", w)
+        try:
+            offset = float(self.offset)
+        except (TypeError, ValueError):
+            raise KernelError(f"kernel offset must be a number, got {self.offset!r}") from None
+        if not np.isfinite(offset):
+            raise KernelError(f"kernel offset must be finite, got {offset}")
+        object.__setattr__(self, "offset", offset)
         rows, cols = w.shape
         if self.origin == (-1, -1):
             origin = (rows // 2, cols // 2)
@@ -151,6 +162,7 @@ class Kernel:
             self.weights[::-1, ::-1],
             origin=(rows - 1 - self.origin[0], cols - 1 - self.origin[1]),
             name=_rotated_name(self.name),
+            offset=self.offset,
         )
 
     def normalized(self) -> Kernel:
@@ -162,19 +174,21 @@ class Kernel:
                 f"cannot normalize kernel '{self.name}': its weights sum to {total:.3g} "
                 "(an edge or derivative kernel); drop --normalize"
             )
-        return Kernel(self.weights / total, origin=self.origin, name=self.name)
+        return Kernel(self.weights / total, origin=self.origin, name=self.name, offset=self.offset)
 
     def scaled(self, factor: float, offset: float = 0.0) -> Kernel:
         """Weights multiplied by ``factor`` (``offset`` is added to the weights)."""
-        return Kernel(self.weights * factor + offset, origin=self.origin, name=self.name)
+        return Kernel(
+            self.weights * factor + offset, origin=self.origin, name=self.name, offset=self.offset
+        )
 
     def with_origin(self, origin: tuple[int, int]) -> Kernel:
         """The same weights with another origin."""
-        return Kernel(self.weights, origin=origin, name=self.name)
+        return Kernel(self.weights, origin=origin, name=self.name, offset=self.offset)
 
     def with_name(self, name: str) -> Kernel:
         """The same kernel under another name."""
-        return Kernel(self.weights, origin=self.origin, name=name)
+        return Kernel(self.weights, origin=self.origin, name=name, offset=self.offset)
 
     # -- symmetry ------------------------------------------------------------
     @cached_property

@@ -76,6 +76,33 @@ COLOUR_NAMES: dict[str, tuple[int, int, int]] = {
 }  # fmt: skip
 
 
+#: The value of one level of each stored depth on the 0..1 scale (a kernel's offset is in levels).
+LEVEL = {"8": 1 / 255, "16": 1 / 65535, "float": 1.0}
+
+
+def add_offset(
+    values: NDArray[np.floating], kernel: Kernel, depth: str, has_alpha: bool, alpha_mode: str
+) -> None:
+    """Add ``kernel.offset`` (levels of a ``depth`` image) to the colour of ``values`` in
+    place, as the kernel's result; alpha is never offset.  Premultiplied colour gets the
+    offset times alpha, so that the straight colour is offset by it."""
+    if not kernel.offset:
+        return
+    o = np.asarray(kernel.offset * LEVEL[depth], dtype=values.dtype)
+    if not has_alpha:
+        values += o
+    elif alpha_mode == "premultiply":
+        values[..., :-1] += o * values[..., -1:]
+    else:
+        values[..., :-1] += o
+
+
+def add_bias(colour: NDArray[np.floating], bias: float) -> None:
+    """Add the output bias (``FilterOptions.bias``, 0..1 scale) to straight colour in place."""
+    if bias:
+        colour += np.asarray(bias, dtype=colour.dtype)
+
+
 def parse_colour(text: str) -> tuple[float, float, float]:
     """A colour as (r, g, b) on 0..1: a name (``white``, ``grey``...), ``#rgb``, ``#rrggbb``,
     or ``R,G,B`` in 0..255 levels.
@@ -299,11 +326,13 @@ def filter_image(
             dtype=dtype,
         )
         report.steps.append(StepReport(k, plan, time.perf_counter() - t0))
+        add_offset(pixels, k, image.depth, has_alpha, alpha_mode)
 
     if has_alpha:
         colour, alpha = split_alpha(pixels, alpha_mode)
     else:
         colour, alpha = pixels, None
+    add_bias(colour, options.bias)
     report.value_min = float(colour.min())
     report.value_max = float(colour.max())
     colour, report.out_of_range = apply_range(

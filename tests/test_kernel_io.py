@@ -173,7 +173,6 @@ def test_dispatch_prefers_files_then_strings_then_built_ins(tmp_path, monkeypatc
         ("1 2/0\n", "k.txt:1:3: division by zero in '2/0'"),
         ("# origin: 5,5\n1 2\n", "k.txt:1: kernel origin \\(row 5, col 5\\) lies outside the 1x2"),
         ("# origin: a\n1\n", "k.txt:1: origin must be 'row,col' \\(0-based\\), got 'a'"),
-        ("# offset: 2\n1\n", "k.txt:1: offset other than 0 is not supported"),
         ("# divisor: 0\n1\n", "k.txt:1: divisor is 0"),
     ],
 )
@@ -193,7 +192,6 @@ def test_text_errors(tmp_path, monkeypatch, content, message):
         ("3\n1 2 3\n", "k.mat:1: matrix header must be 'width height \\[scale \\[offset\\]\\]'"),
         ("2.5 1\n1 2\n", "k.mat:1: matrix width and height must be positive integers"),
         ("1 1 0\n5\n", "k.mat:1: matrix scale is 0"),
-        ("1 1 1 3\n5\n", "k.mat:1: matrix offset other than 0 is not supported"),
         ("2000 1\n1\n", "k.mat: kernel of 1x2000 is too large"),
     ],
 )
@@ -435,3 +433,21 @@ def test_any_npy_bytes_are_a_kernel_or_one_clear_error(tmp_path_factory, data):
             load_kernel_file(path)
         except ConvcliError as exc:
             assert "\n" not in str(exc)
+
+
+def test_offsets_are_read_and_written_back(tmp_path):
+    from convcli.kernel_io import load_kernel_file, save_kernel
+
+    mat = _write(tmp_path / "emboss.mat", "3 3 16 128\n-2 -1 0\n-1 1 1\n0 1 2\n")
+    k = load_kernel_file(mat)
+    assert k.offset == 128 and k.weights[0, 0] == -2 / 16  # out = sum / scale + offset
+    txt = load_kernel_file(_write(tmp_path / "k.txt", "# offset: -0.5\n1 2 1\n"))
+    assert txt.offset == -0.5
+    for ext in ("txt", "csv", "mat"):
+        save_kernel(k, tmp_path / f"back.{ext}")
+        back = load_kernel_file(tmp_path / f"back.{ext}")
+        assert back.offset == 128 and np.allclose(back.weights, k.weights)
+    for ext in ("im", "npy"):
+        with pytest.raises(UsageError, match=f"a .{ext} file cannot store the kernel's offset"):
+            save_kernel(k, tmp_path / f"back.{ext}")
+    assert k.rotated().offset == 128 and k.normalized().offset == 128

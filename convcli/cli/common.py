@@ -122,6 +122,24 @@ def peers_options(fn: F) -> F:
     return fn
 
 
+class Fraction01(click.ParamType):
+    """A value on the pixels' 0..1 scale, or a percentage of it (``50%``)."""
+
+    name = "value"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> float:
+        import math
+
+        text = str(value).strip()
+        try:
+            number = float(text[:-1]) / 100 if text.endswith("%") else float(text)
+        except ValueError:
+            self.fail(f"'{value}' is not a number or a percentage", param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"'{value}' is not finite", param, ctx)
+        return number
+
+
 #: Each option of the filtering and encoding settings, defined once (every command that
 #: has it uses this object).
 BACKEND_OPTION = click.option(
@@ -186,6 +204,15 @@ NAN_OPTION = click.option(
     help="NaN or infinite samples in a float image: refuse it (naming how many), or "
     "replace them by 0.",
 )
+BIAS_OPTION = click.option(
+    "--bias",
+    type=Fraction01(),
+    default=0.0,
+    metavar="B",
+    help="Add B to every result before the range step, on the pixels' 0..1 scale or as a "
+    "percentage (0.5 or 50%: mid-grey; ImageMagick's -bias). A kernel file's own offset "
+    "(libvips .mat: 'w h scale offset') is applied too.",
+)
 QUALITY_OPTION = click.option(
     "--quality", type=click.IntRange(1, 100), default=None, help="JPEG/WebP quality."
 )
@@ -214,6 +241,7 @@ _FILTER_SETTINGS = [
     PRECISION_OPTION,
     ALPHA_OPTION,
     NAN_OPTION,
+    BIAS_OPTION,
     QUALITY_OPTION,
     MAX_PIXELS_OPTION,
     COMPRESS_OPTION,

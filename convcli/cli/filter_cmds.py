@@ -77,6 +77,7 @@ def _filter_settings(opts: dict[str, Any], *, op: str, normalize: bool) -> Any:
         alpha=opts.pop("alpha_mode"),
         depth=opts.pop("depth"),
         nonfinite=opts.pop("nan_policy"),
+        bias=opts.pop("bias"),
     )
 
 

@@ -88,6 +88,8 @@ def kernels_show(spec: str, png_path: str | None) -> None:
         ("symmetry", _symmetry_text(k)),
         ("rank", str(k.rank)),
     ]
+    if k.offset:
+        facts.append(("offset", f"{console.format_number(k.offset)} levels, added to every result"))
     if k.factors is not None:
         col, row = k.factors
         facts.append(

@@ -46,6 +46,8 @@ from ..process import (
     FilterReport,
     StepReport,
     _check,
+    add_bias,
+    add_offset,
     apply_range,
     check_kernel_gain,
     count_nonfinite,
@@ -111,6 +113,7 @@ class Program:
     depth: str
     bands: str  #: output bands (the input's)
     zero_nonfinite: bool = False  #: replace NaN/Inf input samples by 0 (``--nan zero``)
+    bias: float = 0.0  #: added to the colour results, 0..1 scale (``--bias``)
 
     @property
     def reach(self) -> tuple[int, int]:
@@ -240,6 +243,7 @@ def plan_program(
         depth=depth,
         bands=stored.bands,
         zero_nonfinite=options.nonfinite == "zero",
+        bias=float(options.bias),
     )
 
 
@@ -349,12 +353,14 @@ class Stream:
                 t0 = time.perf_counter()
                 band = (keep.start, keep.stop) if i == last else None
                 values = self._filter(values, k, plan, band)
+                add_offset(values, k, self.stored.depth, self.stored.has_alpha, p.alpha)
                 seconds.append(time.perf_counter() - t0)
             values = values[keep]
             if p.alpha != "passthrough" and self.stored.has_alpha:
                 colour, alpha = split_alpha(values, p.alpha)
             else:
                 colour, alpha = values, None
+            add_bias(colour, p.bias)
         if p.policy == "clip" and p.depth != "float":
             # the bounds, and the out-of-range counts in one pass; rounding to the depth clips,
             # which is clip-then-round exactly (the scale by 255 or 65535 is exact)
