@@ -871,7 +871,8 @@ def _check_encodable(
         raise UsageError(f"bands must be L, LA, RGB or RGBA, got '{bands}'")
     if fmt == "JPEG" and bands in ("LA", "RGBA"):
         raise ImageWriteError(
-            f"{name}: JPEG cannot store transparency; write .png, .webp or .tif instead"
+            f"{name}: JPEG cannot store transparency; write .png, .webp or .tif instead, or "
+            "flatten it with --background COLOR"
         )
     if depth == "16":
         if fmt not in ("PNG", "TIFF"):
@@ -884,7 +885,10 @@ def _check_encodable(
                 f"{name}: float output needs a .tif (got {fmt}); use --depth 16 or --depth 8"
             )
     elif fmt == "BMP" and bands == "LA":
-        raise ImageWriteError(f"{name}: BMP cannot store grey with alpha; write .png")
+        raise ImageWriteError(
+            f"{name}: BMP cannot store grey with alpha; write .png, or flatten it with "
+            "--background COLOR"
+        )
 
 
 def _check_destination(name: str) -> None:

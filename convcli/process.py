@@ -97,6 +97,20 @@ def add_offset(
         values[..., :-1] += o
 
 
+def flatten(
+    colour: NDArray[np.floating],
+    alpha: NDArray[np.floating],
+    background: tuple[float, float, float],
+) -> NDArray[np.floating]:
+    """Straight ``colour`` (0..1) composited over ``background`` by ``alpha``: no alpha left.
+    Grey images take the background's luma (ITU-R BT.601)."""
+    r, g, b = background
+    bg = (r, g, b) if colour.shape[-1] == 3 else (0.299 * r + 0.587 * g + 0.114 * b,)
+    a = np.clip(alpha, 0.0, 1.0).astype(colour.dtype, copy=False)
+    back = np.asarray(bg, dtype=colour.dtype)
+    return colour * a + back * (np.asarray(1.0, dtype=colour.dtype) - a)
+
+
 def add_bias(colour: NDArray[np.floating], bias: float) -> None:
     """Add the output bias (``FilterOptions.bias``, 0..1 scale) to straight colour in place."""
     if bias:
@@ -339,8 +353,12 @@ def filter_image(
         colour, policy, depth, bounds=(report.value_min, report.value_max)
     )
     report.samples = int(colour.size)
+    bands = image.bands
+    if alpha is not None and options.background is not None:
+        colour, alpha, bands = flatten(colour, alpha, options.background), None, bands[:-1]
     out = colour if alpha is None else np.concatenate([colour, alpha], axis=-1)
-    result = replace(image, pixels=np.ascontiguousarray(out, dtype=np.float32), depth=depth)
+    pixels = np.ascontiguousarray(out, dtype=np.float32)
+    result = replace(image, pixels=pixels, bands=bands, depth=depth)
     return result, report
 
 
@@ -413,10 +431,11 @@ def edge_image(
         result, report = filter_image(colour_image, edge_kernels, opts)
     else:
         kx, ky = edge_kernels
-        raw = replace(options, range_policy="none", depth="float", normalize=False)
+        raw = replace(options, range_policy="none", depth="float", normalize=False, bias=0.0)
         gx, report_x = filter_image(colour_image, [kx], raw)
         gy, report_y = filter_image(colour_image, [ky], raw)
         magnitude = np.hypot(gx.pixels, gy.pixels)
+        add_bias(magnitude, options.bias)
         depth = _check("depth", options.depth or image.depth, DEPTHS)
         policy = options.range_policy or ("none" if depth == "float" else "clip")
         report = FilterReport(
@@ -428,7 +447,10 @@ def edge_image(
         )
         report.samples = int(mapped.size)
         result = replace(colour_image, pixels=mapped.astype(np.float32), depth=depth)
-    if alpha is not None:
+    if alpha is not None and options.background is not None:
+        flat = flatten(result.pixels, alpha.astype(np.float32), options.background)
+        result = replace(result, pixels=flat.astype(np.float32), bands=image.bands[:-1])
+    elif alpha is not None:
         pixels = np.concatenate([result.pixels, alpha.astype(np.float32)], axis=-1)
         result = replace(result, pixels=pixels, bands=image.bands)
     return result, report

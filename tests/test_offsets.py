@@ -97,3 +97,54 @@ def test_compose_carries_offsets_as_a_chain_applies_them():
         img, [compose([a.normalized(), b.normalized()])], FilterOptions(mode="wrap", depth="float")
     )
     np.testing.assert_allclose(chained, once, atol=1e-5)
+
+
+@pytest.mark.parametrize("bands", ["LA", "RGBA"])
+def test_background_flattens_alpha_the_same_on_both_paths(bands):
+    from convcli.process import parse_colour
+
+    img = RNG.integers(0, 256, (17, 13, len(bands))).astype(np.uint8)
+    img[0, 0, -1], img[0, 1, -1] = 0, 255  # fully transparent, fully opaque
+    bg = parse_colour("#ff8000")
+    opts = FilterOptions(backend="direct", background=bg)
+    identity = Kernel([[1.0]])
+    out = filter_samples(img, [identity], opts, bands=bands)
+    assert out.shape[2] == len(bands) - 1  # no alpha left
+    expected = _whole(Samples(img, bands, "8"), [identity], opts)
+    np.testing.assert_array_equal(out, expected)
+    back = np.array(bg) * 255 if bands == "RGBA" else [0.299 * 255 + 0.587 * 128]
+    np.testing.assert_array_equal(out[0, 0], np.round(back))  # transparent: the background
+    np.testing.assert_array_equal(out[0, 1], img[0, 1, :-1])  # opaque: the colour itself
+    a = img[..., -1:] / 255.0
+    ref = np.round(np.clip(img[..., :-1] / 255.0 * a + np.array(back) / 255 * (1 - a), 0, 1) * 255)
+    assert np.abs(out.astype(int) - ref).max() <= 1
+    for rows in (1, 5):
+        blurred = filter_samples(
+            img, [builtin_kernel("gaussian", sigma=1)], opts, bands=bands, strip_rows=rows
+        )
+        np.testing.assert_array_equal(
+            blurred, _whole(Samples(img, bands, "8"), [builtin_kernel("gaussian", sigma=1)], opts)
+        )
+
+
+def test_cli_background_lets_alpha_go_to_jpeg(tmp_path):
+    from click.testing import CliRunner
+    from PIL import Image as PILImage
+
+    from convcli.cli import main
+
+    src = tmp_path / "a.png"
+    PILImage.fromarray(RNG.integers(0, 256, (12, 10, 4)).astype(np.uint8), "RGBA").save(src)
+    run = CliRunner().invoke
+    refused = run(main, ["blur", str(src), "-o", str(tmp_path / "x.jpg")])
+    assert refused.exit_code == 1 and "--background COLOR" in refused.stderr
+    done = run(main, ["blur", str(src), "-o", str(tmp_path / "x.jpg"), "--background", "white"])
+    assert done.exit_code == 0, done.output
+    with PILImage.open(tmp_path / "x.jpg") as im:
+        assert im.mode == "RGB"
+    edge = run(main, ["edge", str(src), "-o", str(tmp_path / "e.bmp"), "--background", "0,0,0"])
+    assert edge.exit_code == 0, edge.output
+    with PILImage.open(tmp_path / "e.bmp") as im:
+        assert im.mode == "RGB"
+    bad = run(main, ["blur", str(src), "-o", str(tmp_path / "y.png"), "--background", "nocolour"])
+    assert bad.exit_code == 2 and "is not a name" in bad.stderr

@@ -140,6 +140,23 @@ class Fraction01(click.ParamType):
         return number
 
 
+class Colour(click.ParamType):
+    """A colour: a name, #rgb, #rrggbb or R,G,B (0..255), as (r, g, b) on 0..1."""
+
+    name = "colour"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> Any:
+        from ..errors import UsageError
+        from ..process import parse_colour
+
+        if isinstance(value, tuple):
+            return value
+        try:
+            return parse_colour(value)
+        except UsageError as exc:
+            self.fail(str(exc), param, ctx)
+
+
 #: Each option of the filtering and encoding settings, defined once (every command that
 #: has it uses this object).
 BACKEND_OPTION = click.option(
@@ -213,6 +230,14 @@ BIAS_OPTION = click.option(
     "percentage (0.5 or 50%: mid-grey; ImageMagick's -bias). A kernel file's own offset "
     "(libvips .mat: 'w h scale offset') is applied too.",
 )
+BACKGROUND_OPTION = click.option(
+    "--background",
+    type=Colour(),
+    default=None,
+    metavar="COLOR",
+    help="Flatten alpha onto COLOR after filtering (white, black, #rrggbb, R,G,B): the "
+    "output has no alpha, so it can be JPEG or BMP.",
+)
 QUALITY_OPTION = click.option(
     "--quality", type=click.IntRange(1, 100), default=None, help="JPEG/WebP quality."
 )
@@ -242,6 +267,7 @@ _FILTER_SETTINGS = [
     ALPHA_OPTION,
     NAN_OPTION,
     BIAS_OPTION,
+    BACKGROUND_OPTION,
     QUALITY_OPTION,
     MAX_PIXELS_OPTION,
     COMPRESS_OPTION,

@@ -78,6 +78,7 @@ def _filter_settings(opts: dict[str, Any], *, op: str, normalize: bool) -> Any:
         depth=opts.pop("depth"),
         nonfinite=opts.pop("nan_policy"),
         bias=opts.pop("bias"),
+        background=opts.pop("background"),
     )
 
 

@@ -48,6 +48,7 @@ from ..process import (
     _check,
     add_bias,
     add_offset,
+    flatten,
     apply_range,
     check_kernel_gain,
     count_nonfinite,
@@ -62,6 +63,7 @@ from .strips import Window, chain_reach, parallel_reach, strip_windows, window_r
 DIRECT_WINDOW_BYTES = 4 << 20
 #: The same for the FFT backend, whose per-strip transforms want tall strips.
 FFT_WINDOW_BYTES = 64 << 20
+
 
 def executor() -> ThreadPoolExecutor:
     """The thread pool strips and encoder blocks run on: the direct backend's (one thread per
@@ -114,6 +116,8 @@ class Program:
     bands: str  #: output bands (the input's)
     zero_nonfinite: bool = False  #: replace NaN/Inf input samples by 0 (``--nan zero``)
     bias: float = 0.0  #: added to the colour results, 0..1 scale (``--bias``)
+    #: flatten alpha onto this colour (``--background``); ``bands`` then has no alpha
+    background: tuple[float, float, float] | None = None
 
     @property
     def reach(self) -> tuple[int, int]:
@@ -223,13 +227,16 @@ def plan_program(
     check_kernel_gain(
         ks if kind == "chain" else ks[:1],
         dtype,
-        lambda: max(
-            float(np.abs(np.nan_to_num(part, nan=0.0, posinf=0.0, neginf=0.0)).max())
-            for part in _parts(stored)
-        )
-        if stored.depth == "float"
-        else 1.0,
+        lambda: (
+            max(
+                float(np.abs(np.nan_to_num(part, nan=0.0, posinf=0.0, neginf=0.0)).max())
+                for part in _parts(stored)
+            )
+            if stored.depth == "float"
+            else 1.0
+        ),
     )
+    flat = options.background is not None and has_alpha
     return Program(
         kernels=tuple(ks),
         plans=_plans(stored, ks, options, channels, finite),
@@ -241,9 +248,10 @@ def plan_program(
         alpha=alpha,
         policy=policy,
         depth=depth,
-        bands=stored.bands,
+        bands=stored.bands[:-1] if flat else stored.bands,
         zero_nonfinite=options.nonfinite == "zero",
         bias=float(options.bias),
+        background=options.background if flat else None,
     )
 
 
@@ -288,8 +296,8 @@ class Stream:
         self.stored = stored
         self.program = program
         self.height, self.width = stored.height, stored.width
-        self.channels = stored.channels
         self.bands = program.bands
+        self.channels = len(program.bands)
         self.depth = program.depth
         self.dtype = np.dtype(SAMPLE_TYPES[program.depth])
         self.strip_rows = strip_rows or default_strip_rows(program, self.width, self.channels)
@@ -301,7 +309,9 @@ class Stream:
         # the FFT backend spreads one strip over the cores itself
         self.workers = 1 if program.uses_fft else (workers or direct.filter_threads())
         self.report = FilterReport(range_policy=program.policy, depth=program.depth)
-        self.report.steps = [StepReport(k, p, 0.0) for k, p in zip(program.kernels, program.plans, strict=True)]
+        self.report.steps = [
+            StepReport(k, p, 0.0) for k, p in zip(program.kernels, program.plans, strict=True)
+        ]
         self.seconds = 0.0  #: wall time spent computing strips
         self._target: NDArray | None = None  #: where collect() has the strips written
 
@@ -346,6 +356,7 @@ class Stream:
                 parts.append(np.ascontiguousarray(part, dtype=np.float32))
                 seconds.append(time.perf_counter() - t0)
             colour: NDArray = np.hypot(parts[0], parts[1])
+            add_bias(colour, p.bias)
             alpha = None
         else:
             last = len(p.kernels) - 1
@@ -389,6 +400,8 @@ class Stream:
         result.colour_samples = int(mapped.size)
         if alpha is None and alpha_in is not None:
             alpha = alpha_in
+        if alpha is not None and p.background is not None:
+            mapped, alpha = flatten(mapped, alpha, p.background), None
         if alpha is not None:
             mapped = np.concatenate([mapped.astype(np.float32), alpha.astype(np.float32)], axis=-1)
         target = None if self._target is None else self._target[window.start : window.stop]
@@ -399,9 +412,7 @@ class Stream:
     def _run(
         self, stretch: tuple[float, float] | None, bounds_only: bool
     ) -> Iterator[_StripResult]:
-        return in_order(
-            lambda w: self._strip(w, stretch, bounds_only), self.windows, self.workers
-        )
+        return in_order(lambda w: self._strip(w, stretch, bounds_only), self.windows, self.workers)
 
     def __iter__(self) -> Iterator[NDArray]:
         t0 = time.perf_counter()
