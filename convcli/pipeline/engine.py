@@ -60,6 +60,8 @@ from .strips import Window, chain_reach, parallel_reach, strip_windows, window_r
 DIRECT_WINDOW_BYTES = 4 << 20
 #: The same for the FFT backend, whose per-strip transforms want tall strips.
 FFT_WINDOW_BYTES = 64 << 20
+#: Stored bytes of one strip's window on the fused path (see :func:`fused_strip_rows`).
+FUSED_WINDOW_BYTES = 4 << 20
 
 def executor() -> ThreadPoolExecutor:
     """The thread pool strips and encoder blocks run on: the direct backend's (one thread per
@@ -252,6 +254,38 @@ def default_strip_rows(program: Program, width: int, channels: int) -> int:
     return max(8, target // row_bytes, 4 * (above + below))
 
 
+def fused(program: Program, stored: Samples) -> bool:
+    """Whether the strips take the fused path: each kernel one pass of
+    :func:`convcli.backends.direct.correlate_samples` (stored samples in, the last one's
+    results rounded as they are stored), with no float copy of a strip's input or output.
+    For direct float32 arithmetic on a chain, 8/16-bit in, clipped to 8/16-bit out, no
+    alpha: the values are those of the general steps, bit for bit."""
+    return (
+        program.kind == "chain"
+        and len(program.kernels) > 0
+        and all(plan.backend == "direct" for plan in program.plans)
+        and program.dtype == np.float32
+        and stored.depth in ("8", "16")
+        and not stored.has_alpha
+        and program.policy == "clip"
+        and program.depth in ("8", "16")
+    )
+
+
+def fused_strip_rows(program: Program, stored: Samples, workers: int) -> int:
+    """Rows per strip on the fused path.  Its working set is a few rows per thread whatever
+    the strip's height (a chain's inner kernels excepted), so strips are cut for few Python
+    calls (about :data:`FUSED_WINDOW_BYTES` of stored samples each) and for balance (at
+    least four per worker), and tall enough that a chain's halo stays a small share."""
+    itemsize = np.dtype(SAMPLE_TYPES[stored.depth]).itemsize
+    row_bytes = max(1, stored.width * stored.channels * itemsize)
+    if len(program.kernels) > 1:  # the inner kernels write a float window
+        return default_strip_rows(program, stored.width, stored.channels)
+    above, below = program.reach
+    balanced = -(-stored.height // (4 * max(1, workers)))
+    return max(8, min(FUSED_WINDOW_BYTES // row_bytes, balanced), 4 * (above + below))
+
+
 @dataclass
 class _StripResult:
     samples: NDArray | None  #: output samples (None in the bounds pass)
@@ -288,7 +322,13 @@ class Stream:
         self.bands = program.bands
         self.depth = program.depth
         self.dtype = np.dtype(SAMPLE_TYPES[program.depth])
-        self.strip_rows = strip_rows or default_strip_rows(program, self.width, self.channels)
+        #: the kernels read the stored samples and write the output samples themselves
+        self.fused = fused(program, stored)
+        self.strip_rows = strip_rows or (
+            fused_strip_rows(program, stored, direct.filter_threads())
+            if self.fused
+            else default_strip_rows(program, self.width, self.channels)
+        )
         self.windows = strip_windows(self.height, self.strip_rows, program.reach, program.mode)
         retain = getattr(stored.samples, "retain", None)
         if retain is not None:  # the rows of every window that can be in flight at once
@@ -315,8 +355,36 @@ class Stream:
         threads = 1 if self.workers > 1 else None
         return direct.correlate(values, eff, p.mode, p.cval, threads=threads, band=band)
 
+    def _fused_strip(self, window: Window) -> _StripResult:
+        """A strip on the :attr:`fused` path: each kernel a single C pass over the window,
+        the last one straight into the output rows (``collect``'s array, or a new one)."""
+        p = self.program
+        values = np.ascontiguousarray(self.stored.samples[window.rows])
+        keep = (window.offset, window.offset + window.height)
+        target = None if self._target is None else self._target[window.start : window.stop]
+        half = _HALF_STEP[p.depth]
+        seconds = []
+        last = len(p.kernels) - 1
+        for i, k in enumerate(p.kernels):
+            t0 = time.perf_counter()
+            eff = k.rotated() if p.op == "convolve" else k
+            if i < last:
+                values, _ = direct.correlate_samples(values, eff, p.mode, p.cval)
+            else:
+                values, (lo, hi, below, above, nan) = direct.correlate_samples(
+                    values, eff, p.mode, p.cval, band=keep, out=target, out_dtype=self.dtype,
+                    outside=(-half, 1 + half),
+                )  # fmt: skip
+            seconds.append(time.perf_counter() - t0)
+        if nan:  # as numpy's min and max; NaN is never out of range
+            lo = hi = float("nan")
+            below = above = 0
+        return _StripResult(values, lo, hi, below + above, int(values.size), seconds)
+
     def _strip(self, window: Window, stretch: tuple[float, float] | None, bounds_only: bool):
         p = self.program
+        if self.fused and not bounds_only:
+            return self._fused_strip(window)
         raw = self.stored.samples[window.rows]
         if self.stored.depth == "float":  # a copy: the steps below work in place
             values = np.array(raw, dtype=np.float32)
