@@ -158,9 +158,10 @@ static void io_stats_add(const float *v, Py_ssize_t n, io_stats *st)
         int tie = 0;                                                                        \
         for (i = 0; i < n; i++) {                                                           \
             float x = v[i] * TOP##.0f;                                                      \
-            x = x > 0.0f ? (x < TOP##.0f ? x : TOP##.0f) : 0.0f; /* NaN fails x > 0: 0 */   \
+            x = x > 0.0f ? x : 0.0f; /* NaN fails x > 0: 0 */                               \
+            x = x < TOP##.0f ? x : TOP##.0f;                                                \
             float r = nearbyintf(x);                                                        \
-            tie |= (x - r == 0.5f) | (r - x == 0.5f);                                       \
+            tie |= fabsf(x - r) == 0.5f;                                                    \
             o[i] = (DST_T)r;                                                                \
         }                                                                                   \
         if (!tie) return;                                                                   \
