@@ -534,6 +534,25 @@ def test_next_fast_len_is_scipys():
         assert next_fast_len(n) == scipy.fft.next_fast_len(n, real=False), n
 
 
+@pytest.mark.parametrize("preset", [None, "4"])
+def test_the_command_gives_openblas_one_thread_unless_told(monkeypatch, preset):
+    import convcli.__main__ as entry
+    import convcli.cli
+
+    if preset is None:
+        monkeypatch.delenv("OPENBLAS_NUM_THREADS", raising=False)
+    else:
+        monkeypatch.setenv("OPENBLAS_NUM_THREADS", preset)
+    seen = []
+
+    def main(**kw):
+        seen.append((os.environ.get("OPENBLAS_NUM_THREADS"), kw))
+
+    monkeypatch.setattr(convcli.cli, "main", main)
+    entry.run()
+    assert seen == [(preset or "1", {"prog_name": "convcli"})]
+
+
 def test_cli_blur_does_not_import_scipy_fft(tmp_path):
     import subprocess
     import sys
