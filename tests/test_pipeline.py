@@ -553,6 +553,37 @@ def test_the_command_gives_openblas_one_thread_unless_told(monkeypatch, preset):
     assert seen == [(preset or "1", {"prog_name": "convcli"})]
 
 
+def test_the_command_ends_early_with_its_output_and_exit_status(tmp_path):
+    """command() skips the interpreter's teardown: stdout, stderr, the file and the exit
+    status must all still be there (and an error still one line)."""
+    import subprocess
+    import sys
+
+    src, out = tmp_path / "in.png", tmp_path / "out.png"
+    PILImage.fromarray(RNG.integers(0, 256, (30, 40, 3)).astype(np.uint8)).save(src)
+
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}  # buffered pipes
+
+    def convcli(*args):
+        return subprocess.run(
+            [sys.executable, "-m", "convcli", *map(str, args)], capture_output=True, text=True,
+            env=env,
+        )  # fmt: skip
+
+    done = convcli("blur", src, "-o", out, "--sigma", 1, "-v")
+    assert done.returncode == 0, done.stderr
+    assert "wrote" in done.stderr + done.stdout
+    expected, _ = _whole(read_samples(src, lazy=False), [builtin_kernel("gaussian", sigma=1)],
+                         FilterOptions())  # fmt: skip
+    np.testing.assert_array_equal(read_samples(out, lazy=False).samples, expected)
+    listed = convcli("kernels", "show", "box:size=3")
+    assert listed.returncode == 0 and listed.stdout.strip()
+    failed = convcli("blur", tmp_path / "missing.png", "-o", out)
+    assert failed.returncode == 1
+    assert failed.stderr.strip() == f"Error: {tmp_path / 'missing.png'}: no such file"
+    assert convcli("blur", "--no-such-option").returncode == 2
+
+
 def test_cli_blur_does_not_import_scipy_fft(tmp_path):
     import subprocess
     import sys
