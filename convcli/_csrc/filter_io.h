@@ -232,8 +232,10 @@ static void corr2d_io(const void *src, int skind, void *dst, int dkind, Py_ssize
 
 /* corrsep_f32 of output rows [y0, y1) of stored samples; dst holds rows [y0, y1) only.
  * A float32 source is read in place; other sources pass through a ring of converted rows
- * (padded row p in slot p mod (SEP_BLOCK + kh - 1)), each converted once.
- * scratch: (SEP_BLOCK * W + Wp) * C floats, then (float32 source: nothing)
+ * (padded row p in slot p mod (SEP_BLOCK + kh - 1)), each converted once.  The vertical
+ * pass writes each result row straight into the middle of a padded row, whose few border
+ * samples are then filled in, so the horizontal pass reads it with no copy.
+ * scratch: SEP_BLOCK * Wp * C floats, then (float32 source: nothing)
  * (SEP_BLOCK + kh - 1) * W * C floats; ptrs, wts: max(kh, kw) taps; tmp: CHUNK floats. */
 static void corrsep_io(const void *src, int skind, void *dst, int dkind, Py_ssize_t W,
                        Py_ssize_t C, const float *kv, Py_ssize_t kh, const float *kr,
@@ -241,10 +243,9 @@ static void corrsep_io(const void *src, int skind, void *dst, int dkind, Py_ssiz
                        float cval, Py_ssize_t y0, Py_ssize_t y1, float *scratch,
                        const float **ptrs, float *wts, float *tmp, io_stats *st)
 {
-    const Py_ssize_t Wp = W + kw - 1, n = W * C, R = SEP_BLOCK + kh - 1;
-    float *vblock = scratch;
-    float *prow = scratch + SEP_BLOCK * n;
-    float *ring = prow + Wp * C;
+    const Py_ssize_t Wp = W + kw - 1, n = W * C, R = SEP_BLOCK + kh - 1, rowlen = Wp * C;
+    float *vblock = scratch; /* SEP_BLOCK padded rows */
+    float *ring = vblock + SEP_BLOCK * rowlen;
     Py_ssize_t yb, y, a, b, x0, q, c, nt, p;
     Py_ssize_t filled_to = y0; /* padded rows [y0, filled_to) are in the ring */
     float ccol = 0;
@@ -259,7 +260,7 @@ static void corrsep_io(const void *src, int skind, void *dst, int dkind, Py_ssiz
         for (x0 = 0; x0 < n; x0 += CHUNK) {
             Py_ssize_t len = n - x0 < CHUNK ? n - x0 : CHUNK;
             for (y = 0; y < nb; y++) {
-                float *acc = vblock + y * n + x0;
+                float *acc = vblock + y * rowlen + lft * C + x0;
                 float cacc = 0;
                 nt = 0;
                 for (a = 0; a < kh; a++) {
@@ -280,23 +281,23 @@ static void corrsep_io(const void *src, int skind, void *dst, int dkind, Py_ssiz
                 }
             }
         }
-        nt = 0;
-        for (b = 0; b < kw; b++) {
-            if (kr[b] == 0) continue;
-            ptrs[nt] = prow + b * C;
-            wts[nt] = kr[b];
-            nt++;
-        }
         for (y = 0; y < nb; y++) {
-            const float *vrow = vblock + y * n;
+            float *prow = vblock + y * rowlen;
+            const float *vrow = prow + lft * C;
             for (q = 0; q < lft; q++) {
                 int64_t s = cols[q];
                 for (c = 0; c < C; c++) prow[q * C + c] = s < 0 ? ccol : vrow[s * C + c];
             }
-            memcpy(prow + lft * C, vrow, (size_t)n * sizeof(float));
             for (q = lft + W; q < Wp; q++) {
                 int64_t s = cols[q];
                 for (c = 0; c < C; c++) prow[q * C + c] = s < 0 ? ccol : vrow[s * C + c];
+            }
+            nt = 0;
+            for (b = 0; b < kw; b++) {
+                if (kr[b] == 0) continue;
+                ptrs[nt] = prow + b * C;
+                wts[nt] = kr[b];
+                nt++;
             }
             io_emit_row(ptrs, wts, nt, n, dst, dkind, yb + y - y0, tmp, st);
         }

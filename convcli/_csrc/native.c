@@ -251,7 +251,7 @@ static PyObject *py_correlate_io(PyObject *self, PyObject *args)
     if (check_maps(&rows, H + kh - 1, H, &cols, W + kw - 1, W, left) < 0) goto done;
     {
         const Py_ssize_t n = W * C, Wp = W + kw - 1;
-        size_t floats = sep ? (size_t)(SEP_BLOCK * n + Wp * C) +
+        size_t floats = sep ? (size_t)(SEP_BLOCK * Wp * C) +
                                   (skind == KIND_F32 ? 0 : (size_t)((SEP_BLOCK + kh - 1) * n))
                             : (size_t)(kh * Wp * C);
         size_t taps = sep ? (size_t)(kh > kw ? kh : kw) : (size_t)(kh * kw);
