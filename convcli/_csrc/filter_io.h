@@ -42,17 +42,15 @@ static float float_at_or_below(double a)
 TARGET_CLONES
 static void io_load(const void *src, int kind, Py_ssize_t start, Py_ssize_t n, float *out)
 {
-    /* k * (1 / top) in double, rounded to float, is k / top correctly rounded in float for
-     * every k (k / 255 and k / 65535 repeat their 8 or 16 bits forever, so they never lie
-     * within double rounding error of a float's rounding boundary; tests check every k),
-     * and it is cheaper than a float division. */
+    /* a float division, correctly rounded: numpy's k / top in float32 (vdivps: about twice
+     * as fast here as the product k * (1 / top) in double, which gives the same floats) */
     Py_ssize_t i;
     if (kind == KIND_U8) {
         const uint8_t *s = (const uint8_t *)src + start;
-        for (i = 0; i < n; i++) out[i] = (float)((double)s[i] * (1.0 / 255.0));
+        for (i = 0; i < n; i++) out[i] = (float)s[i] / 255.0f;
     } else if (kind == KIND_U16) {
         const uint16_t *s = (const uint16_t *)src + start;
-        for (i = 0; i < n; i++) out[i] = (float)((double)s[i] * (1.0 / 65535.0));
+        for (i = 0; i < n; i++) out[i] = (float)s[i] / 65535.0f;
     } else {
         memcpy(out, (const float *)src + start, (size_t)n * sizeof(float));
     }
@@ -61,8 +59,8 @@ static void io_load(const void *src, int kind, Py_ssize_t start, Py_ssize_t n, f
 /* Sample `at` of the source as float32 on the unit scale. */
 static float io_sample(const void *src, int kind, Py_ssize_t at)
 {
-    if (kind == KIND_U8) return (float)((double)((const uint8_t *)src)[at] * (1.0 / 255.0));
-    if (kind == KIND_U16) return (float)((double)((const uint16_t *)src)[at] * (1.0 / 65535.0));
+    if (kind == KIND_U8) return (float)((const uint8_t *)src)[at] / 255.0f;
+    if (kind == KIND_U16) return (float)((const uint16_t *)src)[at] / 65535.0f;
     return ((const float *)src)[at];
 }
 
