@@ -6,6 +6,9 @@ to float, premultiply alpha, every kernel, un-premultiply, the range policy,
 rounding to the output depth.  No full-size float copy of the image exists.
 Strips run on all cores (one thread each for the direct backend; the FFT
 backend spreads each strip over the cores itself); results come out in order.
+On the :func:`fused` path (direct float32, 8/16-bit in and out, clipped, no
+alpha) those steps are done inside each kernel's C pass instead: stored samples
+in, output samples out, the same bits.
 
 The steps are those of :func:`convcli.process.filter_image` and
 :func:`convcli.process.edge_image` applied to a strip (every one of them works
@@ -60,8 +63,11 @@ from .strips import Window, chain_reach, parallel_reach, strip_windows, window_r
 DIRECT_WINDOW_BYTES = 4 << 20
 #: The same for the FFT backend, whose per-strip transforms want tall strips.
 FFT_WINDOW_BYTES = 64 << 20
-#: Stored bytes of one strip's window on the fused path (see :func:`fused_strip_rows`).
+#: Stored bytes of one strip's window on the fused path (see :func:`fused_strip_rows`),
+#: samples in memory (a window is a view of them) and from a row reader (which holds every
+#: window in flight: PNG to PNG 3x3 at 12 MP peaked at 67 MiB with 1 MiB, 104 with 4).
 FUSED_WINDOW_BYTES = 4 << 20
+FUSED_READER_WINDOW_BYTES = 1 << 20
 
 def executor() -> ThreadPoolExecutor:
     """The thread pool strips and encoder blocks run on: the direct backend's (one thread per
@@ -275,15 +281,18 @@ def fused(program: Program, stored: Samples) -> bool:
 def fused_strip_rows(program: Program, stored: Samples, workers: int) -> int:
     """Rows per strip on the fused path.  Its working set is a few rows per thread whatever
     the strip's height (a chain's inner kernels excepted), so strips are cut for few Python
-    calls (about :data:`FUSED_WINDOW_BYTES` of stored samples each) and for balance (at
-    least four per worker), and tall enough that a chain's halo stays a small share."""
+    calls (about :data:`FUSED_WINDOW_BYTES` of stored samples each, or
+    :data:`FUSED_READER_WINDOW_BYTES` from a row reader) and for balance (at least four per
+    worker), and tall enough that a chain's halo stays a small share."""
     itemsize = np.dtype(SAMPLE_TYPES[stored.depth]).itemsize
     row_bytes = max(1, stored.width * stored.channels * itemsize)
     if len(program.kernels) > 1:  # the inner kernels write a float window
         return default_strip_rows(program, stored.width, stored.channels)
     above, below = program.reach
     balanced = -(-stored.height // (4 * max(1, workers)))
-    return max(8, min(FUSED_WINDOW_BYTES // row_bytes, balanced), 4 * (above + below))
+    in_memory = isinstance(stored.samples, np.ndarray)
+    target = FUSED_WINDOW_BYTES if in_memory else FUSED_READER_WINDOW_BYTES
+    return max(8, min(target // row_bytes, balanced), 4 * (above + below))
 
 
 @dataclass
