@@ -283,14 +283,13 @@ def main() -> None:
         rows: list[Row] = []
         if "blur_jpeg" in cases:
             blur_im = [im, str(jpg), "-gaussian-blur", "0x2", str(work / "m.jpg")] if im else None
+            imports = "import numpy, click, PIL.Image"  # with the command's one OpenBLAS thread
+            floor = ["env", "OPENBLAS_NUM_THREADS=1", sys.executable, "-c", imports]
             cmds = {
                 "convcli": convcli_cmd("blur", jpg, "-o", work / "c.jpg", "--sigma", 2),
                 "vips gaussblur": vips_cmd("gaussblur", jpg, work / "v.jpg", 2),
                 "imagemagick": blur_im or ("skipped" if args.skip_im else None),
-                "imports only (floor)": [  # with the command's one OpenBLAS thread
-                    "env", "OPENBLAS_NUM_THREADS=1", sys.executable, "-c",
-                    "import numpy, click, PIL.Image",
-                ],  # fmt: skip
+                "imports only (floor)": floor,
             }
             rows += subprocess_rows(run, "blur_jpeg s=2", cmds, repeats)
         if "sharpen_png" in cases:
