@@ -18,6 +18,12 @@ images of 512x512), then times, side by side:
 * big (only with --big N): an N x N RGB uncompressed TIFF, ``convcli blur``
   against ``vips gaussblur``, one round.
 
+convcli's modules are byte-compiled first (``compileall``), as a regular ``pip install``
+leaves them: an editable install under ``PYTHONDONTWRITEBYTECODE`` would otherwise compile
+every module's source in every run (about 50 ms of each command).  blur_jpeg also times
+``python -c "import numpy, click, PIL.Image"`` (one OpenBLAS thread, as the command):
+the start-up no Python CLI built on them can go below.
+
 Commands run as child processes of a small helper (so that they do not inherit
 this process's peak RSS), in turn within each round (one uncounted warm-up round
 first), and report the median wall time and the largest peak RSS (``os.wait4``;
@@ -29,6 +35,7 @@ Peers that are not installed are listed as such and skipped.
 from __future__ import annotations
 
 import argparse
+import compileall
 import json
 import os
 import shlex
@@ -259,6 +266,7 @@ def main() -> None:
     def vips_cmd(*parts: object) -> list[str] | None:
         return [vips, *map(str, parts)] if vips else None
 
+    compileall.compile_dir(Path(convcli.__file__).parent, quiet=1)
     work = Path(tempfile.mkdtemp(prefix="convcli-bench-e2e-"))
     run = start_runner(work / "stderr.txt")
     try:
@@ -275,10 +283,13 @@ def main() -> None:
         rows: list[Row] = []
         if "blur_jpeg" in cases:
             blur_im = [im, str(jpg), "-gaussian-blur", "0x2", str(work / "m.jpg")] if im else None
+            imports = "import numpy, click, PIL.Image"  # with the command's one OpenBLAS thread
+            floor = ["env", "OPENBLAS_NUM_THREADS=1", sys.executable, "-c", imports]
             cmds = {
                 "convcli": convcli_cmd("blur", jpg, "-o", work / "c.jpg", "--sigma", 2),
                 "vips gaussblur": vips_cmd("gaussblur", jpg, work / "v.jpg", 2),
                 "imagemagick": blur_im or ("skipped" if args.skip_im else None),
+                "imports only (floor)": floor,
             }
             rows += subprocess_rows(run, "blur_jpeg s=2", cmds, repeats)
         if "sharpen_png" in cases:

@@ -40,3 +40,5 @@ correlate_separable = _impl.correlate_separable
 to_depth = _impl.to_depth
 count_outside = _impl.count_outside
 png_unfilter = _impl.png_unfilter
+#: The fused strip pass (stored samples in, rounded samples out): C only, None without it.
+correlate_io = getattr(_impl, "correlate_io", None)

@@ -14,6 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image as PILImage
 
+from convcli.backends import direct as direct_backend
 from convcli.backends.fft import next_fast_len
 from convcli.cli import main
 from convcli.errors import ImageReadError, ImageWriteError
@@ -260,6 +261,124 @@ def test_filter_samples_takes_plain_arrays():
         filter_samples(img.astype(np.int32), [builtin_kernel("box")])
 
 
+# -- the fused path: stored samples straight into the kernels, rounding in the store -------
+
+
+def _general(stream: Stream) -> Stream:
+    """The same stream on the general steps (unit_float, kernels, range, to_depth)."""
+    stream.fused = False
+    return stream
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    height=st.integers(1, 30),
+    width=st.sampled_from((1, 2, 3, 7, 16, 33, 342, 350, 420)),  # 342+ RGB: rows over 1024
+    bands=st.sampled_from(("L", "RGB")),
+    depth=st.sampled_from(("8", "16")),
+    out_depth=st.sampled_from(("8", "16")),
+    shapes=st.lists(
+        st.tuples(st.integers(1, 7), st.integers(1, 6), st.booleans()), min_size=1, max_size=3
+    ),
+    explicit_origin=st.booleans(),
+    op=st.sampled_from(("convolve", "correlate")),
+    mode=st.sampled_from(MODES),
+    cval=st.sampled_from((0.0, 0.25, -0.5, 1.5)),
+    strip=st.integers(1, 40),
+    workers=st.sampled_from((1, 2)),
+    seed=st.integers(0, 2**16),
+)
+def test_fused_path_gives_the_general_steps_bits_and_report(
+    height, width, bands, depth, out_depth, shapes, explicit_origin, op, mode, cval, strip,
+    workers, seed,
+):  # fmt: skip
+    rng = np.random.default_rng(seed)
+    stored = _stored(height, width, bands, depth, seed)
+    kernels = []
+    for r, c, separable in shapes:
+        if separable:  # rank 1: the two-pass C path
+            weights = np.outer(rng.normal(size=r), rng.normal(size=c)) / (r * c) ** 0.5
+            kernels.append(Kernel(weights))
+        else:
+            kernels.append(_kernel(rng, r, c, explicit_origin))
+    options = FilterOptions(
+        op=op, mode=mode, cval=cval, backend="direct", depth=out_depth, range_policy="clip"
+    )
+    fast = stream_samples(stored, kernels, options, strip_rows=strip, workers=workers)
+    assert fast.fused
+    slow = _general(stream_samples(stored, kernels, options, strip_rows=strip, workers=workers))
+    got, expected = fast.collect().samples, slow.collect().samples
+    np.testing.assert_array_equal(got, expected)
+    assert got.dtype == expected.dtype == (np.uint8 if out_depth == "8" else np.uint16)
+    for name in ("value_min", "value_max", "out_of_range", "samples"):
+        assert getattr(fast.report, name) == getattr(slow.report, name), name
+    # and strip by strip, as a file writer takes them
+    strips = list(stream_samples(stored, kernels, options, strip_rows=strip, workers=workers))
+    np.testing.assert_array_equal(np.concatenate(strips), expected)
+
+
+def test_fused_path_is_taken_only_where_it_gives_the_same_bits():
+    def fused(bands="RGB", stored_depth="8", **options):
+        stored = _stored(6, 5, bands, stored_depth)
+        options.setdefault("backend", "direct")
+        return stream_samples(stored, [builtin_kernel("sharpen")], FilterOptions(**options)).fused
+
+    assert fused() and fused(stored_depth="16") and fused(bands="L", depth="16")
+    assert not fused(bands="RGBA")  # premultiplied alpha
+    assert not fused(stored_depth="float")
+    assert not fused(depth="float")
+    assert not fused(range_policy="abs")
+    assert not fused(dtype="float64")
+    assert not fused(backend="fft")
+
+
+def test_fused_conversion_is_unit_float_and_rounding_is_to_depth_at_every_tie():
+    identity = Kernel([[1.0]])
+    for dtype, depth, top, ulps in ((np.uint8, "8", 255, 48), (np.uint16, "16", 65535, 3)):
+        every = np.arange(top + 1, dtype=dtype).reshape(1, -1, 1)
+        as_float, _ = direct_backend.correlate_samples(every, identity, "reflect", 0.0)
+        np.testing.assert_array_equal(as_float, unit_float(every, depth))
+        # floats on and around every half step (k + 0.5) / top, where float and double
+        # products can round differently, and beyond the range
+        ties = ((np.arange(top + 1) + 0.5) / top).astype(np.float32).view(np.int32)
+        near = (ties[:, None] + np.arange(-ulps, ulps + 1)).reshape(-1).view(np.float32)
+        special = np.array([-np.inf, -1.0, -0.0, 0.0, 1e-30, 1.0, 1.5, 1e30, np.inf], np.float32)
+        values = np.concatenate([near, special, RNG.uniform(-0.1, 1.1, 4096).astype(np.float32)])
+        half = 0.5 / top
+        rounded, (lo, hi, below, above, nan) = direct_backend.correlate_samples(
+            values.reshape(1, -1, 1), identity, "reflect", 0.0, out_dtype=dtype,
+            outside=(-half, 1 + half),
+        )  # fmt: skip
+        np.testing.assert_array_equal(rounded.reshape(-1), to_depth(values, depth))
+        assert (lo, hi, nan) == (float(values.min()), float(values.max()), 0)
+        assert below == np.count_nonzero(values.astype(np.float64) < -half)
+        assert above == np.count_nonzero(values.astype(np.float64) > 1 + half)
+    with_nan = np.array([[[0.5], [np.nan], [2.0]]], np.float32)
+    rounded, (lo, hi, below, above, nan) = direct_backend.correlate_samples(
+        with_nan, identity, "reflect", 0.0, out_dtype=np.uint8, outside=(0.0, 1.0)
+    )
+    assert rounded.reshape(-1).tolist() == [128, 0, 255] and (nan, above, below) == (1, 1, 0)
+
+
+def test_correlate_samples_refuses_what_it_cannot_read_or_write():
+    k = builtin_kernel("box")
+    img = np.zeros((4, 5, 3), np.uint8)
+    with pytest.raises(ValueError, match="C-contiguous"):
+        direct_backend.correlate_samples(img[:, ::2], k, "reflect", 0.0)
+    with pytest.raises(ValueError, match="C-contiguous"):
+        direct_backend.correlate_samples(img.astype(np.int16), k, "reflect", 0.0)
+    with pytest.raises(ValueError, match="band"):
+        direct_backend.correlate_samples(img, k, "reflect", 0.0, band=(2, 5))
+    with pytest.raises(ValueError, match="out must be"):
+        direct_backend.correlate_samples(img, k, "reflect", 0.0, out=np.empty((4, 5, 3), np.uint8))
+    with pytest.raises(ValueError, match="out_dtype"):
+        direct_backend.correlate_samples(img, k, "reflect", 0.0, out_dtype=np.float64)
+    out, _ = direct_backend.correlate_samples(
+        img, k, "reflect", 0.0, band=(1, 3), out_dtype=np.uint16
+    )
+    assert out.shape == (2, 5, 3) and out.dtype == np.uint16
+
+
 # -- file to file ----------------------------------------------------------------------------
 
 
@@ -413,6 +532,56 @@ def test_default_png_level_is_close_to_pillows_level_3_on_the_sample_photos(tmp_
 def test_next_fast_len_is_scipys():
     for n in list(range(1, 3000)) + [10007, 65537, 99991, 123456]:
         assert next_fast_len(n) == scipy.fft.next_fast_len(n, real=False), n
+
+
+@pytest.mark.parametrize("preset", [None, "4"])
+def test_the_command_gives_openblas_one_thread_unless_told(monkeypatch, preset):
+    import convcli.__main__ as entry
+    import convcli.cli
+
+    if preset is None:
+        monkeypatch.delenv("OPENBLAS_NUM_THREADS", raising=False)
+    else:
+        monkeypatch.setenv("OPENBLAS_NUM_THREADS", preset)
+    seen = []
+
+    def main(**kw):
+        seen.append((os.environ.get("OPENBLAS_NUM_THREADS"), kw))
+
+    monkeypatch.setattr(convcli.cli, "main", main)
+    entry.run()
+    assert seen == [(preset or "1", {"prog_name": "convcli"})]
+
+
+def test_the_command_ends_early_with_its_output_and_exit_status(tmp_path):
+    """command() skips the interpreter's teardown: stdout, stderr, the file and the exit
+    status must all still be there (and an error still one line)."""
+    import subprocess
+    import sys
+
+    src, out = tmp_path / "in.png", tmp_path / "out.png"
+    PILImage.fromarray(RNG.integers(0, 256, (30, 40, 3)).astype(np.uint8)).save(src)
+
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}  # buffered pipes
+
+    def convcli(*args):
+        return subprocess.run(
+            [sys.executable, "-m", "convcli", *map(str, args)], capture_output=True, text=True,
+            env=env,
+        )  # fmt: skip
+
+    done = convcli("blur", src, "-o", out, "--sigma", 1, "-v")
+    assert done.returncode == 0, done.stderr
+    assert "wrote" in done.stderr + done.stdout
+    expected, _ = _whole(read_samples(src, lazy=False), [builtin_kernel("gaussian", sigma=1)],
+                         FilterOptions())  # fmt: skip
+    np.testing.assert_array_equal(read_samples(out, lazy=False).samples, expected)
+    listed = convcli("kernels", "show", "box:size=3")
+    assert listed.returncode == 0 and listed.stdout.strip()
+    failed = convcli("blur", tmp_path / "missing.png", "-o", out)
+    assert failed.returncode == 1
+    assert failed.stderr.strip() == f"Error: {tmp_path / 'missing.png'}: no such file"
+    assert convcli("blur", "--no-such-option").returncode == 2
 
 
 def test_cli_blur_does_not_import_scipy_fft(tmp_path):

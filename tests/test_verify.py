@@ -69,14 +69,20 @@ def test_a_chain_of_kernels_adds_the_bounds():
 def _flip_separable(monkeypatch):
     """A direct backend whose two-pass (rank-1) path flips the kernel (as in the probe's
     separable-path test)."""
-    real = direct.correlate
+    real, real_samples = direct.correlate, direct.correlate_samples
 
     def flipped_when_separable(image, kernel, mode, cval, **kw):
         if kernel.separable:
             kernel = kernel.rotated()
         return real(image, kernel, mode, cval, **kw)
 
+    def flipped_samples_when_separable(samples, kernel, mode, cval, **kw):  # the fused path
+        if kernel.separable:
+            kernel = kernel.rotated()
+        return real_samples(samples, kernel, mode, cval, **kw)
+
     monkeypatch.setattr(direct, "correlate", flipped_when_separable)
+    monkeypatch.setattr(direct, "correlate_samples", flipped_samples_when_separable)
 
 
 def test_a_fault_in_the_separable_path_is_caught(monkeypatch):

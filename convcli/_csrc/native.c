@@ -6,6 +6,9 @@
  *   correlate2d(src, dst, H, W, C, weights, kh, kw, rows, cols, left, cval, y0, y1)
  *   correlate_separable(src, dst, H, W, C, kv, kh, kr, kw, rows, cols, left, cval, y0, y1)
  *
+ * and correlate_io (filter_io.h), which reads uint8/uint16/float32 stored samples and writes
+ * float32 or rounded uint8/uint16 output rows, for the strip engine.
+ *
  * src and dst are C-contiguous (H, W, C) float32 or float64 buffers (the same type),
  * weights/kv/kr are of that type, rows/cols are int64 border index maps (see filter_impl.h).
  * All validation of shapes happens here too, so a wrong call raises ValueError
@@ -35,6 +38,8 @@
 #include "filter_impl.h"
 #undef T
 #undef SFX
+
+#include "filter_io.h"
 
 static int check_maps(Py_buffer *rows, Py_ssize_t nrows, Py_ssize_t H, Py_buffer *cols,
                       Py_ssize_t ncols, Py_ssize_t W, Py_ssize_t left)
@@ -196,6 +201,92 @@ done:
     PyBuffer_Release(&dst);
     PyBuffer_Release(&kv);
     PyBuffer_Release(&kr);
+    PyBuffer_Release(&rows);
+    PyBuffer_Release(&cols);
+    return result;
+}
+
+/* correlate_io(src, skind, dst, dkind, H, W, C, k1, kh, k2, kw, rows, cols, left, cval, y0,
+ *              y1, below, above) -> (min, max, n_below, n_above, n_nan)
+ * Output rows [y0, y1) of the float32 correlation of stored samples src (H, W, C) of kind
+ * skind (0 float32, 1 uint8, 2 uint16) into dst, which holds just those rows, of kind dkind
+ * (uint8/uint16: rounded as to_depth, and the statistics of the float results are returned;
+ * float32: min and max are NaN, counts 0).  k2 empty: k1 is the kh x kw kernel (float32);
+ * else k1 (kh) and k2 (kw) are the column and row factors of a separable one. */
+static PyObject *py_correlate_io(PyObject *self, PyObject *args)
+{
+    Py_buffer src, dst, k1, k2, rows, cols;
+    int skind, dkind;
+    Py_ssize_t H, W, C, kh, kw, left, y0, y1;
+    double cval, below, above;
+    PyObject *result = NULL;
+    void *scratch = NULL;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "y*iw*innny*ny*ny*y*ndnndd", &src, &skind, &dst, &dkind, &H,
+                          &W, &C, &k1, &kh, &k2, &kw, &rows, &cols, &left, &cval, &y0, &y1,
+                          &below, &above))
+        return NULL;
+    const int sep = k2.len != 0;
+    if (skind < 0 || skind > 2 || dkind < 0 || dkind > 2) {
+        PyErr_SetString(PyExc_ValueError, "sample kind must be 0 (float32), 1 (uint8) or 2 (uint16)");
+        goto done;
+    }
+    if (H <= 0 || W <= 0 || C <= 0) {
+        PyErr_SetString(PyExc_ValueError, "image dimensions must be positive");
+        goto done;
+    }
+    if (y0 < 0 || y1 > H || y0 > y1) {
+        PyErr_SetString(PyExc_ValueError, "row range out of bounds");
+        goto done;
+    }
+    if (src.len != H * W * C * kind_size(skind) || dst.len != (y1 - y0) * W * C * kind_size(dkind)) {
+        PyErr_SetString(PyExc_ValueError, "sample buffers do not match H*W*C and y1 - y0 rows");
+        goto done;
+    }
+    if (kh <= 0 || kw <= 0 ||
+        (sep ? (k1.len != kh * 4 || k2.len != kw * 4) : k1.len != kh * kw * 4)) {
+        PyErr_SetString(PyExc_ValueError, "kernel buffers do not match kh and kw (float32)");
+        goto done;
+    }
+    if (check_maps(&rows, H + kh - 1, H, &cols, W + kw - 1, W, left) < 0) goto done;
+    {
+        const Py_ssize_t n = W * C, Wp = W + kw - 1;
+        size_t floats = sep ? (size_t)(SEP_BLOCK * Wp * C) +
+                                  (skind == KIND_F32 ? 0 : (size_t)((SEP_BLOCK + kh - 1) * n))
+                            : (size_t)(kh * Wp * C);
+        size_t taps = sep ? (size_t)(kh > kw ? kh : kw) : (size_t)(kh * kw);
+        floats += CHUNK + taps;
+        scratch = PyMem_RawMalloc(floats * sizeof(float) + taps * sizeof(void *));
+        if (scratch == NULL) {
+            PyErr_NoMemory();
+            goto done;
+        }
+        const float **ptrs = (const float **)scratch;
+        float *wts = (float *)(ptrs + taps);
+        float *tmp = wts + taps;
+        float *work = tmp + CHUNK;
+        io_stats st = {INFINITY, -INFINITY, 0, 0, 0, float_at_or_above(below),
+                       float_at_or_below(above)};
+        Py_BEGIN_ALLOW_THREADS
+        if (sep)
+            corrsep_io(src.buf, skind, dst.buf, dkind, W, C, (const float *)k1.buf, kh,
+                       (const float *)k2.buf, kw, (const int64_t *)rows.buf,
+                       (const int64_t *)cols.buf, left, (float)cval, y0, y1, work, ptrs, wts,
+                       tmp, &st);
+        else
+            corr2d_io(src.buf, skind, dst.buf, dkind, W, C, (const float *)k1.buf, kh, kw,
+                      (const int64_t *)rows.buf, (const int64_t *)cols.buf, left, (float)cval,
+                      y0, y1, work, ptrs, wts, tmp, &st);
+        Py_END_ALLOW_THREADS
+        if (dkind == KIND_F32 || y0 == y1) st.lo = st.hi = NAN;
+        result = Py_BuildValue("ddnnn", (double)st.lo, (double)st.hi, st.below, st.above, st.nan);
+    }
+done:
+    PyMem_RawFree(scratch);
+    PyBuffer_Release(&src);
+    PyBuffer_Release(&dst);
+    PyBuffer_Release(&k1);
+    PyBuffer_Release(&k2);
     PyBuffer_Release(&rows);
     PyBuffer_Release(&cols);
     return result;
@@ -369,6 +460,9 @@ static PyMethodDef methods[] = {
      "to_depth(src, dst, top, kind): round [0, 1] floats to uint8/uint16 (kind 0: float32)"},
     {"png_unfilter", py_png_unfilter, METH_VARARGS,
      "png_unfilter(raw, out, height, stride, bpp): undo PNG row filters"},
+    {"correlate_io", py_correlate_io, METH_VARARGS,
+     "correlate_io(src, skind, dst, dkind, H, W, C, k1, kh, k2, kw, rows, cols, left, cval, "
+     "y0, y1, below, above) -> (min, max, n_below, n_above, n_nan)"},
     {"correlate2d", py_correlate2d, METH_VARARGS,
      "correlate2d(src, dst, H, W, C, weights, kh, kw, rows, cols, left, cval, y0, y1)"},
     {"correlate_separable", py_correlate_separable, METH_VARARGS,

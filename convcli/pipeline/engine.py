@@ -6,6 +6,9 @@ to float, premultiply alpha, every kernel, un-premultiply, the range policy,
 rounding to the output depth.  No full-size float copy of the image exists.
 Strips run on all cores (one thread each for the direct backend; the FFT
 backend spreads each strip over the cores itself); results come out in order.
+On the :func:`fused` path (direct float32, 8/16-bit in and out, clipped, no
+alpha) those steps are done inside each kernel's C pass instead: stored samples
+in, output samples out, the same bits.
 
 The steps are those of :func:`convcli.process.filter_image` and
 :func:`convcli.process.edge_image` applied to a strip (every one of them works
@@ -29,7 +32,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from .. import _native
+from .. import native
 from ..backends import direct, fft
 from ..backends.auto import Plan, direct_method
 from ..errors import FilterError, UsageError
@@ -63,6 +66,11 @@ from .strips import Window, chain_reach, parallel_reach, strip_windows, window_r
 DIRECT_WINDOW_BYTES = 4 << 20
 #: The same for the FFT backend, whose per-strip transforms want tall strips.
 FFT_WINDOW_BYTES = 64 << 20
+#: Stored bytes of one strip's window on the fused path (see :func:`fused_strip_rows`),
+#: samples in memory (a window is a view of them) and from a row reader (which holds every
+#: window in flight: PNG to PNG 3x3 at 12 MP peaked at 67 MiB with 1 MiB, 104 with 4).
+FUSED_WINDOW_BYTES = 4 << 20
+FUSED_READER_WINDOW_BYTES = 1 << 20
 
 
 def executor() -> ThreadPoolExecutor:
@@ -264,6 +272,45 @@ def default_strip_rows(program: Program, width: int, channels: int) -> int:
     return max(8, target // row_bytes, 4 * (above + below))
 
 
+def fused(program: Program, stored: Samples) -> bool:
+    """Whether the strips take the fused path: each kernel one pass of
+    :func:`convcli.backends.direct.correlate_samples` (stored samples in, the last one's
+    results rounded as they are stored), with no float copy of a strip's input or output.
+    For direct float32 arithmetic on a chain, 8/16-bit in, clipped to 8/16-bit out, no
+    alpha: the values are those of the general steps, bit for bit."""
+    return (
+        native.AVAILABLE  # (the NumPy fallback has no fused pass)
+        and program.kind == "chain"
+        and len(program.kernels) > 0
+        and not any(k.offset for k in program.kernels)
+        and not program.bias
+        and program.background is None
+        and all(plan.backend == "direct" for plan in program.plans)
+        and program.dtype == np.float32
+        and stored.depth in ("8", "16")
+        and not stored.has_alpha
+        and program.policy == "clip"
+        and program.depth in ("8", "16")
+    )
+
+
+def fused_strip_rows(program: Program, stored: Samples, workers: int) -> int:
+    """Rows per strip on the fused path.  Its working set is a few rows per thread whatever
+    the strip's height (a chain's inner kernels excepted), so strips are cut for few Python
+    calls (about :data:`FUSED_WINDOW_BYTES` of stored samples each, or
+    :data:`FUSED_READER_WINDOW_BYTES` from a row reader) and for balance (at least four per
+    worker), and tall enough that a chain's halo stays a small share."""
+    itemsize = np.dtype(SAMPLE_TYPES[stored.depth]).itemsize
+    row_bytes = max(1, stored.width * stored.channels * itemsize)
+    if len(program.kernels) > 1:  # the inner kernels write a float window
+        return default_strip_rows(program, stored.width, stored.channels)
+    above, below = program.reach
+    balanced = -(-stored.height // (4 * max(1, workers)))
+    in_memory = isinstance(stored.samples, np.ndarray)
+    target = FUSED_WINDOW_BYTES if in_memory else FUSED_READER_WINDOW_BYTES
+    return max(8, min(target // row_bytes, balanced), 4 * (above + below))
+
+
 @dataclass
 class _StripResult:
     samples: NDArray | None  #: output samples (None in the bounds pass)
@@ -300,7 +347,13 @@ class Stream:
         self.channels = len(program.bands)
         self.depth = program.depth
         self.dtype = np.dtype(SAMPLE_TYPES[program.depth])
-        self.strip_rows = strip_rows or default_strip_rows(program, self.width, self.channels)
+        #: the kernels read the stored samples and write the output samples themselves
+        self.fused = fused(program, stored)
+        self.strip_rows = strip_rows or (
+            fused_strip_rows(program, stored, direct.filter_threads())
+            if self.fused
+            else default_strip_rows(program, self.width, self.channels)
+        )
         self.windows = strip_windows(self.height, self.strip_rows, program.reach, program.mode)
         retain = getattr(stored.samples, "retain", None)
         if retain is not None:  # the rows of every window that can be in flight at once
@@ -329,8 +382,36 @@ class Stream:
         threads = 1 if self.workers > 1 else None
         return direct.correlate(values, eff, p.mode, p.cval, threads=threads, band=band)
 
+    def _fused_strip(self, window: Window) -> _StripResult:
+        """A strip on the :attr:`fused` path: each kernel a single C pass over the window,
+        the last one straight into the output rows (``collect``'s array, or a new one)."""
+        p = self.program
+        values = np.ascontiguousarray(self.stored.samples[window.rows])
+        keep = (window.offset, window.offset + window.height)
+        target = None if self._target is None else self._target[window.start : window.stop]
+        half = _HALF_STEP[p.depth]
+        seconds = []
+        last = len(p.kernels) - 1
+        for i, k in enumerate(p.kernels):
+            t0 = time.perf_counter()
+            eff = k.rotated() if p.op == "convolve" else k
+            if i < last:
+                values, _ = direct.correlate_samples(values, eff, p.mode, p.cval)
+            else:
+                values, (lo, hi, below, above, nan) = direct.correlate_samples(
+                    values, eff, p.mode, p.cval, band=keep, out=target, out_dtype=self.dtype,
+                    outside=(-half, 1 + half),
+                )  # fmt: skip
+            seconds.append(time.perf_counter() - t0)
+        if nan:  # as numpy's min and max; NaN is never out of range
+            lo = hi = float("nan")
+            below = above = 0
+        return _StripResult(values, lo, hi, below + above, int(values.size), seconds)
+
     def _strip(self, window: Window, stretch: tuple[float, float] | None, bounds_only: bool):
         p = self.program
+        if self.fused and not bounds_only:
+            return self._fused_strip(window)
         raw = self.stored.samples[window.rows]
         if self.stored.depth == "float":  # a copy: the steps below work in place
             values = np.array(raw, dtype=np.float32)
@@ -364,9 +445,10 @@ class Stream:
                 t0 = time.perf_counter()
                 band = (keep.start, keep.stop) if i == last else None
                 values = self._filter(values, k, plan, band)
+                if i == last:  # (the rows outside the band were never computed)
+                    values = values[keep]
                 add_offset(values, k, self.stored.depth, self.stored.has_alpha, p.alpha)
                 seconds.append(time.perf_counter() - t0)
-            values = values[keep]
             if p.alpha != "passthrough" and self.stored.has_alpha:
                 colour, alpha = split_alpha(values, p.alpha)
             else:
@@ -384,7 +466,7 @@ class Stream:
             outside = 0
             if lo < -half or hi > 1 + half:  # counted only when some value is (a blur: never)
                 kind = 0 if colour.dtype == np.float32 else 1
-                outside = sum(_native.count_outside(colour.reshape(-1), kind, -half, 1 + half))
+                outside = sum(native.count_outside(colour.reshape(-1), kind, -half, 1 + half))
             mapped, result.out_of_range = colour, outside
         else:
             result = _StripResult(None, float(colour.min()), float(colour.max()), seconds=seconds)
