@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from PIL import ExifTags, ImageCms, PngImagePlugin
 from PIL import Image as PILImage
 
+from convcli import native
 from convcli.errors import ImageReadError, ImageWriteError, UsageError
 from convcli.image_io import (
     Image,
@@ -25,6 +26,10 @@ from convcli.image_io import (
     to_depth,
     write_image,
 )
+
+#: Tests of what only the C extension does (fused strips, PNG read row by row, its
+#: messages); the NumPy fallback (CONVCLI_NATIVE=0, no compiler) decodes PNGs whole.
+needs_native = pytest.mark.skipif(not native.AVAILABLE, reason="the C extension is not in use")
 
 RNG = np.random.default_rng(42)
 GREY = (RNG.random((5, 7)) * 255).astype(np.uint8)  # odd sizes catch transposes
@@ -301,6 +306,7 @@ def test_16bit_colour_png_every_filter_type(tmp_path, colour, channels, bands):
     np.testing.assert_array_equal(read_image(tmp_path / "again.png").pixels, im.pixels)
 
 
+@needs_native
 def test_16bit_colour_png_bad_filter_is_a_read_error(tmp_path):
     data = bytearray(_png16(np.zeros((2, 2, 3), np.uint16), 2, [0]))
     raw = zlib.decompress(bytes(data[41 : 41 + struct.unpack(">I", data[33:37])[0]]))
@@ -611,6 +617,7 @@ def test_jpeg_exif_description_is_kept_and_orientation_reset(tmp_path, ext):
 # -- errors ------------------------------------------------------------------------------------
 
 
+@needs_native
 def test_read_errors_name_the_file(tmp_path):
     with pytest.raises(ImageReadError, match=f"^{tmp_path}/nope.png: no such file$"):
         read_image(tmp_path / "nope.png")
@@ -896,10 +903,14 @@ def test_formats_outside_the_allowlist_are_refused_before_any_decoder(tmp_path, 
 def test_pillow_formats_outside_the_allowlist_are_not_read(tmp_path):
     PILImage.fromarray(RGB).save(tmp_path / "x.pcx")  # a format Pillow reads, convcli does not
     (tmp_path / "x.png").write_bytes((tmp_path / "x.pcx").read_bytes())
-    with pytest.raises(ImageReadError, match=r"x.png: its content is PCX, which convcli does not read"):
+    with pytest.raises(
+        ImageReadError, match=r"x.png: its content is PCX, which convcli does not read"
+    ):
         read_image(tmp_path / "x.png")
     PILImage.fromarray(RGB).save(tmp_path / "i.ico")
-    with pytest.raises(ImageReadError, match=r"i.ico: its content is ICO, which convcli does not read"):
+    with pytest.raises(
+        ImageReadError, match=r"i.ico: its content is ICO, which convcli does not read"
+    ):
         read_image(tmp_path / "i.ico")
 
 

@@ -14,6 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image as PILImage
 
+from convcli import native  # noqa: E402
 from convcli.backends import direct as direct_backend
 from convcli.backends.fft import next_fast_len
 from convcli.cli import main
@@ -34,6 +35,14 @@ from convcli.pipeline.files import filter_file
 from convcli.pipeline.strips import chain_reach, kernel_reach, strip_windows, window_rows
 from convcli.png_codec import PngWriter, encode_png
 from convcli.process import FilterOptions, edge_image, filter_image
+
+#: Tests of what only the C extension does (fused strips, PNG read row by row, its
+#: messages); the NumPy fallback (CONVCLI_NATIVE=0, no compiler) decodes PNGs whole.
+needs_native = pytest.mark.skipif(not native.AVAILABLE, reason="the C extension is not in use")
+
+#: Tests of what only the C extension does (fused strips, PNG read row by row, its
+#: messages); the NumPy fallback (CONVCLI_NATIVE=0, no compiler) decodes PNGs whole.
+needs_native = pytest.mark.skipif(not native.AVAILABLE, reason="the C extension is not in use")
 
 RNG = np.random.default_rng(20261201)
 MODES = ("reflect", "constant", "nearest", "mirror", "wrap")
@@ -97,7 +106,9 @@ def test_windows_cover_every_row_once_and_hold_their_halo(height, strip, above, 
         rows = np.arange(height)[w.rows]
         assert window_rows(w) == rows.size
         # the strip's own rows are in the window where the offset says
-        np.testing.assert_array_equal(rows[w.offset : w.offset + w.height], np.arange(w.start, w.stop))
+        np.testing.assert_array_equal(
+            rows[w.offset : w.offset + w.height], np.arange(w.start, w.stop)
+        )
         if mode == "wrap":
             assert w.offset == above and rows.size == w.height + above + below
         else:
@@ -183,9 +194,7 @@ def test_edge_operators_match_edge_image(edge, bands):
 @pytest.mark.parametrize("depth", ["8", "16", "float"])
 def test_float64_precision_and_output_depths(depth):
     stored = _stored(19, 11, "LA", "8", seed=6)
-    options = FilterOptions(
-        backend="direct", dtype="float64", depth=depth, range_policy="rescale"
-    )
+    options = FilterOptions(backend="direct", dtype="float64", depth=depth, range_policy="rescale")
     expected, _ = _whole(stored, [builtin_kernel("emboss")], options)
     got = stream_samples(stored, [builtin_kernel("emboss")], options, strip_rows=3).collect()
     assert got.samples.dtype == expected.dtype
@@ -255,7 +264,9 @@ def test_cli_nan_policy(tmp_path):
 def test_filter_samples_takes_plain_arrays():
     img = RNG.integers(0, 256, (20, 30)).astype(np.uint8)
     out = filter_samples(img, [builtin_kernel("sharpen")])
-    expected, _ = _whole(Samples(img[:, :, None], "L", "8"), [builtin_kernel("sharpen")], FilterOptions())
+    expected, _ = _whole(
+        Samples(img[:, :, None], "L", "8"), [builtin_kernel("sharpen")], FilterOptions()
+    )
     np.testing.assert_array_equal(out, expected)
     with pytest.raises(Exception, match="uint8, uint16 or float32"):
         filter_samples(img.astype(np.int32), [builtin_kernel("box")])
@@ -288,6 +299,7 @@ def _general(stream: Stream) -> Stream:
     workers=st.sampled_from((1, 2)),
     seed=st.integers(0, 2**16),
 )
+@needs_native
 def test_fused_path_gives_the_general_steps_bits_and_report(
     height, width, bands, depth, out_depth, shapes, explicit_origin, op, mode, cval, strip,
     workers, seed,
@@ -317,6 +329,7 @@ def test_fused_path_gives_the_general_steps_bits_and_report(
     np.testing.assert_array_equal(np.concatenate(strips), expected)
 
 
+@needs_native
 def test_fused_path_is_taken_only_where_it_gives_the_same_bits():
     def fused(bands="RGB", stored_depth="8", **options):
         stored = _stored(6, 5, bands, stored_depth)
@@ -332,6 +345,7 @@ def test_fused_path_is_taken_only_where_it_gives_the_same_bits():
     assert not fused(backend="fft")
 
 
+@needs_native
 def test_fused_conversion_is_unit_float_and_rounding_is_to_depth_at_every_tie():
     identity = Kernel([[1.0]])
     for dtype, depth, top, ulps in ((np.uint8, "8", 255, 48), (np.uint16, "16", 65535, 3)):
@@ -360,6 +374,7 @@ def test_fused_conversion_is_unit_float_and_rounding_is_to_depth_at_every_tie():
     assert rounded.reshape(-1).tolist() == [128, 0, 255] and (nan, above, below) == (1, 1, 0)
 
 
+@needs_native
 def test_correlate_samples_refuses_what_it_cannot_read_or_write():
     k = builtin_kernel("box")
     img = np.zeros((4, 5, 3), np.uint8)
@@ -412,7 +427,9 @@ def test_a_failure_mid_stream_leaves_no_file_and_keeps_the_old_output(tmp_path, 
         return original(self, *args)
 
     monkeypatch.setattr(Stream, "_strip", fail_on_the_third)
-    with pytest.raises(ImageWriteError, match="out.png: cannot write \\(No space left on device\\)"):
+    with pytest.raises(
+        ImageWriteError, match="out.png: cannot write \\(No space left on device\\)"
+    ):
         filter_file(src, out, [builtin_kernel("box")], strip_rows=4, workers=1)
     assert out.read_bytes() == b"the previous output"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.png", "out.png"]
@@ -432,7 +449,9 @@ def test_cli_max_pixels_and_verbose_strips(tmp_path):
     src = tmp_path / "in.png"
     PILImage.new("RGB", (40, 30)).save(src)
     runner = CliRunner()
-    result = runner.invoke(main, ["blur", str(src), "-o", str(tmp_path / "o.png"), "--max-pixels", "1000"])
+    result = runner.invoke(
+        main, ["blur", str(src), "-o", str(tmp_path / "o.png"), "--max-pixels", "1000"]
+    )
     assert result.exit_code == 1
     assert result.stderr.strip() == (
         f"Error: {src}: image too large (40x30 = 1,200 pixels, above the limit of 1,000; "
@@ -611,6 +630,7 @@ def _pillow_png(path, values, level=6):
     return path
 
 
+@needs_native
 @pytest.mark.parametrize("policy", ["clip", "rescale"])
 @pytest.mark.parametrize("mode", ["reflect", "wrap", "mirror"])
 def test_png_to_png_by_rows_gives_the_whole_image_result(tmp_path, policy, mode):
@@ -629,6 +649,7 @@ def test_png_to_png_by_rows_gives_the_whole_image_result(tmp_path, policy, mode)
         np.testing.assert_array_equal(got, to_depth(expected.pixels, "8"))
 
 
+@needs_native
 def test_16bit_png_by_rows(tmp_path):
     values = RNG.integers(0, 65536, (50, 20, 4)).astype(np.uint16)
     src = tmp_path / "in16.png"
@@ -643,6 +664,7 @@ def test_16bit_png_by_rows(tmp_path):
     np.testing.assert_array_equal(got, to_depth(expected.pixels, "16"))
 
 
+@needs_native
 def test_a_png_cut_short_names_the_row_and_leaves_nothing(tmp_path):
     values = RNG.integers(0, 256, (400, 300, 3)).astype(np.uint8)
     src = _pillow_png(tmp_path / "cut.png", values, level=1)
@@ -650,7 +672,9 @@ def test_a_png_cut_short_names_the_row_and_leaves_nothing(tmp_path):
     src.write_bytes(data[: len(data) * 3 // 4])
     out = tmp_path / "out.png"
     out.write_bytes(b"old")
-    with pytest.raises(ImageReadError, match=r"cut.png: cannot decode PNG at row (\d+) \(file cut short\)") as info:
+    with pytest.raises(
+        ImageReadError, match=r"cut.png: cannot decode PNG at row (\d+) \(file cut short\)"
+    ) as info:
         filter_file(src, out, [builtin_kernel("box")], strip_rows=16)
     row = int(info.value.args[0].split("row ")[1].split(" ")[0])
     assert 200 <= row < 400  # about three quarters of the rows were there
@@ -658,6 +682,7 @@ def test_a_png_cut_short_names_the_row_and_leaves_nothing(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cut.png", "out.png"]
 
 
+@needs_native
 def test_a_corrupt_png_stream_names_the_row(tmp_path):
     values = RNG.integers(0, 256, (200, 100, 1)).astype(np.uint8)
     src = _pillow_png(tmp_path / "bad.png", values, level=1)
@@ -670,6 +695,7 @@ def test_a_corrupt_png_stream_names_the_row(tmp_path):
     assert not (tmp_path / "o.png").exists()
 
 
+@needs_native
 def test_the_png_reader_holds_only_recent_rows(tmp_path):
     values = RNG.integers(0, 256, (4000, 1000, 1)).astype(np.uint8)
     src = _pillow_png(tmp_path / "tall.png", values, level=1)
@@ -688,6 +714,7 @@ def test_the_png_reader_holds_only_recent_rows(tmp_path):
     np.testing.assert_array_equal(np.concatenate(got), to_depth(expected.pixels, "8"))
 
 
+@needs_native
 def test_png_exif_is_found_without_decoding_and_orientation_is_applied(tmp_path):
     values = RNG.integers(0, 256, (6, 9, 3)).astype(np.uint8)
     exif = PILImage.Exif()
@@ -788,7 +815,9 @@ def test_in_place_through_a_symlink_filters_the_file_and_keeps_the_link(tmp_path
         Image(unit_float(values, "8"), "RGB", "8"), [builtin_kernel("gaussian", sigma=2)],
         FilterOptions(),
     )  # fmt: skip
-    np.testing.assert_array_equal(read_samples(real, lazy=False).samples, to_depth(expected.pixels, "8"))
+    np.testing.assert_array_equal(
+        read_samples(real, lazy=False).samples, to_depth(expected.pixels, "8")
+    )
     assert sorted(p.name for p in tmp_path.iterdir()) == ["link.png", "real.png"]
 
 
