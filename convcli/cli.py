@@ -546,6 +546,13 @@ def edge(input_path: str, operator: str, **opts: Any) -> None:
     help="With --save-results: write the raw float results instead, unmapped and "
     "unrounded, one float32 .tif per channel.",
 )
+@click.option(
+    "--crop",
+    default=None,
+    metavar="X,Y,W,H",
+    help="The panel's loupe: this region at full resolution (default: around the largest "
+    "difference, for images shown reduced).",
+)
 @debug_option
 @handle_errors
 def compare(
@@ -562,35 +569,45 @@ def compare(
     expect: str | None,
     save_results: str | None,
     raw_results: bool,
+    crop: str | None,
 ) -> None:
     """Prove when convolution equals correlation: both, their difference, and a verdict.
 
     Computes conv = convolve(I, K), corr = correlate(I, K) and flip =
-    correlate(I, rot180 K) with the same backend and boundary, prints the kernel,
-    the differences and a verdict (EQUAL, NEGATED or DIFFERENT), and draws a panel
-    input | convolution | correlation | |difference|. With alpha, colour is
-    premultiplied by alpha before filtering (as apply does) and pixels are
-    counted by what is visible (over black and over white).
+    correlate(I, rot180 K) with the same backend and boundary, and conv - corr directly
+    with the difference kernel rot180 K - K (the verdict's evidence, never dependent on
+    the backend); prints the kernel, the differences and a verdict (EQUAL, NEGATED or
+    DIFFERENT), and draws a panel: the verdict, input | convolution | correlation |
+    |difference|, a full-resolution loupe, and the flip identity. With alpha, colour is
+    premultiplied by alpha before filtering (as apply does) and pixels are counted by
+    what is visible (over black and over white). Runs strip by strip in bounded memory,
+    saved results included.
 
     \b
     Examples:
       convcli compare sample_images/coffee.jpg -k emboss -o panel.png
       convcli compare photo.png -k sobel:axis=x --json --expect negated
+      convcli compare photo.jpg -k emboss -o panel.png --crop 1200,800,160,160
     """
     import json
     from pathlib import Path
 
     from . import console
     from .backends.borders import normalize_mode
-    from .compare import compare as run_compare
     from .compare import compare_samples, default_display_policy
     from .errors import UsageError
-    from .image_io import read_image, read_samples, write_image
+    from .image_io import read_samples, write_image
     from .kernel_io import load_kernel
-    from .panel import PanelViews, panel_image, result_images
+    from .panel import PanelViews, ResultFiles
 
     if raw_results and save_results is None:
         raise UsageError("--raw-results goes with --save-results DIR")
+    region = None
+    if crop is not None:
+        parts = crop.replace(" ", "").split(",")
+        if len(parts) != 4 or not all(p.isdigit() for p in parts):
+            raise UsageError(f"--crop '{crop}': expected X,Y,W,H (four whole numbers)")
+        region = tuple(int(p) for p in parts)
     kernel = load_kernel(kernel_spec)
     boundary = normalize_mode(mode)
     policy = range_policy or default_display_policy(kernel)
@@ -600,30 +617,26 @@ def compare(
     )  # fmt: skip
     if panel_path is not None and input_path != "-" and _same_file(input_path, panel_path):
         raise UsageError(f"panel '{panel_path}' is the input file; refusing to overwrite it")
-    image = None
-    if save_results is None:  # strip by strip; a panel is drawn from views kept per strip
-        with read_samples(input_path) as stored:
-            for note in stored.meta.notes:
-                console.warning(f"{input_path}: {note}")
-            views = PanelViews(stored, policy, alpha_mode) if panel_path is not None else None
-            result = compare_samples(stored, kernel, depth=stored.depth, visit=views, **settings)
-        if views is not None:
-            write_image(views.image(result), panel_path)
-    else:  # the saved results need the three results whole
-        image = read_image(input_path)
-        for note in image.meta.notes:
+    with read_samples(input_path) as stored:  # strip by strip, panel and saved results too
+        for note in stored.meta.notes:
             console.warning(f"{input_path}: {note}")
-        result = run_compare(image.pixels, kernel, depth=image.depth, **settings)
+        views = None
         if panel_path is not None:
-            write_image(panel_image(result, image.pixels, policy), panel_path)
-    if save_results is not None:
-        assert image is not None
-        folder = Path(save_results)
-        folder.mkdir(parents=True, exist_ok=True)
-        stem = Path(input_path).stem if input_path != "-" else "stdin"
-        for name, img in result_images(result, image, policy, raw=raw_results).items():
-            ext = ".tif" if img.depth == "float" else ".png"
-            write_image(img, folder / f"{stem}-{name}{ext}")
+            try:
+                views = PanelViews(stored, policy, alpha_mode, crop=region)
+            except UsageError as exc:
+                raise UsageError(f"{input_path}: {exc}") from None
+        elif region is not None:
+            raise UsageError("--crop goes with -o PANEL")
+        if save_results is None:
+            result = compare_samples(stored, kernel, depth=stored.depth, visit=views, **settings)
+        else:
+            stem = Path(input_path).stem if input_path != "-" else "stdin"
+            with ResultFiles(save_results, stem, stored, raw=raw_results) as files:
+                result = compare_samples(stored, kernel, depth=stored.depth, visit=views,
+                                         save=files, raw=raw_results, **settings)  # fmt: skip
+    if views is not None:
+        write_image(views.image(result), panel_path)
     report = result.to_dict()
     if as_json:
         click.echo(json.dumps(report, indent=2))

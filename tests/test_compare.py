@@ -63,9 +63,12 @@ def test_verdicts(backend, mode):
             r = compare(IMG, load_kernel(spec), backend=backend, mode=mode, cval=0.3)
             assert r.verdict == verdict, (spec, r.explanation)
             assert r.plan.backend == backend
-            # the identity behind everything: convolution is correlation with rot180(K)
+            # the identity behind everything: convolution is correlation with rot180(K),
+            # here computed by turning the image instead: equal within rounding, and as
+            # written at most one 8-bit step apart
             assert r.conv_vs_flipped_corr.max_abs <= r.tolerance
-            assert r.conv_vs_flipped_corr.differing_pixels == 0
+            q = lambda a: np.rint(np.clip(a, 0, 1) * 255)  # noqa: E731
+            assert np.abs(q(r.conv) - q(r.flip)).max() <= 1
 
 
 def test_numbers_are_what_they_say():
@@ -184,7 +187,8 @@ def test_panel_layout(shape, content):
     assert max(content) == TILE  # the display is resized; the numbers are not
     bw, bh = layout.box
     assert min(bw, bh) >= MIN_SIDE and bw >= content[0] and bh >= content[1]
-    assert max(bh, content[1]) == bh and (bh == content[1] or bh == MIN_SIDE)
+    # the box fits the image (or MIN_SIDE, or the loupe's magnified crop when there is one)
+    assert bh in (content[1], MIN_SIDE, layout.crop_content[1])
     arr = np.asarray(panel).astype(int)
     rows, cols = arr.shape[:2]
     assert (rows, cols) == (layout.size[1], layout.size[0])
@@ -192,7 +196,7 @@ def test_panel_layout(shape, content):
     for edge in (arr[:6], arr[-6:], arr[:, :6], arr[:, -6:]):
         assert (edge == 255).all()
     for i, (x, y) in enumerate(layout.tiles):
-        label = arr[12 : 12 + 16, x : x + 60]
+        label = arr[y - 22 : y, x : x + 60]
         assert (label < 100).any()  # dark label text above the tile
         if i:
             assert x >= layout.tiles[i - 1][0] + bw + 2  # tiles do not overlap
@@ -304,7 +308,7 @@ def test_cli_compare_rgba_panel(tmp_path):
     with PILImage.open(panel) as im:
         arr = np.asarray(im.convert("RGB"))
     # the input tile's transparent left half is the checkerboard
-    x, y = 12, 12 + 22
+    x, y = 12, 12 + 60 + 22  # below the verdict banner and the label
     left = arr[y : y + 100, x : x + 100]
     assert (left == WHITE).all(axis=2).any() and (left == (204, 204, 204)).all(axis=2).any()
 
@@ -395,7 +399,8 @@ def test_cli_compare_json_expect_panel_and_results(tmp_path):
         "separable": True,
     }
     assert set(report["conv_vs_corr"]) >= {"max_abs", "mean_abs", "differing_pixels", "psnr"}
-    assert report["conv_vs_flipped_corr"]["psnr"] is None  # identical: infinite PSNR
+    # the flip identity: equal within the rounding bound of one result
+    assert report["conv_vs_flipped_corr"]["max_abs"] <= report["result_tolerance"]
     with PILImage.open(tmp_path / "panel.png") as panel:
         assert panel.mode == "RGB" and panel.width > 4 * 300
     names = sorted(p.name for p in (tmp_path / "res").iterdir())
@@ -514,7 +519,11 @@ def test_compare_by_strips_gives_the_same_numbers_and_verdict(
     kernel = Kernel(weights)
     options = dict(backend="direct", mode=mode, cval=0.2, dtype=precision, depth=depth,
                    range_policy=policy, alpha=alpha)  # fmt: skip
-    whole = compare(unit_float(samples, depth), kernel, **options)
+    if precision == "float64" and depth != "float":  # float64 from the decoded integers on
+        values = samples / {"8": 255.0, "16": 65535.0}[depth]
+    else:
+        values = unit_float(samples, depth)
+    whole = compare(values, kernel, **options)
     strips = compare_samples(
         Samples(samples, {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}[channels], depth), kernel,
         strip_rows=strip, workers=workers, **options,
