@@ -176,7 +176,8 @@ class Comparison:
             "tolerance": self.difference_tolerance,
             "negated_tolerance": self.sum_tolerance,
             "result_tolerance": self.tolerance,
-            "difference_backend": None if self.difference_plan is None
+            "difference_backend": None
+            if self.difference_plan is None
             else self.difference_plan.backend,
             "conv_vs_corr": stats(self.conv_vs_corr),
             "conv_vs_flipped_corr": stats(self.conv_vs_flipped_corr),
@@ -833,7 +834,8 @@ def compare_samples(
         part = {
             "start": w.start,
             "diff_max": row_sum(abs_diff, w.start, "diff"),
-            "total_max": 0.0 if total is None or total.size == 0
+            "total_max": 0.0
+            if total is None or total.size == 0
             else max(float(total.max()), -float(total.min())),
             "flip_max": row_sum(abs_flip, w.start, "flip"),
         }

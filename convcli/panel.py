@@ -342,7 +342,7 @@ class PanelViews:
                 )
         self.crop_region = crop
         #: whether to show a loupe: asked for, or the image is shown reduced
-        self.loupe = crop is not None or (f > 1 if loupe is None else loupe)
+        self.loupe = crop is not None or (max(height, width) > TILE if loupe is None else loupe)
         self.crops: list[NDArray[np.uint8]] | None = None
         self.crop_diff: NDArray[np.float64] | None = None
 
@@ -410,8 +410,11 @@ class PanelViews:
     def _bytes(self, strip: Strip, name: str, values: NDArray, policy: str | None):
         """The display bytes of one of the strip's images (the written ones when at hand)."""
         shown = strip.shown
-        if shown is not None and shown.get(name) is not None and self.alpha is None and (
-            name == "input" or strip.policy == self.policy
+        if (
+            shown is not None
+            and shown.get(name) is not None
+            and self.alpha is None
+            and (name == "input" or strip.policy == self.policy)
         ):
             return _hwc_u8(shown[name]), None
         key = None if name == "input" else name
@@ -569,7 +572,8 @@ def _plan(result: Comparison, views: PanelViews, display_policy: str) -> PanelLa
     labels = ("input", "convolution", "correlation", f"|conv - corr| {gain_words(scale)}")
     flip_labels = (
         "correlate(I, rot180 K)",
-        "|conv - that|: " + ("0 everywhere" if flip_peak == 0 else f"max {flip_peak:.2g}")
+        "|conv - that|: "
+        + ("0 everywhere" if flip_peak == 0 else f"max {flip_peak:.2g}")
         + " (same gain)",
     )
     lines = tuple(_text_lines(result, peak, scale, display_policy))
