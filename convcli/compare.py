@@ -538,7 +538,9 @@ class Strip:
     conv: NDArray[np.floating]  #: the raw results (premultiplied colour with alpha)
     corr: NDArray[np.floating]
     flip: NDArray[np.floating]
-    diff: NDArray[np.floating]  #: conv - corr, computed with the difference kernel
+    #: conv - corr, computed with the difference kernel (its magnitude, the very array
+    #: ``abs_diff``, when the results are not kept: a visitor needs only that)
+    diff: NDArray[np.floating]
     #: for ``rescale``, the whole results' colour bounds by name ("conv", "corr", "flip")
     bounds: dict[str, tuple[float, float] | None]
     policy: str | None = None  #: the range policy the results were written with
@@ -739,7 +741,7 @@ def compare_samples(
     uses_fft = any(p is not None and p.backend == "fft" for p in (plan, dplan, splan))
     if strip_rows is None:
         row_bytes = width * stored.channels * dt.itemsize
-        target = (64 << 20) if uses_fft else (4 << 20)
+        target = (64 << 20) if uses_fft else (2 << 20)
         strip_rows = max(target // max(row_bytes, 1), 4 * (reach[0] + reach[1]))
     strip_rows = max(_BLOCK_ROWS, -(-strip_rows // _BLOCK_ROWS) * _BLOCK_ROWS)  # whole bands
     windows = strip_windows(height, strip_rows, reach, mode)
@@ -770,15 +772,25 @@ def compare_samples(
         turned = values.reshape(-1)[::-1].reshape(values.shape).copy()
         back = slice(n - keep.stop, n - keep.start)
         flip = correlate(turned, kernel, plan, back).reshape(-1)[::-1].reshape(conv.shape).copy()
-        if np.array_equal(conv, flip):  # equal to the bit: one array
-            flip = conv
         # a difference kernel that is 2 rot180 K (antisymmetric) or the sum kernel 2 K
         # (symmetric) gives exactly 2 conv: doubling is exact in floating point
         diff = (None if dk is None else 2 * conv if dk_doubles
                 else correlate(values, dk, dplan, keep))  # type: ignore[arg-type]  # fmt: skip
-        total = (None if sk is None else 2 * conv if sk_doubles
-                 else correlate(values, sk, splan, keep))  # type: ignore[arg-type]  # fmt: skip
-        return conv, corr, flip, diff, total
+        return conv, corr, flip, diff, sum_extent(values, keep, conv)
+
+    def extent(a: NDArray) -> float:
+        return max(float(a.max()), -float(a.min())) if a.size else 0.0
+
+    def sum_extent(values: NDArray, keep: slice, conv: NDArray) -> float:
+        """max |conv + corr|, as max |correlate(I, rot180 K + K)| (no array when it is 0,
+        2 conv, or one tap: doubling and one product are exact, and keep the maximum)."""
+        if sk is None:
+            return 0.0
+        if sk_doubles:
+            return 2.0 * extent(conv)
+        if sk.shape == (1, 1):
+            return abs(float(dt.type(sk.weights[0, 0]))) * extent(values[keep])
+        return extent(correlate(values, sk, splan, keep))  # type: ignore[arg-type]
 
     def run(job: Callable) -> Iterator:
         return in_order(job, windows, n_workers)
@@ -829,14 +841,16 @@ def compare_samples(
             rows = slice(w.start, w.stop)
             kept["conv"][rows], kept["corr"][rows], kept["flip"][rows] = conv, corr, flip
             kept["diff"][rows] = 0.0 if diff is None else diff
-        abs_diff = None if diff is None else np.abs(diff)
-        abs_flip = None if flip is conv else np.abs(np.subtract(conv, flip))
+        # |diff| in place unless the signed values are kept (the visitor needs only |diff|)
+        abs_diff = None if diff is None else np.abs(diff, out=diff if kept is None else None)
+        abs_flip = None
+        if flip is not conv:
+            abs_flip = np.subtract(conv, flip)
+            np.abs(abs_flip, out=abs_flip)
         part = {
             "start": w.start,
             "diff_max": row_sum(abs_diff, w.start, "diff"),
-            "total_max": 0.0
-            if total is None or total.size == 0
-            else max(float(total.max()), -float(total.min())),
+            "total_max": total,
             "flip_max": row_sum(abs_flip, w.start, "flip"),
         }
         written = None
@@ -846,6 +860,8 @@ def compare_samples(
             wf = wc if flip is conv else written_samples(flip, policy, depth, None,
                                                           stretch["flip"])  # fmt: skip
             part["corr"], part["flip"] = _differing(wc, wr), _differing(wc, wf)
+            if part["flip"][0] == 0:  # the same written samples: one array
+                wf = wc
             written = {"convolve": wc, "correlate": wr, "correlate-rot180": wf}
         else:
             bands = []
