@@ -789,7 +789,9 @@ def compare_samples(
         if sk_doubles:
             return 2.0 * extent(conv)
         if sk.shape == (1, 1):
-            return abs(float(dt.type(sk.weights[0, 0]))) * extent(values[keep])
+            part = values[keep]  # 8/16-bit values are >= 0: the largest is the largest |v|
+            top_v = float(part.max()) if top is not None and part.size else extent(part)
+            return abs(float(dt.type(sk.weights[0, 0]))) * top_v
         return extent(correlate(values, sk, splan, keep))  # type: ignore[arg-type]
 
     def run(job: Callable) -> Iterator:

@@ -1,9 +1,17 @@
-"""The side-by-side panel of ``convcli compare``, drawn with Pillow.
+"""The panel of ``convcli compare``, drawn with Pillow.
 
-Layout, left to right: input | convolution | correlation | |conv - corr| heat map
-(amplified so that the 99.5th percentile of the difference is full scale, with a
-scale bar), and below them the kernel as an annotated grid (origin outlined)
-beside the verdict and the numbers.
+Layout, top to bottom: the verdict in large coloured letters with the kernel's
+symmetry class in words; input | convolution | correlation | |conv - corr| heat
+map (amplified so that the 99.5th percentile of the difference shown is full
+scale, the gain named in words, with a scale bar); for images shown reduced (or
+with a ``crop``), a loupe: the same four at full resolution around the largest
+difference, outlined on the input tile; the flip identity: correlate(I, rot180 K)
+and its difference from the convolution at the heat map's gain (rounding shows as
+0); the kernel as an annotated grid (origin outlined) beside the numbers.
+
+Everything is drawn from :class:`PanelViews`, filled strip by strip (whole
+comparisons go through the same views as one strip), so the panel is the same
+whatever the strips.
 
 Tiles: the image is shown with its aspect kept and its long side ``TILE``
 pixels (large inputs downscaled, small ones enlarged with nearest-neighbour so
@@ -183,8 +191,6 @@ def tile_box(height: int, width: int) -> tuple[int, int]:
 
 #: Side of the loupe's region (full-resolution pixels) chosen when ``--crop`` is not given.
 CROP = 160
-#: Blocks (pixels a side) in which the difference is summed to place the loupe.
-_GRID = 16
 BANNER_H = 60  #: the verdict banner at the top
 VERDICT_COLOURS = {"equal": (0, 128, 64), "negated": (30, 80, 200), "different": (200, 30, 30)}
 VERDICT_TITLES = {
@@ -317,8 +323,8 @@ class PanelViews:
     by an integer factor (the long side to between TILE and 2 TILE pixels; sums of 8-bit
     display values, exact in any order, so the panel is the same whatever the strips),
     and the heat maps keep the largest difference of each block.  The loupe's region is
-    chosen from the difference summed in 16-pixel blocks, then computed again at full
-    resolution (:meth:`crop_rows`, :meth:`crop`).
+    chosen from the heat map, then computed again at full resolution (:meth:`crop_rows`,
+    :meth:`crop`).
     """
 
     def __init__(
@@ -348,7 +354,6 @@ class PanelViews:
         self.sums = {n: np.zeros((rh, rw, 4), np.int64) for n in ("input", "conv", "corr", "flip")}
         self.heat = np.zeros((rh, rw))
         self.flip_heat = np.zeros((rh, rw))
-        self.grid = np.zeros((-(-height // _GRID), -(-width // _GRID)))
         self.lock = threading.Lock()
         if crop is not None:
             x, y, w, h = crop
@@ -467,33 +472,27 @@ class PanelViews:
             self._pool(self.flip_heat, flips, strip.start)
         d = self._difference(strip.conv, strip.corr, strip.diff, strip.abs_diff)
         self._pool(self.heat, d, strip.start)
-        # the loupe's search grid: |conv - corr| summed in blocks of _GRID pixels, over the
-        # channels too (whole bands of one strip, added in a fixed order: the same sums for
-        # any strips)
-        blocks, part = _blocks(d, strip.start, _GRID, np.add, np.float64)
-        if part.ndim == 3:
-            part = part.sum(axis=2)
-        with self.lock:
-            self.grid[blocks] += part
 
     def crop_rows(self, result: Comparison | None = None) -> tuple[int, int] | None:
         """Rows of the loupe's region (None: no loupe); picks the region if not given: the
-        CROP-pixel square whose summed |conv - corr| is largest (the centre if it is 0)."""
+        CROP-pixel square where the heat map (the largest |conv - corr| of each block of
+        :attr:`factor` pixels) sums highest (the centre if it is 0 everywhere)."""
         if not self.loupe:
             return None
         height, width = self.shape[:2]
         if self.crop_region is None:
             cw, ch = min(width, CROP), min(height, CROP)
-            k = max(1, CROP // _GRID)
-            g = self.grid
+            block = self.factor
+            k = max(1, CROP // block)
+            g = self.heat
             kh, kw = min(k, g.shape[0]), min(k, g.shape[1])
             c = np.zeros((g.shape[0] + 1, g.shape[1] + 1))
             c[1:, 1:] = g.cumsum(0).cumsum(1)
             win = c[kh:, kw:] - c[:-kh, kw:] - c[kh:, :-kw] + c[:-kh, :-kw]
             if win.max() > 0:
                 i, j = np.unravel_index(int(np.argmax(win)), win.shape)
-                x = min(max(0, j * _GRID + (kw * _GRID - cw) // 2), width - cw)
-                y = min(max(0, i * _GRID + (kh * _GRID - ch) // 2), height - ch)
+                x = min(max(0, j * block + (kw * block - cw) // 2), width - cw)
+                y = min(max(0, i * block + (kh * block - ch) // 2), height - ch)
             else:
                 x, y = (width - cw) // 2, (height - ch) // 2
             self.crop_region = (int(x), int(y), cw, ch)
@@ -934,11 +933,13 @@ class ResultFiles:
         return out
 
     def __enter__(self) -> ResultFiles:
+        import sys
+
         from .atomic import open_atomically
         from .pipeline.engine import executor
         from .png_codec import PngWriter
 
-        self.folder.mkdir(parents=True, exist_ok=True)
+        self.folder.mkdir(parents=True, exist_ok=True)  # an OSError: the CLI names the path
         meta = self.stored.meta
         h, w = self.stored.height, self.stored.width
         self.stack.__enter__()
@@ -946,43 +947,63 @@ class ResultFiles:
             for key, name, channel in self._paths():
                 tiff = self.raw or self.stored.depth == "float"
                 path = self.folder / f"{self.stem}-{key}{'.tif' if tiff else '.png'}"
-                fh = self.stack.enter_context(open_atomically(path))
-                if tiff:
-                    bands = "L" if self.raw else self.stored.bands
-                    writer: object = _TiffThread(fh, h, w, bands, meta if not self.raw else None)
-                    self.stack.callback(writer.abandon)  # type: ignore[attr-defined]
-                else:
-                    dtype = np.uint8 if self.stored.depth == "8" else np.uint16
-                    writer = PngWriter(
-                        fh, w, h, self.stored.bands, dtype, icc_profile=meta.icc_profile,
-                        dpi=meta.dpi, exif=meta.exif, pool=executor(), workers=2,
-                    )  # fmt: skip
-                self.writers[key] = (writer, name, channel)
+                try:
+                    fh = self.stack.enter_context(open_atomically(path))
+                    if tiff:
+                        bands = "L" if self.raw else self.stored.bands
+                        writer: object = _TiffThread(fh, h, w, bands, None if self.raw else meta)
+                        self.stack.callback(writer.abandon)  # type: ignore[attr-defined]
+                    else:
+                        dtype = np.uint8 if self.stored.depth == "8" else np.uint16
+                        writer = PngWriter(
+                            fh, w, h, self.stored.bands, dtype, icc_profile=meta.icc_profile,
+                            dpi=meta.dpi, exif=meta.exif, pool=executor(), workers=2,
+                        )  # fmt: skip
+                except OSError as exc:
+                    raise _cannot_write(path, exc) from None
+                self.writers[key] = (writer, name, channel, path)
                 self.names.append(path.name)
         except BaseException:
-            self.stack.__exit__(*__import__("sys").exc_info())
+            self.stack.__exit__(*sys.exc_info())
             raise
         return self
 
     def __call__(self, start: int, results: dict[str, NDArray]) -> None:
-        for writer, name, channel in self.writers.values():  # type: ignore[misc]
+        for writer, name, channel, path in self.writers.values():  # type: ignore[misc]
             values = results[name]
             if channel is not None:
                 values = np.ascontiguousarray(values[..., channel : channel + 1], np.float32)
-            writer.write(values)
+            try:
+                writer.write(values)
+            except OSError as exc:
+                raise _cannot_write(path, exc) from None
 
     def __exit__(self, kind, exc, tb) -> bool | None:
+        import sys
+
         if kind is None:
             try:
-                for writer, _, _ in self.writers.values():  # type: ignore[misc]
-                    writer.close()
+                for writer, _, _, path in self.writers.values():  # type: ignore[misc]
+                    try:
+                        writer.close()
+                    except OSError as error:
+                        raise _cannot_write(path, error) from None
             except BaseException:
-                return self.stack.__exit__(*__import__("sys").exc_info())
-        else:
-            for writer, _, _ in self.writers.values():  # type: ignore[misc]
-                abort = getattr(writer, "abort", None) or getattr(writer, "abandon", None)
-                abort()
+                return self.stack.__exit__(*sys.exc_info())
+            try:  # the files renamed into place
+                return self.stack.__exit__(None, None, None)
+            except OSError as error:
+                raise _cannot_write(self.folder, error) from None
+        for writer, *_ in self.writers.values():  # type: ignore[misc]
+            abort = getattr(writer, "abort", None) or getattr(writer, "abandon", None)
+            abort()
         return self.stack.__exit__(kind, exc, tb)
+
+
+def _cannot_write(path, exc: OSError):
+    from .errors import ImageWriteError
+
+    return ImageWriteError(f"{path}: cannot write ({exc.strerror or exc})")
 
 
 class _TiffThread:

@@ -813,3 +813,17 @@ def test_the_panel_with_its_loupe_from_strips_is_the_whole_image_panel(channels,
     assert views.layout(strips).crop == panel_layout(whole, unit_float(samples, "8")).crop
     assert views.layout(strips).crop is not None
     np.testing.assert_array_equal(np.asarray(views.render(strips)), np.asarray(expected))
+
+
+def test_saved_results_are_all_or_nothing(tmp_path):
+    src = tmp_path / "in.png"
+    PILImage.fromarray((RNG.random((40, 30, 3)) * 255).astype(np.uint8)).save(src)
+    out = tmp_path / "res"
+    out.mkdir()
+    (out / "in-correlate.png").mkdir()  # the second file cannot be written
+    result = CliRunner().invoke(main, ["compare", str(src), "-k", "emboss", "--save-results",
+                                       str(out)])  # fmt: skip
+    assert result.exit_code != 0
+    line = result.stderr.strip()
+    assert line.startswith("Error: ") and "\n" not in line and "in-correlate.png" in line
+    assert sorted(p.name for p in out.iterdir()) == ["in-correlate.png"]  # nothing else left
