@@ -685,8 +685,9 @@ def compare_samples(
             return unit_float(raw, stored.depth)
         return np.divide(raw, top, dtype=np.float64)
 
-    def values_of(rows: slice | NDArray[np.intp]) -> NDArray[np.floating]:
-        values = unit(stored.samples[rows])
+    def values_of(rows: slice | NDArray[np.intp], cols=None) -> NDArray[np.floating]:
+        raw = stored.samples[rows]
+        values = unit(raw if cols is None else np.ascontiguousarray(raw[:, cols]))
         if alpha_mode == "premultiply":  # in the arithmetic's precision, as apply does
             values[..., :-1] *= values[..., -1:]
         return values
@@ -758,8 +759,10 @@ def compare_samples(
         return direct.correlate(values, k, mode, cval, threads=threads,
                                 band=(keep.start, keep.stop))[keep]  # fmt: skip
 
-    def results(w) -> tuple[NDArray, NDArray, NDArray, NDArray | None, NDArray | None]:
-        values = values_of(w.rows)
+    def results(w, cols=None) -> tuple[NDArray, NDArray, NDArray, NDArray | None, float]:
+        """The strip's results (``cols``: of these columns only, a window of them with
+        their own halo: the loupe)."""
+        values = values_of(w.rows, cols)
         keep = slice(w.offset, w.offset + w.height)
         conv = correlate(values, rotated, plan, keep)  # convolve(I, K) = correlate(I, rot180 K)
         corr = conv if same else correlate(values, kernel, plan, keep)
@@ -964,8 +967,14 @@ def compare_samples(
             win = _window(height, rows[0], rows[1], reach, mode)
             if retain is not None:
                 retain(window_rows(win) + 2 * block)
-            conv, corr, flip, diff, _ = results(win)
-            source = unit_float(stored.samples[win.start : win.stop], stored.depth)
-            zero = np.zeros_like(conv) if diff is None else diff
-            visit.crop(Strip(win.start, source, conv, corr, flip, zero, found_bounds))  # type: ignore[union-attr]
+            # only the loupe's columns, with a halo as wide as the widest kernel each side
+            x, _, w, _ = visit.crop_region  # type: ignore[union-attr]
+            side = max(k.shape[1] for k in used)
+            cols = _window(width, x, x + w, (side, side), mode)
+            conv, corr, flip, diff, _ = results(win, cols.rows)
+            inner = slice(cols.offset, cols.offset + w)
+            conv, corr, flip = conv[:, inner], corr[:, inner], flip[:, inner]
+            diff = np.zeros_like(conv) if diff is None else diff[:, inner]
+            source = unit_float(stored.samples[win.start : win.stop][:, x : x + w], stored.depth)
+            visit.crop(Strip(win.start, source, conv, corr, flip, diff, found_bounds))  # type: ignore[union-attr]
     return result

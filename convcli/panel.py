@@ -503,10 +503,12 @@ class PanelViews:
         """The loupe's rows at full resolution (its columns are cut here)."""
         assert self.crop_region is not None
         x, _, w, _ = self.crop_region
-        cols = slice(x, x + w)
+        width = self.shape[1]
 
-        def cut(a: NDArray) -> NDArray:
-            return np.ascontiguousarray(a[:, cols])
+        def cut(a: NDArray) -> NDArray:  # whole rows, or the loupe's columns already
+            return np.ascontiguousarray(a if a.shape[1] == w else a[:, x : x + w])
+
+        assert strip.conv.shape[1] in (w, width)
 
         b = strip.bounds
         self.crops = [
@@ -543,8 +545,9 @@ class PanelViews:
         """:meth:`render` as a convcli Image (8-bit RGB), ready to write."""
         from .image_io import from_array
 
-        rgb = np.asarray(self.render(result))
-        return from_array(rgb.astype(np.float32) / 255, depth="8")
+        rgb = np.asarray(self.render(result), dtype=np.float32)  # one float copy, scaled in place
+        rgb *= np.float32(1 / 255)
+        return from_array(rgb, depth="8")
 
 
 def _hwc_u8(samples: NDArray) -> NDArray[np.uint8]:
