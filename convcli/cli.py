@@ -602,6 +602,7 @@ def compare(
 
     if raw_results and save_results is None:
         raise UsageError("--raw-results goes with --save-results DIR")
+    _reuse_freed_memory()
     region = None
     if crop is not None:
         parts = crop.replace(" ", "").split(",")
@@ -645,6 +646,19 @@ def compare(
     if expect is not None and result.verdict != expect:
         click.echo(f"Error: verdict is {result.verdict}, expected {expect}", err=True)
         sys.exit(1)
+
+
+def _reuse_freed_memory() -> None:
+    """Ask glibc to keep freed memory for reuse (a 128 MiB top pad) instead of handing each
+    strip's buffers back to the system and faulting fresh pages in for the next strip
+    (12-MP emboss compare: about 220k minor page faults -> 16k, 1.07 s -> 0.67 s in one run).
+    A no-op where there is no mallopt (not glibc)."""
+    import ctypes
+
+    try:
+        ctypes.CDLL(None).mallopt(-2, 128 << 20)  # M_TOP_PAD
+    except (OSError, AttributeError, TypeError):
+        pass
 
 
 def _numbers(text: str, what: str) -> list[float]:
