@@ -828,7 +828,9 @@ def _text_lines(result: Comparison, peak: float, scale: float, display_policy: s
         f"conv vs corr: raw max {s1.max_abs:.3g}, mean {s1.mean_abs:.3g}; as written "
         f"({depth}, '{result.range_policy}'): {s1.differing_pixels} px "
         f"({s1.differing_percent:.2f}%) differ, PSNR {psnr} dB",
-        f"conv vs correlate(rot180 K): raw max {s2.max_abs:.3g}, {s2.differing_pixels} px differ",
+        f"conv vs correlate(rot180 K) (computed with the image turned instead): raw max "
+        f"{s2.max_abs:.3g} (rounding bound {result.tolerance:.2g}), {s2.differing_pixels} px "
+        "differ as written (where rounding falls either side of a step)",
         f"display: {POLICY_TEXT.get(display_policy, repr(display_policy))}",
     ]
     if result.alpha is not None:
