@@ -2,23 +2,33 @@
 
 :func:`compare` computes, with the same backend and boundary,
 
-* ``conv = convolve(I, K)``,
-* ``corr = correlate(I, K)``,
-* ``flip = correlate(I, rot180(K))``, which must equal ``conv`` for every kernel,
+* ``conv = convolve(I, K)``, as convcli (and ``apply``) computes it:
+  ``correlate(I, rot180 K)``;
+* ``corr = correlate(I, K)``;
+* ``flip = correlate(I, rot180(K))`` computed another way, with the image turned
+  instead of the kernel (``rot180(correlate(rot180 I, K))``), which must equal
+  ``conv`` within rounding for every kernel;
+* ``conv - corr`` directly as ``correlate(I, rot180 K - K)`` and ``conv + corr`` as
+  ``correlate(I, rot180 K + K)`` (:meth:`Kernel.flip_difference`): both operations
+  are linear in the kernel, so these carry no cancellation, and for a symmetric
+  (antisymmetric) kernel the difference (sum) kernel is zero and so is the result.
 
-and measures ``conv - corr`` and ``conv - flip``.  The verdict:
+The verdict, from those two:
 
-* ``EQUAL``: ``conv == corr`` within the rounding bound (point-symmetric kernels);
-* ``NEGATED``: ``conv == -corr`` within the bound (antisymmetric kernels);
+* ``EQUAL``: ``conv - corr`` is 0 within its rounding bound (point-symmetric kernels);
+* ``NEGATED``: ``conv + corr`` is 0 within its bound (antisymmetric kernels);
 * ``DIFFERENT``: neither; then ``conv == flip`` shows that the flip explains it all.
 
 When both hold (both results are 0 within the bound, as on a flat image with a
 zero-sum kernel) the kernel's own class decides: ``NEGATED`` for an
 antisymmetric kernel, else ``EQUAL``, and the explanation says that both hold.
 
-The rounding bound is derived from the computation, not guessed: float32
-arithmetic over ``sum |K|`` times the largest input magnitude, looser for the
-FFT backend (whose error spreads over the whole transform).
+The difference and sum kernels run on the backend ``auto`` picks for them, whatever
+the backend asked for ``conv``, ``corr`` and ``flip``, so the verdict never depends
+on it.  The rounding bounds are derived from the computation, not guessed: the
+arithmetic's relative error times ``sum |D| * max(1, max |I|)`` for the kernel ``D``
+that computed the quantity (looser for the FFT backend, whose error spreads over
+the whole transform).
 
 The numbers (:class:`DiffStats`; the JSON fields ``max_abs``, ``mean_abs``,
 ``differing_pixels``, ``differing_percent``, ``psnr``) follow one rule: the
@@ -26,13 +36,14 @@ maths on the raw results, the pixels on what is written and seen.
 
 * ``max_abs``, ``mean_abs``: of ``|a - b|`` over every pixel and channel of the
   raw float results (before any range policy or rounding; for images with
-  alpha, the filtered channels: premultiplied colour and alpha).  They decide
-  the verdict.
+  alpha, the filtered channels: premultiplied colour and alpha); for
+  ``conv - corr``, of the difference kernel's result.  They decide the verdict.
 * ``differing_pixels`` (``differing_percent``: of all pixels): pixels whose
   *visible* value *as written* differs in any channel.  As written means as
   ``convcli apply`` would write the result: mapped by the range policy and
-  rounded to the output depth (8 or 16 bits; a float output is unmapped, and
-  there a value differs when it differs by more than the rounding bound).
+  rounded to the output depth from the arithmetic's precision (8 or 16 bits; a
+  float output is unmapped, and there a value differs when it differs by more
+  than the rounding bound).
 * ``psnr``: ``10 log10(peak^2 / MSE)`` of those same visible written values,
   with the depth's peak (255 for 8-bit, 65535 for 16-bit: 1 in the [0, 1]
   units used here), so it is never negative; for float output the peak is the
@@ -101,9 +112,13 @@ class Extent:
 class Comparison:
     """The result of :func:`compare`.
 
-    ``conv``, ``corr`` and ``flip`` are the raw float results; for images with
-    alpha filtered with ``alpha="premultiply"`` their colour channels are
-    premultiplied (colour x alpha, the quantity that was filtered).
+    ``conv``, ``corr`` and ``flip`` are the raw float results (``flip``: correlate(I,
+    rot180 K) computed with the image turned, see the module docstring), ``diff`` is
+    ``conv - corr`` computed with the difference kernel; for images with alpha filtered
+    with ``alpha="premultiply"`` their colour channels are premultiplied (colour x
+    alpha, the quantity that was filtered).  ``tolerance`` is the rounding bound of one
+    result (the flip identity, float pixel counts); the verdict uses
+    ``difference_tolerance`` and ``sum_tolerance``.
     """
 
     kernel: Kernel
@@ -232,14 +247,6 @@ class Comparison:
         )
 
 
-def rounding_bound(image: NDArray[np.floating], kernel: Kernel, backend: str, dtype: str) -> float:
-    """Largest difference attributable to floating-point rounding for this computation."""
-    rel = _REL_ERROR[(backend, dtype)]
-    scale = float(np.abs(kernel.weights).sum()) * max(float(np.abs(image).max()), 1e-30)
-    taps = math.sqrt(kernel.size)
-    return rel * scale * max(1.0, taps)
-
-
 def default_display_policy(kernel: Kernel) -> str:
     """``offset`` for zero-sum kernels (signed responses: 0 becomes mid-grey), else ``clip``."""
     total = abs(kernel.sum)
@@ -316,16 +323,11 @@ def visible(values: NDArray[np.floating], alpha: str | None = None) -> NDArray[n
     return np.concatenate([black, black + (1.0 - a)], axis=2)
 
 
-def visible_difference(result: Comparison) -> NDArray[np.float64]:
-    """``|conv - corr|`` per pixel of the raw results as seen, max over channels (the heat map),
-    computed in bands of rows."""
-    return difference_map(result.conv, result.corr, result.alpha)
-
-
 def difference_map(
     conv: NDArray[np.floating], corr: NDArray[np.floating], alpha: str | None
 ) -> NDArray[np.float64]:
-    """:func:`visible_difference` of two raw results (whole, or the same rows of both)."""
+    """``|conv - corr|`` per pixel of two raw results as seen (the composites with alpha),
+    max over channels (whole, or the same rows of both), computed in bands of rows."""
     conv, corr = _hwc(conv), _hwc(corr)
     out = np.empty(conv.shape[:2], np.float64)
     for y in range(0, conv.shape[0], _BLOCK_ROWS):
@@ -717,7 +719,7 @@ def compare_samples(
                      "local (fft would spread them everywhere)", p.estimate_ms)  # fmt: skip
         return p
 
-    def bound(k: Kernel | None, p: Plan | None) -> float:  # as rounding_bound
+    def bound(k: Kernel | None, p: Plan | None) -> float:  # rounding of correlate(I, k)
         if k is None or p is None:
             return 0.0
         scale = float(np.abs(k.weights).sum()) * max(peak, 1e-30)

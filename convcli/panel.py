@@ -41,7 +41,6 @@ from numpy.typing import NDArray
 from PIL import Image, ImageDraw, ImageFont
 
 from .compare import (
-    _BLOCK_ROWS,
     Comparison,
     Strip,
     _colour_bounds,
@@ -104,49 +103,10 @@ def heat(values: NDArray[np.floating]) -> NDArray[np.uint8]:
     return out
 
 
-def _to_rgba8(
-    colour: NDArray[np.floating], alpha: NDArray[np.floating] | None
-) -> NDArray[np.uint8]:
-    """(H, W, 1 or 3) colour and (H, W, 1) alpha in [0, 1] to RGBA bytes (grey repeated)."""
-    rgb = np.repeat(colour, 3, axis=2) if colour.shape[2] == 1 else colour[:, :, :3]
-    a = np.ones(rgb.shape[:2] + (1,)) if alpha is None else alpha
-    rgba = np.concatenate([rgb, a], axis=2)
-    return np.rint(np.clip(rgba, 0, 1) * 255).astype(np.uint8)
-
-
 def _opaque(rgb: NDArray[np.uint8]) -> NDArray[np.uint8]:
     """RGB bytes with an opaque alpha channel."""
     out = np.full(rgb.shape[:2] + (4,), 255, np.uint8)
     out[:, :, :3] = rgb
-    return out
-
-
-def display_rgba(
-    values: NDArray[np.floating],
-    policy: str | None,
-    alpha: str | None,
-    *,
-    stretch: tuple[float, float] | None = None,
-) -> NDArray[np.uint8]:
-    """A source (``policy`` None: shown clipped) or a raw result as RGBA bytes for display.
-
-    ``alpha``: None when there is no alpha channel, else how it was filtered
-    (``premultiply`` or ``plain``; a source's colour is ``plain``, straight).  Converted
-    in bands of rows (``rescale`` stretches by the whole result's bounds), so the float64
-    temporaries stay small.  ``stretch``: for ``rescale``, the whole result's colour bounds
-    when ``values`` are some of its rows.
-    """
-    arr = np.asarray(values)
-    arr = arr[:, :, None] if arr.ndim == 2 else arr
-    if policy == "rescale" and stretch is None:
-        stretch = _colour_bounds(arr, alpha)
-    out = np.empty(arr.shape[:2] + (4,), np.uint8)
-    for y in range(0, arr.shape[0], _BLOCK_ROWS):
-        block = np.asarray(arr[y : y + _BLOCK_ROWS], np.float64)
-        colour, a = (block, None) if alpha is None else straight(block, alpha)
-        if policy is not None:
-            colour = apply_range(colour, policy, "8", stretch=stretch)[0]
-        out[y : y + _BLOCK_ROWS] = _to_rgba8(colour, a)
     return out
 
 
@@ -851,16 +811,6 @@ def _text_lines(result: Comparison, peak: float, scale: float, display_policy: s
         else f"heat map: |conv - corr|{over} is 0 at every pixel"
     )
     return lines
-
-
-def panel_image(
-    result: Comparison, source: NDArray[np.floating], display_policy: str | None = None
-) -> ConvImage:
-    """The panel as a convcli :class:`~convcli.image_io.Image` (8-bit RGB), ready to write."""
-    from .image_io import from_array
-
-    rgb = np.asarray(render_panel(result, source, display_policy=display_policy))
-    return from_array(rgb.astype(np.float32) / 255, depth="8")
 
 
 def result_images(
