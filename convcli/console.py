@@ -183,8 +183,10 @@ def show_comparison(report: dict, weights: np.ndarray, origin: tuple[int, int]) 
     colour = {"equal": "green", "negated": "cyan", "different": "yellow"}[report["verdict"]]
     _out.print(report["explanation"], style=f"bold {colour}", markup=False, soft_wrap=True)
     _out.print(
-        f"(values differ by rounding only when below {report['tolerance']:.2g}: float "
-        f"arithmetic on the {report['backend']} backend; pixels are counted in the output "
+        f"(conv - corr, computed with the difference kernel rot180 K - K, differs by rounding "
+        f"only when below {report['tolerance']:.2g}: float arithmetic on the "
+        f"{report.get('difference_backend') or report['backend']} backend; pixels are counted "
+        "in the output "
         f"depth after the '{report['range_policy']}' range policy)",
         markup=False,
         soft_wrap=True,

@@ -33,8 +33,12 @@ from .errors import KernelError
 #: Largest accepted kernel side: 1025 taps (a 1025x1025 kernel is 8 MiB of float64).
 MAX_KERNEL_SIDE = 1025
 
-#: Relative tolerance for "equal" weights (symmetry) and for "zero" singular values (rank).
-SYMMETRY_RTOL = 1e-9
+#: Weights closer than this times the largest ``|weight|`` count as equal in
+#: :attr:`Kernel.symmetry`: float64 rounding of computed kernels (a composition's sums,
+#: about 1e-16) stays below it, any real asymmetry (1e-9 of the largest weight included)
+#: counts.
+SYMMETRY_RTOL = 1e-12
+#: Relative tolerance for "zero" singular values (rank).
 RANK_RTOL = 1e-9
 
 
@@ -191,24 +195,62 @@ class Kernel:
         return Kernel(self.weights, origin=self.origin, name=name, offset=self.offset)
 
     # -- symmetry ------------------------------------------------------------
+    def about_origin(self) -> Kernel:
+        """The same kernel on an odd-sized array centred on its origin (zeros added).
+
+        A kernel is a function of the offset from its origin (zero outside the array);
+        this array holds every offset ``d`` whose mirror ``-d`` is also held, so that
+        ``rot180`` of the weights is the kernel rotated about its origin.
+        """
+        rows, cols = self.shape
+        (r0, c0), (r1, c1) = self.origin, (rows - 1 - self.origin[0], cols - 1 - self.origin[1])
+        ry, rx = max(r0, r1), max(c0, c1)
+        if self.centred:
+            return self
+        w = np.zeros((2 * ry + 1, 2 * rx + 1))
+        w[ry - r0 : ry + r1 + 1, rx - c0 : rx + c1 + 1] = self.weights
+        return Kernel(w, origin=(ry, rx), name=self.name)
+
+    def flip_difference(self, sign: float = 1.0) -> Kernel | None:
+        """``rot180(K) - K`` (``sign=-1``: ``rot180(K) + K``) about the origin, trimmed to its
+        non-zero weights, or None when it is zero: the kernel with
+        ``convolve(I, K) - correlate(I, K) == correlate(I, flip_difference())`` (``+`` for
+        ``sign=-1``), since both operations are linear in the kernel.
+
+        Weights that differ (``sign=-1``: cancel) by at most :data:`SYMMETRY_RTOL` of the
+        largest ``|weight|`` count as equal, as in :attr:`symmetry`, so this is None exactly
+        when the kernel is symmetric (``sign=-1``: antisymmetric).
+        """
+        centred = self.about_origin()
+        w = centred.weights
+        d = w[::-1, ::-1] - sign * w
+        atol = SYMMETRY_RTOL * float(np.abs(w).max())
+        d = np.where(np.abs(d) > atol, d, 0.0)
+        used = np.argwhere(d != 0.0)
+        if used.size == 0:
+            return None
+        (t, left), (b, right) = used.min(axis=0), used.max(axis=0)
+        oy, ox = centred.origin
+        t, left = min(t, oy), min(left, ox)  # the origin stays inside the trimmed array
+        b, right = max(b, oy), max(right, ox)
+        name = f"rot180({self.name}) {'-' if sign > 0 else '+'} {self.name}"
+        return Kernel(d[t : b + 1, left : right + 1], origin=(oy - t, ox - left), name=name)
+
     @cached_property
     def symmetry(self) -> Symmetry:
-        """Point symmetry about the origin.
+        """Point symmetry about the origin, the weights taken as a function of the offset
+        from the origin (zero outside the array).
 
-        ``SYMMETRIC`` needs the weights to equal their 180-degree rotation *and*
-        the origin to be the centre (otherwise rotating moves the anchor and
-        convolution is correlation shifted by a pixel).
+        ``SYMMETRIC``: ``K(d) == K(-d)`` for every offset ``d`` (convolution == correlation);
+        ``ANTISYMMETRIC``: ``K(d) == -K(-d)`` (convolution == -correlation), within
+        :data:`SYMMETRY_RTOL` of the largest weight.  So a 5x5 array whose weights fill
+        its top-left 3x3 symmetrically, with origin (1, 1), is symmetric; symmetric
+        weights anchored off their centre (an even box, say) are not.  An all-zero kernel
+        is symmetric.
         """
-        w = self.weights
-        rot = w[::-1, ::-1]
-        atol = SYMMETRY_RTOL * float(np.abs(w).max())
-        if not self.centred:
-            if atol == 0.0:  # all-zero kernel: both operations give 0
-                return Symmetry.SYMMETRIC
-            return Symmetry.ASYMMETRIC
-        if np.allclose(w, rot, rtol=0.0, atol=atol):
+        if self.flip_difference(1.0) is None:
             return Symmetry.SYMMETRIC
-        if np.allclose(w, -rot, rtol=0.0, atol=atol):
+        if self.flip_difference(-1.0) is None:
             return Symmetry.ANTISYMMETRIC
         return Symmetry.ASYMMETRIC
 

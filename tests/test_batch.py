@@ -181,7 +181,10 @@ def test_sigint_mid_batch_then_resume_gives_identical_outputs(tmp_path):
     for i in range(24):
         arr = (RNG.random((400, 400, 3)) * 255).astype(np.uint8)
         PILImage.fromarray(arr).save(src / f"p{i:02d}.png", compress_level=1)
-    args = ["-k", "gaussian:sigma=3", "-k", "sharpen", "--jobs", "2", "--compress-level", "9"]
+    # enough work per image (a 2-D 25x25 kernel too) that the batch is still running when
+    # the interrupt comes, even on a loaded machine
+    args = ["-k", "gaussian:sigma=3", "-k", "log:sigma=3", "--range", "abs", "--jobs", "2",
+            "--compress-level", "9"]  # fmt: skip
     reference = tmp_path / "ref"
     assert invoke(src, "-o", reference, *args, "--quiet").exit_code == 0
     out = tmp_path / "out"

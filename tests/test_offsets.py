@@ -148,3 +148,24 @@ def test_cli_background_lets_alpha_go_to_jpeg(tmp_path):
         assert im.mode == "RGB"
     bad = run(main, ["blur", str(src), "-o", str(tmp_path / "y.png"), "--background", "nocolour"])
     assert bad.exit_code == 2 and "is not a name" in bad.stderr
+
+
+def test_compare_leaves_a_kernel_offset_out_and_says_so(tmp_path):
+    from click.testing import CliRunner
+    from PIL import Image as PILImage
+
+    from convcli.cli import main
+
+    src = tmp_path / "a.png"
+    PILImage.fromarray(RNG.integers(0, 256, (20, 20)).astype(np.uint8)).save(src)
+    with_offset = tmp_path / "e.mat"
+    with_offset.write_text("3 3 16 128\n-2 -1 0\n-1 1 1\n0 1 2\n")
+    without = tmp_path / "f.mat"
+    without.write_text("3 3 16 0\n-2 -1 0\n-1 1 1\n0 1 2\n")
+    a = CliRunner().invoke(main, ["compare", str(src), "-k", str(with_offset), "--json"])
+    b = CliRunner().invoke(main, ["compare", str(src), "-k", str(without), "--json"])
+    assert "offset (128 levels) is left out" in a.stderr
+    import json
+
+    ja, jb = json.loads(a.stdout), json.loads(b.stdout)
+    assert ja["verdict"] == jb["verdict"] and ja["conv_vs_corr"] == jb["conv_vs_corr"]
