@@ -63,6 +63,10 @@ class FilterOptions:
     #: Added to every colour result after the kernels, before the range policy, on the
     #: pixels' 0..1 scale (ImageMagick's ``-bias``; a kernel's own offset comes first).
     bias: float = 0.0
+    #: Edge operators: ``"auto"`` multiplies the magnitude so that its 99.5th percentile is
+    #: white (at least x1, at most x256), with the operator's default range policy only; a
+    #: number multiplies by that (1: the raw magnitude, a step from 0 to 1 giving 1).
+    edge_gain: str | float = "auto"
 
 
 #: Colour names :func:`parse_colour` knows (the CSS basic colours), as 0..255 RGB.
@@ -109,6 +113,68 @@ def flatten(
     a = np.clip(alpha, 0.0, 1.0).astype(colour.dtype, copy=False)
     back = np.asarray(bg, dtype=colour.dtype)
     return colour * a + back * (np.asarray(1.0, dtype=colour.dtype) - a)
+
+
+#: The edge gain's histogram: bins over [0, the operator's largest possible magnitude].
+EDGE_GAIN_BINS = 4096
+#: The share of samples the automatic edge gain leaves below white.
+EDGE_GAIN_PERCENTILE = 99.5
+EDGE_GAIN_MAX = 256.0
+
+
+def edge_histogram(magnitude: NDArray[np.floating], top: float) -> NDArray[np.int64]:
+    """Counts of ``|magnitude|`` in :data:`EDGE_GAIN_BINS` bins over ``[0, top]`` (values
+    above ``top`` in the last): per strip, their sum is the whole image's, exactly."""
+    values = np.minimum(np.abs(magnitude), np.asarray(top, dtype=magnitude.dtype))
+    return np.histogram(values, bins=EDGE_GAIN_BINS, range=(0.0, top))[0].astype(np.int64)
+
+
+def edge_gain(histogram: NDArray[np.int64], top: float) -> tuple[float, float]:
+    """``(gain, level)``: the level below which :data:`EDGE_GAIN_PERCENTILE` percent of the
+    magnitudes lie (a bin's upper edge), and the gain that makes it white (1 for a flat
+    image; within [1, :data:`EDGE_GAIN_MAX`])."""
+    total = int(histogram.sum())
+    if total == 0:
+        return 1.0, 0.0
+    need = math.ceil(total * EDGE_GAIN_PERCENTILE / 100.0)
+    index = int(np.searchsorted(np.cumsum(histogram), need))
+    level = (index + 1) * top / EDGE_GAIN_BINS
+    return float(min(max(1.0 / level, 1.0), EDGE_GAIN_MAX)), float(level)
+
+
+def edge_top(kernels: Sequence[Kernel], gradient: bool) -> float:
+    """The largest magnitude an edge operator can give on 0..1 input."""
+    sums = [float(np.abs(k.weights).sum()) for k in kernels]
+    return float(np.hypot(*sums)) if gradient else sums[0]
+
+
+def resolve_edge_gain(
+    options: FilterOptions,
+    kernels: Sequence[Kernel],
+    gradient: bool,
+    parts: Sequence[NDArray[np.floating]] | None = None,
+    histogram: NDArray[np.int64] | None = None,
+) -> tuple[float, float]:
+    """The edge gain ``(gain, level)`` of :attr:`FilterOptions.edge_gain`: a number as given
+    (level 0); ``"auto"`` with the operator's default range policy from the magnitudes
+    (``parts``, or their summed :func:`edge_histogram`); ``"auto"`` with a range policy
+    given: 1 (the policy decides how the results are shown)."""
+    mode = options.edge_gain
+    if not isinstance(mode, str):
+        value = float(mode)
+        if not (math.isfinite(value) and value > 0):
+            raise UsageError(f"edge gain must be 'auto' or a number > 0, got {mode!r}")
+        return value, 0.0
+    if mode != "auto":
+        raise UsageError(f"edge gain must be 'auto' or a number > 0, got '{mode}'")
+    if options.range_policy is not None:
+        return 1.0, 0.0
+    top = edge_top(kernels, gradient)
+    if histogram is None:
+        histogram = sum(
+            (edge_histogram(p, top) for p in parts or ()), np.zeros(EDGE_GAIN_BINS, np.int64)
+        )
+    return edge_gain(histogram, top)
 
 
 def add_bias(colour: NDArray[np.floating], bias: float) -> None:
@@ -168,6 +234,10 @@ class FilterReport:
     samples: int = 0  #: colour samples the policy applied to
     value_min: float = 0.0
     value_max: float = 0.0
+    #: Edge operators: the factor the magnitude was multiplied by, and (automatic gain) the
+    #: magnitude level it made white (0 when the gain was given).
+    edge_gain: float = 1.0
+    edge_level: float = 0.0
 
 
 def _check(name: str, value: str, allowed: tuple[str, ...]) -> str:
@@ -298,36 +368,22 @@ def prepare_kernels(kernels: Sequence[Kernel], normalize: bool) -> list[Kernel]:
     return [k.normalized() if normalize else k for k in kernels]
 
 
-def filter_image(
-    image: Image, kernels: Sequence[Kernel], options: FilterOptions = FilterOptions()
-) -> tuple[Image, FilterReport]:
-    """Filter an image with kernels in sequence; return the new image and a report.
-
-    The returned image keeps the source's bands and metadata; its ``depth`` is
-    the output depth (``options.depth`` or the source's).
-    """
-    depth = _check("depth", options.depth or image.depth, DEPTHS)
+def _filtered(
+    image: Image, kernels: Sequence[Kernel], options: FilterOptions
+) -> tuple[NDArray[np.floating], list[StepReport]]:
+    """The kernels in turn over the image's values (premultiplied colour with alpha), in the
+    options' precision, each kernel's offset added: the raw results, before any range step."""
     alpha_mode = _check("alpha mode", options.alpha, ALPHA_MODES)
     dtype = np.dtype(_check("precision", options.dtype, ("float32", "float64")))
-    policy = _check(
-        "range policy",
-        options.range_policy or ("none" if depth == "float" else "clip"),
-        RANGE_POLICIES,
-    )
-    if policy == "none" and depth != "float":  # refused before the work, not after it
-        raise UsageError("range policy 'none' is only for float output (--depth float)")
     ks = prepare_kernels(kernels, options.normalize)
-
     pixels = np.asarray(image.pixels, dtype=dtype)
     pixels = nonfinite_samples(pixels, options.nonfinite)
     _check_float_range(pixels, ks)
     has_alpha = image.bands in ("LA", "RGBA")
-    premultiplied = has_alpha and alpha_mode == "premultiply"
-    if premultiplied:
+    if has_alpha and alpha_mode == "premultiply":
         pixels = pixels.copy()
         pixels[..., :-1] *= pixels[..., -1:]
-
-    report = FilterReport(range_policy=policy, depth=depth)
+    steps = []
     for k in ks:
         t0 = time.perf_counter()
         pixels, plan = filter_array(
@@ -339,8 +395,32 @@ def filter_image(
             backend=options.backend,
             dtype=dtype,
         )
-        report.steps.append(StepReport(k, plan, time.perf_counter() - t0))
+        steps.append(StepReport(k, plan, time.perf_counter() - t0))
         add_offset(pixels, k, image.depth, has_alpha, alpha_mode)
+    return pixels, steps
+
+
+def filter_image(
+    image: Image, kernels: Sequence[Kernel], options: FilterOptions = FilterOptions()
+) -> tuple[Image, FilterReport]:
+    """Filter an image with kernels in sequence; return the new image and a report.
+
+    The returned image keeps the source's bands and metadata; its ``depth`` is
+    the output depth (``options.depth`` or the source's).
+    """
+    depth = _check("depth", options.depth or image.depth, DEPTHS)
+    alpha_mode = _check("alpha mode", options.alpha, ALPHA_MODES)
+    _check("precision", options.dtype, ("float32", "float64"))  # refused before any work
+    policy = _check(
+        "range policy",
+        options.range_policy or ("none" if depth == "float" else "clip"),
+        RANGE_POLICIES,
+    )
+    if policy == "none" and depth != "float":  # refused before the work, not after it
+        raise UsageError("range policy 'none' is only for float output (--depth float)")
+    has_alpha = image.bands in ("LA", "RGBA")
+    pixels, steps = _filtered(image, kernels, options)
+    report = FilterReport(range_policy=policy, depth=depth, steps=steps)
 
     if has_alpha:
         colour, alpha = split_alpha(pixels, alpha_mode)
@@ -425,28 +505,38 @@ def edge_image(
     if image.bands in ("LA", "RGBA"):
         alpha = image.pixels[..., -1:]
         colour_image = replace(image, pixels=image.pixels[..., :-1], bands=image.bands[:-1])
-    edge_kernels = edge_operator_kernels(operator, sigma)
-    if len(edge_kernels) == 1:
-        opts = replace(options, range_policy=options.range_policy or "abs", normalize=False)
-        result, report = filter_image(colour_image, edge_kernels, opts)
+    ks = edge_operator_kernels(operator, sigma)
+    gradient = len(ks) == 2
+    depth = _check("depth", options.depth or image.depth, DEPTHS)
+    default = ("none" if depth == "float" else "clip") if gradient else "abs"
+    policy = _check("range policy", options.range_policy or default, RANGE_POLICIES)
+    if policy == "none" and depth != "float":
+        raise UsageError("range policy 'none' is only for float output (--depth float)")
+    raw = replace(options, range_policy="none", depth="float", normalize=False, bias=0.0)
+    raw = replace(raw, background=None)
+    if gradient:
+        gx, report_x = filter_image(colour_image, [ks[0]], raw)
+        gy, report_y = filter_image(colour_image, [ks[1]], raw)
+        values = np.hypot(gx.pixels, gy.pixels)
+        steps = report_x.steps + report_y.steps
     else:
-        kx, ky = edge_kernels
-        raw = replace(options, range_policy="none", depth="float", normalize=False, bias=0.0)
-        gx, report_x = filter_image(colour_image, [kx], raw)
-        gy, report_y = filter_image(colour_image, [ky], raw)
-        magnitude = np.hypot(gx.pixels, gy.pixels)
-        add_bias(magnitude, options.bias)
-        depth = _check("depth", options.depth or image.depth, DEPTHS)
-        policy = options.range_policy or ("none" if depth == "float" else "clip")
-        report = FilterReport(
-            steps=report_x.steps + report_y.steps, range_policy=policy, depth=depth
-        )
-        report.value_min, report.value_max = float(magnitude.min()), float(magnitude.max())
-        mapped, report.out_of_range = apply_range(
-            magnitude, policy, depth, bounds=(report.value_min, report.value_max)
-        )
-        report.samples = int(mapped.size)
-        result = replace(colour_image, pixels=mapped.astype(np.float32), depth=depth)
+        values, steps = _filtered(colour_image, ks, raw)
+        if policy == "rescale":  # the |response| is stretched, as the default shows it
+            values = np.abs(values)
+    gain, level = resolve_edge_gain(options, ks, gradient, [values])
+    if gain != 1.0:
+        values = values * np.asarray(gain, dtype=values.dtype)
+    add_bias(values, options.bias)
+    report = FilterReport(steps=steps, range_policy=policy, depth=depth)
+    report.edge_gain, report.edge_level = gain, level
+    report.value_min, report.value_max = float(values.min()), float(values.max())
+    mapped, report.out_of_range = apply_range(
+        values, policy, depth, bounds=(report.value_min, report.value_max)
+    )
+    report.samples = int(mapped.size)
+    result = replace(
+        colour_image, pixels=np.ascontiguousarray(mapped, dtype=np.float32), depth=depth
+    )
     if alpha is not None and options.background is not None:
         flat = flatten(result.pixels, alpha.astype(np.float32), options.background)
         result = replace(result, pixels=flat.astype(np.float32), bands=image.bands[:-1])

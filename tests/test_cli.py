@@ -413,7 +413,7 @@ def test_edge_log_takes_a_sigma(tmp_path):
     runner = CliRunner()
     out, ref = tmp_path / "e.png", tmp_path / "r.png"
     result = runner.invoke(
-        main, ["edge", str(src), "--operator", "log", "--sigma", "3", "-o", str(out)]
+        main, ["edge", str(src), "--operator", "log", "--sigma", "3", "--gain", "1", "-o", str(out)]
     )
     assert result.exit_code == 0, result.output
     assert (
@@ -425,7 +425,9 @@ def test_edge_log_takes_a_sigma(tmp_path):
     assert out.read_bytes() == ref.read_bytes()
     default = tmp_path / "d.png"
     assert (
-        runner.invoke(main, ["edge", str(src), "--operator", "log", "-o", str(default)]).exit_code
+        runner.invoke(
+            main, ["edge", str(src), "--operator", "log", "--gain", "1", "-o", str(default)]
+        ).exit_code
         == 0
     )
     assert default.read_bytes() != out.read_bytes()  # sigma 1.4 by default
@@ -435,3 +437,31 @@ def test_edge_log_takes_a_sigma(tmp_path):
         main, ["edge", str(src), "--operator", "log", "--sigma", "-1", "-o", str(out)]
     )
     assert result.exit_code == 2 and "sigma must be > 0" in result.stderr
+
+
+def test_edge_gain_makes_edges_visible_and_is_said(tmp_path):
+    """The automatic gain: the magnitude's 99.5th percentile becomes white; --gain 1 is the
+    raw magnitude; a --range turns it off; --verbose says which."""
+    src = tmp_path / "a.png"
+    y, x = np.mgrid[0:40, 0:50]
+    smooth = (100 + 20 * np.sin(x / 4.0) + 10 * np.cos(y / 5.0)).astype(np.uint8)  # weak edges
+    PILImage.fromarray(smooth).save(src)
+    runner = CliRunner()
+    auto, raw = tmp_path / "auto.png", tmp_path / "raw.png"
+    result = runner.invoke(main, ["edge", str(src), "-o", str(auto), "-v"])
+    assert result.exit_code == 0 and "edge gain x" in result.stderr
+    assert "99.5th percentile" in result.stderr
+    assert runner.invoke(main, ["edge", str(src), "-o", str(raw), "--gain", "1"]).exit_code == 0
+    a = np.asarray(PILImage.open(auto)).astype(float)
+    r = np.asarray(PILImage.open(raw)).astype(float)
+    assert r.max() < 40  # the raw magnitude of weak edges is dark
+    assert np.percentile(a, 99.5) >= 250 and (a >= 255).mean() <= 0.01  # p99.5 -> white
+    gain = float(result.stderr.split("edge gain x")[1].split(":")[0])
+    np.testing.assert_allclose(
+        a[r < 20], np.clip(np.round(r[r < 20] * gain), 0, 255), atol=gain / 2 + 1
+    )
+    off = tmp_path / "off.png"
+    assert runner.invoke(main, ["edge", str(src), "-o", str(off), "--range", "clip"]).exit_code == 0
+    assert off.read_bytes() == raw.read_bytes()  # a range given: no automatic gain
+    bad = runner.invoke(main, ["edge", str(src), "-o", str(off), "--gain", "0"])
+    assert bad.exit_code == 2 and "must be > 0" in bad.stderr

@@ -28,6 +28,26 @@ from .common import (
     kernel_options,
 )
 
+
+class EdgeGain(click.ParamType):
+    """``auto``, or a number > 0."""
+
+    name = "gain"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> Any:
+        import math
+
+        if isinstance(value, float) or str(value).strip().lower() == "auto":
+            return value if isinstance(value, float) else "auto"
+        try:
+            number = float(value)
+        except ValueError:
+            self.fail(f"'{value}' is not 'auto' or a number", param, ctx)
+        if not (math.isfinite(number) and number > 0):
+            self.fail(f"'{value}' must be > 0", param, ctx)
+        return number
+
+
 INPUTS = click.argument(
     "inputs", metavar="INPUT...", nargs=-1, required=True, type=click.Path(allow_dash=True)
 )
@@ -89,12 +109,15 @@ def _filter_command(
     op: str,
     folder_only: bool = False,
     normalize: bool = False,
+    edge_gain: Any = "auto",
     **opts: Any,
 ) -> None:
     """Run a filtering command on one file, or on batch's engine for several."""
+    from dataclasses import replace
+
     from ..errors import UsageError
 
-    options = _filter_settings(opts, op=op, normalize=normalize)
+    options = replace(_filter_settings(opts, op=op, normalize=normalize), edge_gain=edge_gain)
     many = {k: opts.pop(k) for k in MANY_FILES_DEFAULTS}
     if folder_only or _is_many(inputs, opts["output"]):
         if opts.pop("in_place"):
@@ -202,6 +225,8 @@ def _run_filter(
                 f"[{step.plan.method}] - {step.plan.reason}; {step.seconds * 1000:.1f} ms"
                 " (thread time, all strips)"
             )
+        if edge is not None:
+            console.info(_edge_gain_line(report))
         console.info(_range_line(report))
         timing = (
             f"read {result.read_s * 1000:.0f} ms, filter and write "
@@ -214,6 +239,19 @@ def _run_filter(
             f"wrote {dest} ({report.depth}{'-bit' if report.depth != 'float' else ''}); "
             f"strips of {result.strip_rows} rows; {timing}"
         )
+
+
+def _edge_gain_line(report: Any) -> str:
+    """The --verbose line on how an edge operator's magnitude was scaled."""
+    gain = f"x{report.edge_gain:.3g}"
+    if report.edge_level:
+        return (
+            f"edge gain {gain}: the magnitude's 99.5th percentile, {report.edge_level:.3g}, is "
+            "shown as white (--gain 1: the raw magnitude)"
+        )
+    if report.edge_gain == 1.0:
+        return "edge gain x1: the raw magnitude (a step from black to white gives white)"
+    return f"edge gain {gain}, as given"
 
 
 def _range_line(report: Any) -> str:
@@ -456,9 +494,21 @@ def sharpen(inputs: tuple[str, ...], amount: float, sigma: float | None, **opts:
     default=None,
     help="The Gaussian's sigma of --operator log (default 1.4).",
 )
+@click.option(
+    "--gain",
+    type=EdgeGain(),
+    default="auto",
+    show_default=True,
+    metavar="auto|G",
+    help="auto: the magnitude times the gain that makes its 99.5th percentile white (x1 to "
+    "x256; --verbose says which), so edges show on any photo; G: times G (1: the raw "
+    "magnitude, a step from black to white giving white). A --range turns auto off.",
+)
 @filter_options
 @handle_errors
-def edge(inputs: tuple[str, ...], operator: str, sigma: float | None, **opts: Any) -> None:
+def edge(
+    inputs: tuple[str, ...], operator: str, sigma: float | None, gain: Any, **opts: Any
+) -> None:
     """Detect edges in each INPUT: gradient magnitude or |Laplacian|.
 
     \b
@@ -474,7 +524,7 @@ def edge(inputs: tuple[str, ...], operator: str, sigma: float | None, **opts: An
         if operator != "log":
             raise UsageError("--sigma goes with --operator log")
         operator = f"log:sigma={sigma!r}"
-    _filter_command(inputs, operator, op="convolve", **opts)
+    _filter_command(inputs, operator, op="convolve", edge_gain=gain, **opts)
 
 
 @click.command()

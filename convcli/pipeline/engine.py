@@ -26,7 +26,6 @@ from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
-
 from typing import Any
 
 import numpy as np
@@ -43,6 +42,7 @@ from ..process import (
     _HALF_STEP,
     ALPHA_MODES,
     DEPTHS,
+    EDGE_GAIN_BINS,
     NONFINITE_POLICIES,
     RANGE_POLICIES,
     FilterOptions,
@@ -51,12 +51,16 @@ from ..process import (
     _check,
     add_bias,
     add_offset,
-    flatten,
     apply_range,
     check_kernel_gain,
     count_nonfinite,
+    edge_gain,
+    edge_histogram,
     edge_operator_kernels,
+    edge_top,
+    flatten,
     prepare_kernels,
+    resolve_edge_gain,
     split_alpha,
 )
 from .strips import Window, chain_reach, parallel_reach, strip_windows, window_rows
@@ -126,6 +130,12 @@ class Program:
     bias: float = 0.0  #: added to the colour results, 0..1 scale (``--bias``)
     #: flatten alpha onto this colour (``--background``); ``bands`` then has no alpha
     background: tuple[float, float, float] | None = None
+    #: edge operators: the magnitude's gain, or (``edge_auto``) a first pass finds it from
+    #: a histogram over [0, ``edge_top``]; ``abs_first``: |response| before ``rescale``
+    edge_gain: float = 1.0
+    edge_auto: bool = False
+    edge_top: float = 0.0
+    abs_first: bool = False
 
     @property
     def reach(self) -> tuple[int, int]:
@@ -206,6 +216,15 @@ def plan_program(
         policy = _check("range policy", options.range_policy or default, RANGE_POLICIES)
         alpha = "passthrough"
         channels = colour_channels
+        edge_auto = options.edge_gain == "auto" and options.range_policy is None
+        if not edge_auto:
+            edge = resolve_edge_gain(options, ks, kind == "gradient")[0]
+        edge_fields = dict(
+            edge_gain=1.0 if edge_auto else edge,
+            edge_auto=edge_auto,
+            edge_top=edge_top(ks, kind == "gradient"),
+            abs_first=kind == "chain" and policy == "rescale",
+        )
     else:
         ks = tuple(prepare_kernels(kernels or (), options.normalize))
         kind = "chain"
@@ -216,6 +235,7 @@ def plan_program(
         )
         alpha = alpha_mode
         channels = stored.channels
+        edge_fields = {}
     if policy == "none" and depth != "float":
         raise UsageError("range policy 'none' is only for float output (--depth float)")
     nonfinite = _check("NaN policy", options.nonfinite, NONFINITE_POLICIES)
@@ -260,6 +280,7 @@ def plan_program(
         zero_nonfinite=options.nonfinite == "zero",
         bias=float(options.bias),
         background=options.background if flat else None,
+        **edge_fields,  # type: ignore[arg-type]
     )
 
 
@@ -319,6 +340,7 @@ class _StripResult:
     out_of_range: int = 0
     colour_samples: int = 0
     seconds: list[float] = field(default_factory=list)  #: per kernel
+    histogram: NDArray | None = None  #: edge magnitudes (the automatic gain's first pass)
 
 
 class Stream:
@@ -362,6 +384,8 @@ class Stream:
         # the FFT backend spreads one strip over the cores itself
         self.workers = 1 if program.uses_fft else (workers or direct.filter_threads())
         self.report = FilterReport(range_policy=program.policy, depth=program.depth)
+        self.edge_gain = program.edge_gain  #: (the automatic one is found by the first pass)
+        self.report.edge_gain = program.edge_gain
         self.report.steps = [
             StepReport(k, p, 0.0) for k, p in zip(program.kernels, program.plans, strict=True)
         ]
@@ -437,7 +461,6 @@ class Stream:
                 parts.append(np.ascontiguousarray(part, dtype=np.float32))
                 seconds.append(time.perf_counter() - t0)
             colour: NDArray = np.hypot(parts[0], parts[1])
-            add_bias(colour, p.bias)
             alpha = None
         else:
             last = len(p.kernels) - 1
@@ -453,7 +476,14 @@ class Stream:
                 colour, alpha = split_alpha(values, p.alpha)
             else:
                 colour, alpha = values, None
-            add_bias(colour, p.bias)
+            if p.abs_first:  # edge |response| stretched by rescale, as the default shows it
+                colour = np.abs(colour)
+        if p.edge_auto and bounds_only:  # the automatic edge gain's first pass
+            return _StripResult(None, 0.0, 0.0, seconds=seconds,
+                                histogram=edge_histogram(colour, p.edge_top))  # fmt: skip
+        if self.edge_gain != 1.0:
+            colour = colour * np.asarray(self.edge_gain, dtype=colour.dtype)
+        add_bias(colour, p.bias)
         if p.policy == "clip" and p.depth != "float":
             # the bounds, and the out-of-range counts in one pass; rounding to the depth clips,
             # which is clip-then-round exactly (the scale by 255 or 65535 is exact)
@@ -501,6 +531,15 @@ class Stream:
         report = self.report
         stretch = None
         lo, hi = np.inf, -np.inf
+        if self.program.edge_auto:  # the edge gain from the magnitudes of the whole image
+            histogram = np.zeros(EDGE_GAIN_BINS, np.int64)
+            for r in self._run(None, bounds_only=True):
+                histogram += r.histogram
+            self.edge_gain, report.edge_level = edge_gain(histogram, self.program.edge_top)
+            report.edge_gain = self.edge_gain
+            rewind = getattr(self.stored.samples, "rewind", None)
+            if rewind is not None:
+                rewind()
         if self.program.policy == "rescale":
             for r in self._run(None, bounds_only=True):
                 lo, hi = min(lo, r.value_min), max(hi, r.value_max)
