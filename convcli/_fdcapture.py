@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
-import tempfile
 import threading
 from collections.abc import Iterator
 
@@ -32,6 +31,8 @@ def captured_stderr() -> Iterator[list[str]]:
         try:
             if _depth == 0:
                 sys.stderr.flush()
+                import tempfile
+
                 sink = tempfile.TemporaryFile()
                 saved = os.dup(2)
                 os.dup2(sink.fileno(), 2)

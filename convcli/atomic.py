@@ -9,11 +9,8 @@ writes (images, kernels, matrices, reports) goes through :func:`write_atomically
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
-import socket
 import stat
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
@@ -25,6 +22,9 @@ TEMP_PREFIX, TEMP_SUFFIX = ".convcli-", ".part"
 def _host_tag() -> str:
     # 8 hex digits naming this machine: folders on a shared file system (a Dask cluster)
     # hold temporaries of writers on other hosts, whose process ids mean nothing here
+    import hashlib  # (imported here: a command that writes nothing never needs them)
+    import socket
+
     return hashlib.sha1(socket.gethostname().encode("utf-8", "replace")).hexdigest()[:8]
 
 
@@ -122,6 +122,8 @@ def open_atomically(path: str | os.PathLike[str], *, exclusive: bool = False) ->
         raise IsADirectoryError(21, "is a directory")
     tmp: str | None = None
     try:
+        import tempfile
+
         fd, tmp = tempfile.mkstemp(dir=folder, prefix=temp_prefix(), suffix=TEMP_SUFFIX)
         os.close(fd)
         with open(tmp, "wb") as fh:  # by name: writers such as tifffile want fh.name a path
