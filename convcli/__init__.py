@@ -106,7 +106,7 @@ if TYPE_CHECKING:  # pragma: no cover
         write_image,
     )
     from .kernel_io import load_kernel, parse_kernel_text, save_kernel  # noqa: F401
+    from .kernels import BUILTINS, Kernel, Symmetry, builtin_kernel, parse_spec  # noqa: F401
     from .pipeline.engine import filter_samples  # noqa: F401
     from .pipeline.files import FileReport, filter_file  # noqa: F401
-    from .kernels import BUILTINS, Kernel, Symmetry, builtin_kernel, parse_spec  # noqa: F401
     from .process import FilterOptions, FilterReport, edge_image, filter_image  # noqa: F401

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 
-from .errors import ConvcliError, UsageError
+from .errors import ConvcliError
 from .pipeline.job import Job, JobResult, JobSettings, run_job
 
 

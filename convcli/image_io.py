@@ -444,8 +444,8 @@ def _decode(data: bytes, name: str, limit: int | None) -> Samples:
         kind = next((k for magic, k in _OTHER_FORMATS if data.startswith(magic)), None)
         if kind is None and data[:1] == b"\x0a" and data[1:2] in b"\x00\x02\x03\x04\x05":
             kind = "PCX" if data[2:3] == b"\x01" else None
-        what = f"its content is {kind}, which convcli does not read" if kind else (
-            "not an image file"
+        what = (
+            f"its content is {kind}, which convcli does not read" if kind else ("not an image file")
         )
         raise ImageReadError(
             f"{name}: {what} (it reads PNG, JPEG, TIFF, WebP, BMP and GIF)"
@@ -742,10 +742,6 @@ def _png_chunks(data: bytes, name: str) -> list[tuple[bytes, bytes]]:
     return chunks
 
 
-
-
-
-
 def _read_png16_colour(data: bytes, header: _PngHeader, name: str, limit: int | None) -> Samples:
     """Decode a 16-bit RGB/RGBA/LA PNG, interlaced or not (Pillow would give 8 bits)."""
 
@@ -765,8 +761,10 @@ def _read_png16_colour(data: bytes, header: _PngHeader, name: str, limit: int | 
         raise ImageReadError(f"{name}: cannot decode image ({_reason(exc)})") from None
     if arr.ndim == 3 and arr.shape[2] == channels + 1:
         arr = arr[..., :channels]  # a colour key libpng made alpha: made again below
-    if arr.shape[:2] != (height, width) or arr.dtype != np.uint16 or arr.size != (
-        height * width * channels
+    if (
+        arr.shape[:2] != (height, width)
+        or arr.dtype != np.uint16
+        or arr.size != (height * width * channels)
     ):
         raise ImageReadError(f"{name}: cannot decode image (PNG data do not match its header)")
     arr = arr.reshape(height, width, channels)

@@ -468,7 +468,9 @@ class PngRows:
                 pick = (index >= at) & (index < at + n)
                 if pick.any():
                     where = np.flatnonzero(pick)
-                    if where.size == where[-1] - where[0] + 1 and np.all(np.diff(index[where]) == 1):
+                    if where.size == where[-1] - where[0] + 1 and np.all(
+                        np.diff(index[where]) == 1
+                    ):
                         lo = int(index[where[0]]) - at
                         out[where[0] : where[-1] + 1] = block[lo : lo + where.size]
                     else:

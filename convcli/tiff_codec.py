@@ -221,7 +221,9 @@ class TiffRows:
                 if complaints:
                     raise ValueError(complaints[0])
             except Exception as exc:
-                reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                reason = (
+                    str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                )
                 raise ImageReadError(
                     f"{self.name}: cannot decode TIFF {where} ({reason[:200]})"
                 ) from None

@@ -65,6 +65,16 @@ def test_readme_examples_run_as_printed_in_order(tmp_path):
         env={**os.environ, "NO_COLOR": "1"},
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-2000:]
-    for made in ("soft.jpg", "edges.png", "emboss.png", "sharp.tif", "report.json",
-                 "blurred/camera.png", "edges/coffee.png", "boxed/coffee.jpg", "soft16.tif"):  # fmt: skip
+    made_files = [
+        "soft.jpg",
+        "edges.png",
+        "emboss.png",
+        "sharp.tif",
+        "report.json",
+        "blurred/camera.png",
+        "edges/coffee.png",
+        "boxed/coffee.jpg",
+        "soft16.tif",
+    ]
+    for made in made_files:
         assert (tmp_path / made).is_file(), made

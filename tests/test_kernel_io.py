@@ -8,11 +8,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
-
-from click.testing import CliRunner
 
 from convcli.cli import main
 from convcli.errors import KernelFileError, KernelSpecError, UsageError
@@ -358,12 +357,16 @@ def test_npy_with_a_malformed_or_huge_header_is_one_line(tmp_path):
     np.save(good, np.ones((3, 3)))
     data = good.getvalue()
     bad = tmp_path / "bad.npy"
-    bad.write_bytes(data[:10] + b"{'descr': '<f8', 'fortran_order': False, 'shape': (3, 3" + data[60:])
+    bad.write_bytes(
+        data[:10] + b"{'descr': '<f8', 'fortran_order': False, 'shape': (3, 3" + data[60:]
+    )
     with pytest.raises(KernelFileError, match=r"bad.npy: not a valid .npy array"):
         load_kernel_file(bad)
     huge = tmp_path / "huge.npy"
     buf = io.BytesIO()
-    npf.write_array_header_1_0(buf, {"descr": "<f8", "fortran_order": False, "shape": (100000, 100000)})
+    npf.write_array_header_1_0(
+        buf, {"descr": "<f8", "fortran_order": False, "shape": (100000, 100000)}
+    )
     header = buf.getvalue()
     assert header.startswith(b"\x93NUMPY")
     huge.write_bytes(header + bytes(64))  # a header claiming 80 GB, and 64 bytes of data
@@ -400,9 +403,7 @@ def _write(path, text):
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
-    text=st.text(
-        alphabet=st.sampled_from(list("0123456789 ,;\t\n.-+eE/x:#[]abcNn")), max_size=120
-    ),
+    text=st.text(alphabet=st.sampled_from(list("0123456789 ,;\t\n.-+eE/x:#[]abcNn")), max_size=120),
     ext=st.sampled_from([".txt", ".csv", ".mat", ".im", ".kernel"]),
 )
 def test_any_kernel_text_is_a_kernel_or_one_clear_error(tmp_path_factory, text, ext):

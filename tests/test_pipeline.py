@@ -750,8 +750,9 @@ def test_damaged_files_give_read_errors_and_leave_nothing(tmp_path):
         buf = io.BytesIO()
         tifffile.imwrite(buf, values, photometric="rgb", **extra)
         sources[name] = buf.getvalue()
-    for name, fmt, extra in (("j.jpg", "JPEG", {}), ("g.gif", "GIF", {}),
-                             ("w.webp", "WEBP", {"lossless": True}), ("b.bmp", "BMP", {})):  # fmt: skip
+    others = [("j.jpg", "JPEG", {}), ("g.gif", "GIF", {}),
+              ("w.webp", "WEBP", {"lossless": True}), ("b.bmp", "BMP", {})]  # fmt: skip
+    for name, fmt, extra in others:
         buf = io.BytesIO()
         PILImage.fromarray(values).save(buf, fmt, **extra)
         sources[name] = buf.getvalue()

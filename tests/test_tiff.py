@@ -37,8 +37,12 @@ def _save(path, values, bands, **kwargs):
 @pytest.mark.parametrize(("bands", "dtype"), LAYOUTS)
 @pytest.mark.parametrize(
     "layout",
-    [{"rowsperstrip": 5}, {"rowsperstrip": 5, "compression": "zlib"}, {"tile": (16, 16)},
-     {"tile": (16, 32), "compression": "zlib", "predictor": True}],  # fmt: skip
+    [
+        {"rowsperstrip": 5},
+        {"rowsperstrip": 5, "compression": "zlib"},
+        {"tile": (16, 16)},
+        {"tile": (16, 32), "compression": "zlib", "predictor": True},
+    ],  # fmt: skip
     ids=["strips", "deflate-strips", "tiles", "deflate-tiles-predictor"],
 )
 def test_lazy_rows_equal_the_whole_image(tmp_path, bands, dtype, layout):

@@ -32,8 +32,8 @@ from ..image_io import (
 )
 from ..kernels import Kernel
 from ..png_codec import PngWriter
-from ..tiff_codec import write_tiff
 from ..process import FilterOptions, FilterReport
+from ..tiff_codec import write_tiff
 from .engine import Stream, executor, plan_program
 
 
@@ -97,9 +97,7 @@ def filter_file(
     t0 = time.perf_counter()
     stored = read_samples(source, max_pixels=max_pixels)
     read_s = time.perf_counter() - t0
-    source_name = (
-        os.fspath(source) if isinstance(source, (str, os.PathLike)) else "<stream>"
-    )
+    source_name = os.fspath(source) if isinstance(source, (str, os.PathLike)) else "<stream>"
     source_name = "<stdin>" if source_name == "-" else source_name
     try:
         return _filter_stored(

@@ -78,9 +78,7 @@ class Window:
         return self.stop - self.start
 
 
-def strip_windows(
-    height: int, strip_rows: int, reach: tuple[int, int], mode: str
-) -> list[Window]:
+def strip_windows(height: int, strip_rows: int, reach: tuple[int, int], mode: str) -> list[Window]:
     """The windows of strips of ``strip_rows`` rows (the last may be shorter)."""
     if height < 1 or strip_rows < 1:
         raise ValueError(f"height and strip rows must be positive, got {height}, {strip_rows}")
