@@ -159,6 +159,16 @@ class Colour(click.ParamType):
 
 #: Each option of the filtering and encoding settings, defined once (every command that
 #: has it uses this object).
+#: One kernel (compare, identify): ``-k`` as apply reads it, given once.
+SINGLE_KERNEL_OPTION = click.option(
+    "-k",
+    "--kernel",
+    "kernel_spec",
+    required=True,
+    metavar="KERNEL",
+    help="Built-in spec, kernel file or ImageMagick string (as for apply).",
+    shell_complete=complete_kernel,
+)
 BACKEND_OPTION = click.option(
     "--backend",
     type=click.Choice(["auto", "direct", "fft"]),

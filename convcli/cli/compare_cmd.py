@@ -13,6 +13,7 @@ from .common import (
     CVAL_OPTION,
     MAX_PIXELS_OPTION,
     PRECISION_OPTION,
+    SINGLE_KERNEL_OPTION,
     _same_file,
     debug_option,
     handle_errors,
@@ -21,14 +22,7 @@ from .common import (
 
 @click.command()
 @click.argument("input_path", metavar="INPUT", type=click.Path(allow_dash=True))
-@click.option(
-    "-k",
-    "--kernel",
-    "kernel_spec",
-    required=True,
-    metavar="KERNEL",
-    help="Built-in spec, kernel file or ImageMagick string (as for apply).",
-)
+@SINGLE_KERNEL_OPTION
 @click.option(
     "-o",
     "--output",

@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 import click
 
-from .common import MAX_PIXELS_OPTION
+from .common import MAX_PIXELS_OPTION, SINGLE_KERNEL_OPTION
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -161,21 +161,9 @@ def add_commands(
     """Register ``identify`` on ``main`` with the CLI's error handling."""
 
     @main.command()
-    @click.argument(
-        "input_path", metavar="INPUT", type=click.Path(dir_okay=False, allow_dash=False)
-    )
-    @click.argument(
-        "output_path", metavar="OUTPUT", type=click.Path(dir_okay=False, allow_dash=False)
-    )
-    @click.option(
-        "-k",
-        "--kernel",
-        "kernel_spec",
-        required=True,
-        metavar="KERNEL",
-        help="The kernel the other tool was given (built-in, kernel file or ImageMagick "
-        "string, as for apply).",
-    )
+    @click.argument("input_path", metavar="INPUT", type=click.Path())
+    @click.argument("output_path", metavar="OUTPUT", type=click.Path())
+    @SINGLE_KERNEL_OPTION
     @click.option("--json", "as_json", is_flag=True, help="Print the JSON report on stdout.")
     @click.option(
         "--expect",
