@@ -174,3 +174,32 @@ def test_batch_verify_goes_in_the_report_and_a_fault_fails_the_image(photo, tmp_
     assert files[0]["verify"]["ok"] is False
     assert "DISAGREE" in files[0]["reason"]
     assert not (tmp_path / "out2" / "a.png").exists()
+
+
+def test_apply_json_reports_the_run_and_the_verify_check(photo, tmp_path):
+    import json
+
+    out = tmp_path / "j.png"
+    result = CliRunner().invoke(
+        main, ["apply", str(photo), "-k", "emboss", "--verify", "--json", "-o", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["output"] == str(out) and out.is_file()
+    assert data["steps"][0]["kernel"] == "emboss" and data["steps"][0]["backend"] in (
+        "direct",
+        "fft",
+    )
+    assert (
+        data["verify"]["ok"] is True
+        and data["verify"]["other_backend"] != data["verify"]["backend"]
+    )
+    assert data["verify"]["float_max_abs"] <= data["verify"]["float_tolerance"]
+    plain = CliRunner().invoke(
+        main, ["apply", str(photo), "-k", "emboss", "--json", "-o", str(out)]
+    )
+    assert json.loads(plain.stdout)["verify"] is None
+    refused = CliRunner().invoke(
+        main, ["apply", str(photo), "-k", "box", "--json", "-o", "-", "--format", "png"]
+    )
+    assert refused.exit_code == 2 and "--json prints on stdout" in refused.stderr

@@ -341,6 +341,13 @@ _OUTPUT_OPTIONS = [
         help="Say which backend ran and why, timings, and clipped values.",
     ),
     verify_option,
+    click.option(
+        "--json",
+        "as_json",
+        is_flag=True,
+        help="One file: print a JSON report of the run on stdout (sizes, each kernel's "
+        "backend and path, the range step, --verify's check). Many files: use --report.",
+    ),
 ]
 
 #: Options for several inputs or folders (batch's engine: parallel, atomic, resumable).

@@ -129,6 +129,8 @@ def _filter_command(
             raise UsageError("several inputs or a folder need -o/--output DIR")
         _check_output_folder_name(inputs, out)
         opts.pop("verbose")
+        if opts.pop("as_json"):
+            raise UsageError("--json reports one file; for several inputs use --report FILE")
         _run_many(inputs, kernels_or_edge, options, **opts, **many)
         return
     given = [f"--{k.replace('_', '-')}" for k, v in many.items() if v != MANY_FILES_DEFAULTS[k]]
@@ -176,17 +178,22 @@ def _run_filter(
     max_pixels: int | None,
     verbose: bool,
     verify: bool = False,
+    as_json: bool = False,
 ) -> None:
     from .. import console
+    from ..errors import UsageError
     from ..pipeline.files import filter_file
 
     dest = _resolve_output(input_path, output, in_place)
     op = options.op
 
+    if as_json and dest == "-":
+        raise UsageError("--json prints on stdout: write the image to a file, not '-'")
+    check = None
     if verify:
         from .identify_cmds import verify_before_writing
 
-        verify_before_writing(input_path, kernels_or_edge, options, max_pixels, verbose)
+        check = verify_before_writing(input_path, kernels_or_edge, options, max_pixels, verbose)
 
     def on_read(stored: Any) -> None:
         for note in stored.meta.notes:
@@ -208,6 +215,8 @@ def _run_filter(
         on_read=on_read,
     )
     report = result.filter
+    if as_json:
+        _print_json(input_path, dest, result, options, edge, check)
     if verbose:
         from .. import native
 
@@ -239,6 +248,52 @@ def _run_filter(
             f"wrote {dest} ({report.depth}{'-bit' if report.depth != 'float' else ''}); "
             f"strips of {result.strip_rows} rows; {timing}"
         )
+
+
+def _print_json(
+    input_path: str, dest: str, result: Any, options: Any, edge: Any, check: Any
+) -> None:
+    """``--json``: the run of one file, on stdout."""
+    import json
+    from dataclasses import asdict
+
+    report = result.filter
+    data = {
+        "input": input_path,
+        "output": dest,
+        "width": result.width,
+        "height": result.height,
+        "bands": result.bands,
+        "input_depth": result.depth,
+        "output_depth": report.depth,
+        "format": result.format,
+        "edge": edge,
+        "options": {k: v for k, v in asdict(options).items()},
+        "steps": [
+            {
+                "kernel": s.kernel.name,
+                "shape": list(s.kernel.shape),
+                "origin": list(s.kernel.origin),
+                "offset": s.kernel.offset,
+                "backend": s.plan.backend,
+                "method": s.plan.method,
+                "reason": s.plan.reason,
+                "seconds": s.seconds,
+            }
+            for s in report.steps
+        ],
+        "range": {
+            "policy": report.range_policy,
+            "value_min": report.value_min,
+            "value_max": report.value_max,
+            "out_of_range": report.out_of_range,
+            "samples": report.samples,
+        },
+        "edge_gain": report.edge_gain if edge is not None else None,
+        "verify": None if check is None else check.to_dict(),
+        "seconds": {"read": result.read_s, "filter": result.filter_s, "write": result.write_s},
+    }
+    click.echo(json.dumps(data, indent=2))
 
 
 def _edge_gain_line(report: Any) -> str:

@@ -28,9 +28,10 @@ def verify_before_writing(
     options: Any,
     max_pixels: int | None,
     verbose: bool,
-) -> None:
-    """Run ``--verify`` for one image; raise :class:`~convcli.errors.FilterError` when the
-    backends disagree (the caller then writes nothing)."""
+) -> Any:
+    """Run ``--verify`` for one image and return its :class:`~convcli.verify.Verification`;
+    raise :class:`~convcli.errors.FilterError` when the backends disagree (the caller then
+    writes nothing)."""
     from .. import console
     from ..errors import FilterError, UsageError
     from ..verify import verify_file
@@ -49,6 +50,7 @@ def verify_before_writing(
         raise FilterError(f"{input_path}: {result.describe()}; nothing written")
     if verbose:
         console.info(result.describe())
+    return result
 
 
 def probe_peers(as_json: bool, markdown: bool) -> None:
