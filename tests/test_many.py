@@ -122,3 +122,18 @@ def test_format_names_are_one_set_everywhere(tmp_path, files, name):
     many = run("batch", src, "-o", tmp_path / "b", "-k", "box", "--format", name, "-q")
     assert many.exit_code == 0, many.output
     assert run("blur", paths[0], "-o", tmp_path / "y", "--format", "gif").exit_code == 2
+
+
+def test_batch_takes_the_shells_glob_too(tmp_path, files):
+    src, paths = files
+    out = tmp_path / "out"
+    result = run("batch", paths[0], paths[1], "-o", out, "-k", "box", "-q")
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in out.iterdir()) == ["a.png", "b.jpg"]
+    alone = tmp_path / "alone.png"
+    assert run("apply", paths[0], "-k", "box", "-o", alone).exit_code == 0
+    assert (out / "a.png").read_bytes() == alone.read_bytes()
+    # one file given to batch still goes into the folder -o
+    one = tmp_path / "one"
+    assert run("batch", paths[0], "-o", one, "-k", "box", "-q").exit_code == 0
+    assert (one / "a.png").is_file()

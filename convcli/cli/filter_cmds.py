@@ -583,15 +583,16 @@ def edge(
 
 
 @click.command()
-@click.argument("input_dir", metavar="INPUT_DIR", type=click.Path())
+@INPUTS
 @kernel_options
 @filter_options
 @handle_errors
-def batch(input_dir: str, kernel_specs: tuple[str, ...], op: str, **opts: Any) -> None:
-    """Filter every image in INPUT_DIR into the folder -o, safely and in parallel.
+def batch(inputs: tuple[str, ...], kernel_specs: tuple[str, ...], op: str, **opts: Any) -> None:
+    """Filter every image in the INPUT folders and files into the folder -o, safely and in
+    parallel.
 
-    The same as `convcli apply INPUT_DIR -k ... -o OUTPUT_DIR/`; blur, sharpen and edge
-    take folders (and many files) the same way. The folder structure is mirrored
+    The same as `convcli apply INPUT... -k ... -o OUTPUT_DIR/`; blur, sharpen and edge
+    take folders and many files the same way. The folder structure is mirrored
     (--recursive) and file stems kept. Nothing is lost: inputs are never modified, every
     output is written atomically, existing outputs are refused unless --skip-existing or
     --overwrite, and an interrupted batch (Ctrl-C) leaves only complete files: rerun with
@@ -605,10 +606,7 @@ def batch(input_dir: str, kernel_specs: tuple[str, ...], op: str, **opts: Any) -
       convcli batch /shared/in -o /shared/out -k box:size=5 --executor dask \\
           --scheduler tcp://scheduler:8786
     """
-    from ..errors import PathError
     from ..kernel_io import load_kernel
 
-    if not os.path.isdir(input_dir):
-        raise PathError(f"{input_dir}: input folder does not exist or is not a folder")
     kernels = [load_kernel(spec) for spec in kernel_specs]
-    _filter_command((input_dir,), kernels, op=op, folder_only=True, **opts)
+    _filter_command(inputs, kernels, op=op, folder_only=True, **opts)
