@@ -1,11 +1,12 @@
 """Coverage-guided fuzzing of convcli's readers with atheris (opt-in, not part of CI).
 
     pip install atheris
-    python fuzz/atheris_targets.py image  tests/data/hostile -max_total_time=600
-    python fuzz/atheris_targets.py kernel tests/data/hostile -max_total_time=600
+    python fuzz/atheris_targets.py image  /tmp/fuzz-image  tests/data/hostile -max_total_time=600
+    python fuzz/atheris_targets.py kernel /tmp/fuzz-kernel tests/data/hostile -max_total_time=600
 
-The first argument picks the target; the rest go to libFuzzer (a corpus folder to start
-from: the seed corpus, say, and options).  A finding is any exception other than
+The first argument picks the target; the rest go to libFuzzer.  libFuzzer writes the inputs
+it finds into the *first* corpus folder, so give a scratch folder first and the seed corpus
+after it (read only), never the seed corpus alone.  A finding is any exception other than
 convcli's own errors; libFuzzer also reports hangs (-timeout) and large allocations
 (-rss_limit_mb, default 2048).  Add what it finds to tests/data/hostile with its one line.
 """

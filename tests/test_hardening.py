@@ -386,3 +386,12 @@ def test_damaged_tiffs_never_reach_fd2(tmp_path, capfd):
         assert err == "" and out == "", err
 
     check()
+
+
+def test_the_seed_corpus_holds_only_its_listed_reproducers():
+    """Every file in tests/data/hostile is a CASES.txt case (or its script): no stray
+    fuzzer output slips in."""
+    listed = {name for name, *_ in corpus_cases() if "/" not in name}
+    present = {p.name for p in HOSTILE.iterdir()}
+    assert present - listed == {"CASES.txt", "make_corpus.py"}
+    assert listed <= present
