@@ -71,7 +71,7 @@ from numpy.typing import NDArray
 from PIL import ExifTags, ImageFile, ImageOps, PngImagePlugin, UnidentifiedImageError
 from PIL import Image as PILImage
 
-from . import native, png_codec
+from . import jpeg_codec, native, png_codec
 from ._fdcapture import captured_stderr
 from .atomic import write_atomically
 from .errors import ConvcliError, ImageReadError, ImageWriteError, PathError, UsageError
@@ -1003,35 +1003,14 @@ def _jpeg_bytes(values: NDArray[np.uint8], meta: ImageMeta, quality: int) -> byt
     """A JPEG from grey or RGB samples by imagecodecs (libjpeg-turbo, from the array: no
     Pillow copy of the image), with the metadata segments Pillow would write: the same
     bytes as Pillow's ``save(..., quality=quality, exif=..., icc_profile=..., dpi=...)``
-    (tested).  None if imagecodecs is missing."""
+    (tested).  None if imagecodecs is missing or Pillow should say why it cannot."""
     try:
-        import imagecodecs
+        data = jpeg_codec.encode(values, quality)
     except ImportError:  # pragma: no cover - imagecodecs is a dependency
         return None
-    arr = values[:, :, 0] if values.shape[2] == 1 else values
-    data = bytes(imagecodecs.jpeg8_encode(np.ascontiguousarray(arr), level=quality))
-    if data[:4] != b"\xff\xd8\xff\xe0":
-        return None  # not the SOI + JFIF layout the segments below go after
-    app0_end = 4 + struct.unpack(">H", data[4:6])[0]
-    app0 = bytearray(data[2:app0_end])
-    if meta.dpi:
-        xdpi, ydpi = (round(v) for v in meta.dpi)
-        if xdpi > 0 and ydpi > 0:  # as Pillow's encoder: density in dots per inch
-            app0[11:16] = struct.pack(">BHH", 1, min(xdpi, 65535), min(ydpi, 65535))
-    extra = []
-    if meta.exif:
-        if len(meta.exif) > 65533:
-            return None  # Pillow refuses such EXIF; let it say so
-        extra.append(b"\xff\xe1" + struct.pack(">H", 2 + len(meta.exif)) + meta.exif)
-    if meta.icc_profile:
-        size = 65519  # Pillow's largest ICC payload per APP2 marker
-        parts = [meta.icc_profile[i : i + size] for i in range(0, len(meta.icc_profile), size)]
-        for i, part in enumerate(parts, 1):
-            extra.append(
-                b"\xff\xe2" + struct.pack(">H", 16 + len(part)) + b"ICC_PROFILE\x00"
-                + bytes((i, len(parts))) + part
-            )  # fmt: skip
-    return b"\xff\xd8" + bytes(app0) + b"".join(extra) + data[app0_end:]
+    return jpeg_codec.with_metadata(
+        data, icc_profile=meta.icc_profile, dpi=meta.dpi, exif=meta.exif
+    )
 
 
 def tiff_tags(meta: ImageMeta) -> dict[int, Any]:

@@ -4,9 +4,10 @@ The input is read into its stored samples (8-bit images stay 8-bit: a quarter of
 a float32 copy), every strip is filtered and rounded while it is in cache, and
 each output strip goes straight to the encoder.  A PNG output is written while
 the strips are computed (compressed in parallel, see :mod:`convcli.png_codec`), and
-so is a TIFF (:mod:`convcli.tiff_codec`), whose input is also read strip by strip:
-TIFF to TIFF runs in bounded memory at any size.  Other formats are assembled as
-output samples and encoded by Pillow.  Every
+so are a JPEG (blocks of MCU rows encoded in parallel and joined by restart markers,
+see :mod:`convcli.jpeg_codec`) and a TIFF (:mod:`convcli.tiff_codec`), whose input is
+also read strip by strip: TIFF to TIFF runs in bounded memory at any size.  Other
+formats are assembled as output samples and encoded by Pillow.  Every
 path output is written atomically: a failure at any point (a bad image, a full
 disk, Ctrl-C) leaves no partial file and an existing output as it was.
 """
@@ -20,9 +21,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
+import numpy as np
+
+from .. import jpeg_codec
 from ..atomic import open_atomically
 from ..errors import FilterError, ImageWriteError
 from ..image_io import (
+    DEFAULT_JPEG_QUALITY,
     DEFAULT_PNG_LEVEL,
     Samples,
     check_output,
@@ -30,6 +35,7 @@ from ..image_io import (
     read_samples,
     tiff_tags,
 )
+from ..jpeg_codec import JpegWriter
 from ..kernels import Kernel
 from ..png_codec import PngWriter
 from ..process import FilterOptions, FilterReport
@@ -145,15 +151,23 @@ def _filter_stored(
         compress_level=compress_level,
     )
     stream = Stream(stored, program, strip_rows=strip_rows, workers=workers)
+    is_path = isinstance(dest, (str, os.PathLike)) and os.fspath(dest) != "-"
+    jpeg = fmt == "JPEG" and is_path and _streams_as_jpeg(stream)
+    if jpeg and strip_rows is None and stream.strip_rows % jpeg_codec.mcu_rows(stream.bands):
+        # strips of whole MCU rows go to the encoder as they are (no joining copies)
+        mcu = jpeg_codec.mcu_rows(stream.bands)
+        rows = -(-stream.strip_rows // mcu) * mcu
+        stream = Stream(stored, program, strip_rows=rows, workers=workers)
     report = FileReport(
         stored.width, stored.height, stored.bands, stored.depth, fmt, stream.report,
         read_s=read_s, strip_rows=stream.strip_rows, notes=list(stored.meta.notes),
     )  # fmt: skip
     t1 = time.perf_counter()
-    is_path = isinstance(dest, (str, os.PathLike)) and os.fspath(dest) != "-"
-    if fmt in ("PNG", "TIFF") and is_path:
+    if (fmt in ("PNG", "TIFF") and is_path) or jpeg:
         if fmt == "PNG":
             _stream_png(stream, os.fspath(dest), compress_level, exclusive)  # type: ignore[arg-type]
+        elif fmt == "JPEG":
+            _stream_jpeg(stream, os.fspath(dest), quality, exclusive)  # type: ignore[arg-type]
         else:
             _stream_tiff(stream, os.fspath(dest), exclusive)  # type: ignore[arg-type]
         report.streamed = True
@@ -198,6 +212,40 @@ def _stream_png(stream: Stream, name: str, compress_level: int | None, exclusive
                 fh, stream.width, stream.height, stream.bands, stream.dtype, level=level,
                 icc_profile=meta.icc_profile, dpi=meta.dpi, exif=meta.exif,
                 pool=executor(), workers=stream.workers,
+            )  # fmt: skip
+            try:
+                for strip in stream:
+                    writer.write(strip)
+                writer.close()
+            except BaseException:
+                writer.abort()
+                raise
+    except FileExistsError:
+        raise ImageWriteError(f"{name}: {_EXISTS}") from None
+    except OSError as exc:
+        raise ImageWriteError(f"{name}: cannot write ({exc.strerror or exc})") from None
+
+
+def _streams_as_jpeg(stream: Stream) -> bool:
+    """Whether :class:`~convcli.jpeg_codec.JpegWriter` takes this output: 8-bit grey or
+    RGB, more than one block tall, with EXIF that fits a segment (else Pillow says why)."""
+    exif = stream.stored.meta.exif
+    return (
+        stream.bands in ("L", "RGB")
+        and stream.dtype == np.uint8
+        and stream.height > jpeg_codec.block_rows(stream.width, stream.bands)
+        and not (exif and len(exif) > 65533)
+    )
+
+
+def _stream_jpeg(stream: Stream, name: str, quality: int | None, exclusive: bool) -> None:
+    meta = stream.stored.meta
+    try:
+        with open_atomically(name, exclusive=exclusive) as fh:
+            writer = JpegWriter(
+                fh, stream.width, stream.height, stream.bands,
+                quality=quality or DEFAULT_JPEG_QUALITY, icc_profile=meta.icc_profile,
+                dpi=meta.dpi, exif=meta.exif, pool=executor(), workers=stream.workers,
             )  # fmt: skip
             try:
                 for strip in stream:

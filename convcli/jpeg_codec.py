@@ -1,0 +1,263 @@
+"""JPEG written strip by strip: :class:`JpegWriter`, and the metadata segments convcli keeps.
+
+A baseline JPEG may hold *restart markers*: every so many MCUs (the 8x8 or 16x16 pixel
+blocks of a scan) the encoder pads the entropy-coded data to a byte, writes ``RSTn`` and
+starts the DC predictions again from zero, exactly as at the start of a scan.  So a band
+of whole MCU rows encoded as a JPEG of its own, with the same tables, is byte for byte the
+segment that one encoder would write for that band between two restart markers.  The
+writer encodes blocks of whole MCU rows apart, on the strip pool while the next strips are
+filtered (libjpeg-turbo through imagecodecs, which releases the GIL), and joins their scans
+with ``RST0..RST7`` under one header whose ``DRI`` says the interval.
+
+Chroma subsampling and colour conversion in libjpeg work within one MCU row, and the
+bottom edge is padded from the image's last row as before, so the quantized coefficients,
+and hence the decoded pixels, are those of encoding the whole image at once (tested
+against libjpeg-turbo, Pillow and OpenCV decoders); the file is 2 bytes per block larger.
+An image of one block is written as the whole-image encoder writes it.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any, BinaryIO
+
+import numpy as np
+from numpy.typing import NDArray
+
+SOI, EOI = b"\xff\xd8", b"\xff\xd9"
+_SOF0, _SOS, _DRI = 0xC0, 0xDA, 0xDD
+#: The DRI segment's interval is 16 bits.
+MAX_INTERVAL = 65535
+#: Rows of samples encoded together: about this many bytes of them.
+BLOCK_BYTES = 1 << 20
+#: Pillow's largest ICC payload per APP2 marker (the segments are Pillow's, byte for byte).
+_ICC_PART = 65519
+
+
+def split_segments(data: bytes) -> tuple[list[tuple[int, bytes]], bytes]:
+    """A JPEG's marker segments up to and including SOS (``(marker, bytes)``, SOI left
+    out), and its entropy-coded data (without EOI)."""
+    if data[:2] != SOI or data[-2:] != EOI:
+        raise ValueError("not a complete JPEG")
+    pos, segments = 2, []
+    while True:
+        if data[pos] != 0xFF:
+            raise ValueError(f"no marker at byte {pos}")
+        marker = data[pos + 1]
+        size = struct.unpack(">H", data[pos + 2 : pos + 4])[0]
+        segments.append((marker, data[pos : pos + 2 + size]))
+        pos += 2 + size
+        if marker == _SOS:
+            return segments, data[pos:-2]
+
+
+def with_metadata(
+    data: bytes,
+    *,
+    icc_profile: bytes | None = None,
+    dpi: tuple[float, float] | None = None,
+    exif: bytes | None = None,
+) -> bytes | None:
+    """``data`` (a JPEG that starts SOI, JFIF APP0, as libjpeg writes it) with the segments
+    Pillow's ``save(..., exif=..., icc_profile=..., dpi=...)`` writes: the density in APP0,
+    EXIF in APP1, the profile in APP2 parts.  None if ``data`` has another layout or the
+    EXIF is too long for a segment (Pillow refuses it, and says so)."""
+    if data[:4] != b"\xff\xd8\xff\xe0":
+        return None
+    app0_end = 4 + struct.unpack(">H", data[4:6])[0]
+    app0 = bytearray(data[2:app0_end])
+    if dpi:
+        xdpi, ydpi = (round(v) for v in dpi)
+        if xdpi > 0 and ydpi > 0:  # as Pillow's encoder: density in dots per inch
+            app0[11:16] = struct.pack(">BHH", 1, min(xdpi, 65535), min(ydpi, 65535))
+    extra = []
+    if exif:
+        if len(exif) > 65533:
+            return None
+        extra.append(b"\xff\xe1" + struct.pack(">H", 2 + len(exif)) + exif)
+    if icc_profile:
+        parts = [icc_profile[i : i + _ICC_PART] for i in range(0, len(icc_profile), _ICC_PART)]
+        for i, part in enumerate(parts, 1):
+            extra.append(
+                b"\xff\xe2" + struct.pack(">H", 16 + len(part)) + b"ICC_PROFILE\x00"
+                + bytes((i, len(parts))) + part
+            )  # fmt: skip
+    return SOI + bytes(app0) + b"".join(extra) + data[app0_end:]
+
+
+def encode(samples: NDArray[np.uint8], quality: int) -> bytes:
+    """Grey ``(H, W)``/``(H, W, 1)`` or RGB ``(H, W, 3)`` uint8 samples as a baseline JPEG
+    (libjpeg-turbo's defaults: standard Huffman tables, 4:2:0 for colour)."""
+    import imagecodecs
+
+    arr = samples[:, :, 0] if samples.ndim == 3 and samples.shape[2] == 1 else samples
+    return bytes(imagecodecs.jpeg8_encode(np.ascontiguousarray(arr), level=quality))
+
+
+def mcu_rows(bands: str) -> int:
+    """The MCU's height in rows for grey (8) or colour, 4:2:0 (16)."""
+    return 8 if bands == "L" else 16
+
+
+def block_rows(width: int, bands: str) -> int:
+    """Rows per encoded block: whole MCU rows, about :data:`BLOCK_BYTES` of samples, and
+    few enough MCUs for the 16-bit restart interval."""
+    mcu = mcu_rows(bands)
+    per_row = -(-width // mcu)  # MCUs across (the MCU is as wide as it is tall)
+    most = max(1, MAX_INTERVAL // per_row)
+    wanted = max(1, BLOCK_BYTES // max(1, width * len(bands)) // mcu)
+    return mcu * min(most, wanted)
+
+
+class JpegWriter:
+    """Write a baseline JPEG to a binary file strip by strip: :meth:`write` each strip of
+    ``(rows, width, channels)`` uint8 samples (grey or RGB) in order, then :meth:`close`.
+
+    Rows are encoded in blocks of :attr:`block_rows` whatever the strips they come in, so
+    the file's bytes depend on the image alone; on ``pool`` with ``workers`` > 1."""
+
+    def __init__(
+        self,
+        fh: BinaryIO,
+        width: int,
+        height: int,
+        bands: str,
+        *,
+        quality: int,
+        icc_profile: bytes | None = None,
+        dpi: tuple[float, float] | None = None,
+        exif: bytes | None = None,
+        pool: ThreadPoolExecutor | None = None,
+        workers: int = 1,
+        rows: int | None = None,
+    ) -> None:
+        if bands not in ("L", "RGB"):
+            raise ValueError(f"JPEG bands must be L or RGB, got {bands!r}")
+        if not (1 <= width <= 65535 and 1 <= height <= 65535):
+            raise ValueError(f"a JPEG is at most 65535 pixels a side, not {width}x{height}")
+        if exif and len(exif) > 65533:
+            raise ValueError(f"EXIF of {len(exif)} bytes does not fit a JPEG segment")
+        self.fh, self.width, self.height, self.bands = fh, width, height, bands
+        self.channels = len(bands)
+        self.quality = quality
+        self.metadata = {"icc_profile": icc_profile, "dpi": dpi, "exif": exif}
+        self.mcu = mcu_rows(bands)
+        self.block_rows = rows or block_rows(width, bands)
+        if self.block_rows % self.mcu:
+            raise ValueError(f"block rows must be whole MCU rows ({self.mcu}), not {rows}")
+        self.blocks = -(-height // self.block_rows)
+        self.pool = pool if workers > 1 else None
+        self.ahead = max(1, 2 * workers)
+        self.pending: deque[Future | bytes] = deque()
+        self.buffered: deque[NDArray[np.uint8]] = deque()
+        self.buffered_rows = 0
+        self.rows = 0  # received
+        self.emitted = 0  # blocks written
+        self.tables: list[tuple[int, bytes]] = []
+
+    def write(self, strip: NDArray[Any]) -> None:
+        """Add the next rows (``(rows, width, channels)`` uint8)."""
+        if strip.ndim == 2:
+            strip = strip[:, :, np.newaxis]
+        if strip.shape[1:] != (self.width, self.channels) or strip.dtype != np.uint8:
+            raise ValueError(
+                f"strip of shape {strip.shape} and type {strip.dtype} does not fit a "
+                f"{self.width}-wide {self.bands} uint8 JPEG"
+            )
+        rows = strip.shape[0]
+        if rows == 0:
+            return
+        if self.rows + rows > self.height:
+            raise ValueError(f"more rows than the JPEG's height {self.height}")
+        self.rows += rows
+        self.buffered.append(strip)
+        self.buffered_rows += rows
+        while self.buffered_rows >= self.block_rows or (
+            self.rows == self.height and self.buffered_rows
+        ):
+            self._block(min(self.block_rows, self.buffered_rows))
+
+    def _block(self, rows: int) -> None:
+        parts, taken = [], 0
+        while taken < rows:
+            head = self.buffered[0]
+            need = rows - taken
+            if head.shape[0] <= need:
+                parts.append(self.buffered.popleft())
+                taken += head.shape[0]
+            else:
+                parts.append(head[:need])
+                self.buffered[0] = head[need:]
+                taken = rows
+        self.buffered_rows -= rows
+        block = parts[0] if len(parts) == 1 else np.concatenate(parts)
+        if self.pool is not None:
+            self.pending.append(self.pool.submit(encode, block, self.quality))
+        else:
+            self.pending.append(encode(block, self.quality))
+        while len(self.pending) > self.ahead or (
+            self.pending and not isinstance(self.pending[0], Future)
+        ):
+            self._emit(self.pending.popleft())
+
+    def _emit(self, item: Future | bytes) -> None:
+        data = item.result() if isinstance(item, Future) else item
+        if self.blocks == 1:  # the whole image in one: as the whole-image encoder writes it
+            self.fh.write(self._with_metadata(data))
+            self.emitted = 1
+            return
+        segments, scan = split_segments(data)
+        tables = [(m, s) for m, s in segments if m != _SOF0]
+        if self.emitted == 0:
+            self.tables = tables
+            self.fh.write(self._header(segments))
+        elif tables != self.tables:  # libjpeg's standard tables never change: a bug if so
+            raise ValueError(f"JPEG block {self.emitted} was encoded with other tables")
+        else:
+            self.fh.write(bytes((0xFF, 0xD0 + (self.emitted - 1) % 8)))
+        self.fh.write(scan)
+        self.emitted += 1
+
+    def _header(self, segments: list[tuple[int, bytes]]) -> bytes:
+        out = []
+        for marker, seg in segments:
+            if marker == _SOF0:
+                h_max = max(seg[11 + 3 * i] >> 4 for i in range(seg[9]))
+                v_max = max(seg[11 + 3 * i] & 15 for i in range(seg[9]))
+                if 8 * v_max != self.mcu:
+                    raise ValueError(f"JPEG MCU is {8 * v_max} rows, not {self.mcu}")
+                across = -(-self.width // (8 * h_max))
+                interval = across * (self.block_rows // self.mcu)
+                seg = seg[:5] + struct.pack(">H", self.height) + seg[7:]
+            if marker == _SOS:
+                out.append(b"\xff\xdd\x00\x04" + struct.pack(">H", interval))
+            out.append(seg)
+        header = SOI + b"".join(out) + EOI
+        return self._with_metadata(header)[:-2]
+
+    def _with_metadata(self, data: bytes) -> bytes:
+        out = with_metadata(data, **self.metadata)  # type: ignore[arg-type]
+        if out is None:  # libjpeg writes JFIF for grey and YCbCr: a bug if not
+            raise ValueError("the JPEG encoder wrote no JFIF header to put metadata after")
+        return out
+
+    def close(self) -> None:
+        """Write what is left and the end of the file; every row must have been written."""
+        if self.rows != self.height:
+            raise ValueError(f"JPEG has {self.rows} of its {self.height} rows")
+        while self.pending:
+            self._emit(self.pending.popleft())
+        if self.blocks > 1:
+            self.fh.write(EOI)
+
+    def abort(self) -> None:
+        """Wait for the blocks still being encoded (after a failure), writing nothing."""
+        for item in self.pending:
+            if isinstance(item, Future):
+                item.cancel()
+        for item in self.pending:
+            if isinstance(item, Future) and not item.cancelled():
+                item.exception()
+        self.pending.clear()

@@ -1,0 +1,213 @@
+"""The strip-by-strip JPEG writer: blocks joined by restart markers decode to the pixels of
+the whole-image encoding, on every decoder at hand, whatever the strips and threads."""
+
+from __future__ import annotations
+
+import io
+import struct
+from concurrent.futures import ThreadPoolExecutor
+
+import imagecodecs
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from PIL import Image as PILImage
+
+from convcli import jpeg_codec
+from convcli.errors import ImageWriteError
+from convcli.image_io import ImageMeta, Samples, encode_samples, read_samples
+from convcli.jpeg_codec import JpegWriter, split_segments
+from convcli.kernels import builtin_kernel
+from convcli.pipeline.engine import Stream
+from convcli.pipeline.files import filter_file
+from convcli.process import FilterOptions
+
+RNG = np.random.default_rng(7)
+
+
+def _photo_like(h: int, w: int, channels: int, seed: int) -> np.ndarray:
+    """Smooth content plus noise: something like a photo, so the scans are not trivial."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:h, 0:w]
+    base = 128 + 60 * np.sin(x / 7.0)[..., None] * np.cos(y / 5.0)[..., None]
+    noise = rng.normal(0, 20, (h, w, channels))
+    return np.clip(base + noise, 0, 255).astype(np.uint8)
+
+
+def _write(samples, bands, *, quality=90, rows=None, strips=(7,), workers=1, **meta) -> bytes:
+    buf = io.BytesIO()
+    h, w = samples.shape[:2]
+    with ThreadPoolExecutor(2) as pool:
+        writer = JpegWriter(
+            buf, w, h, bands, quality=quality, rows=rows, pool=pool, workers=workers, **meta
+        )
+        start, i = 0, 0
+        while start < h:
+            step = strips[i % len(strips)]
+            writer.write(samples[start : start + step])
+            start, i = start + step, i + 1
+        writer.close()
+    return buf.getvalue()
+
+
+def _markers(data: bytes) -> list[int]:
+    segments, scan = split_segments(data)
+    restarts = [
+        scan[i + 1] for i in range(len(scan) - 1) if scan[i] == 0xFF and 0xD0 <= scan[i + 1] <= 0xD7
+    ]
+    return [m for m, _ in segments] + restarts
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    h=st.integers(1, 90),
+    w=st.integers(1, 70),
+    bands=st.sampled_from(["L", "RGB"]),
+    mcu_rows=st.integers(1, 3),
+    strips=st.lists(st.integers(1, 40), min_size=1, max_size=4),
+    workers=st.sampled_from([1, 2]),
+    quality=st.sampled_from([50, 90, 100]),
+    seed=st.integers(0, 2**16),
+)
+def test_blocks_decode_to_the_whole_image_encoding(h, w, bands, mcu_rows, strips, workers,
+                                                   quality, seed):  # fmt: skip
+    samples = _photo_like(h, w, len(bands), seed)
+    rows = jpeg_codec.mcu_rows(bands) * mcu_rows
+    data = _write(samples, bands, quality=quality, rows=rows, strips=strips, workers=workers)
+    whole = jpeg_codec.encode(samples, quality)
+    expected = imagecodecs.jpeg8_decode(whole)
+    np.testing.assert_array_equal(imagecodecs.jpeg8_decode(data), expected)
+    with PILImage.open(io.BytesIO(data)) as im:  # a second decoder (Pillow's libjpeg)
+        np.testing.assert_array_equal(np.asarray(im).reshape(expected.shape), expected)
+    blocks = -(-h // rows)
+    markers = _markers(data)
+    if blocks == 1:  # one block: exactly what the whole-image encoder writes
+        assert data == jpeg_codec.with_metadata(whole)
+        assert 0xDD not in markers
+    else:
+        assert markers.count(0xDD) == 1
+        assert markers[-(blocks - 1) :] == [0xD0 + i % 8 for i in range(blocks - 1)]
+    # threads and strip heights never change the bytes
+    assert data == _write(samples, bands, quality=quality, rows=rows, strips=(h,), workers=1)
+
+
+def test_restart_interval_counts_the_mcus_of_a_block():
+    samples = _photo_like(100, 50, 3, 1)
+    data = _write(samples, "RGB", rows=32)
+    segments, _ = split_segments(data)
+    (dri,) = [s for m, s in segments if m == 0xDD]
+    # 50 px wide: 4 MCUs of 16 across; 32 rows: 2 MCU rows
+    assert struct.unpack(">H", dri[4:6])[0] == 4 * 2
+    (sof,) = [s for m, s in segments if m == 0xC0]
+    assert struct.unpack(">HH", sof[5:9]) == (100, 50)
+
+
+def test_other_decoders_read_it(tmp_path):
+    cv2 = pytest.importorskip("cv2")
+    samples = _photo_like(333, 257, 3, 2)
+    path = tmp_path / "x.jpg"
+    path.write_bytes(_write(samples, "RGB", rows=48, strips=(13, 50), workers=2))
+    expected = imagecodecs.jpeg8_decode(jpeg_codec.encode(samples, 90))
+    np.testing.assert_array_equal(cv2.imread(str(path))[:, :, ::-1], expected)
+
+
+def test_metadata_as_pillow_writes_it(tmp_path):
+    exif = PILImage.Exif()
+    exif[0x010F] = "convcli test"
+    icc = bytes(range(256)) * 300  # two APP2 parts
+    samples = _photo_like(70, 40, 3, 3)
+    meta = {"icc_profile": icc, "dpi": (300.0, 150.0), "exif": exif.tobytes()}
+    data = _write(samples, "RGB", rows=16, **meta)
+    with PILImage.open(io.BytesIO(data)) as im:
+        assert im.info["icc_profile"] == icc
+        assert im.info["dpi"] == (300, 150)
+        assert im.getexif()[0x010F] == "convcli test"
+    # the header is the one the whole-image path writes, but for the restart interval
+    whole = encode_samples(
+        Samples(samples, "RGB", "8", ImageMeta(icc_profile=icc, dpi=(300.0, 150.0),
+                                               exif=exif.tobytes())), "JPEG", quality=90,
+    )  # fmt: skip
+    head, _ = split_segments(whole)
+    mine, _ = split_segments(data)
+    assert [s for m, s in mine if m not in (0xDD, 0xC0)] == [s for m, s in head if m != 0xC0]
+
+
+def test_the_writer_refuses_what_does_not_fit():
+    with pytest.raises(ValueError, match="bands must be L or RGB"):
+        JpegWriter(io.BytesIO(), 4, 4, "RGBA", quality=90)
+    with pytest.raises(ValueError, match="at most 65535"):
+        JpegWriter(io.BytesIO(), 70000, 4, "L", quality=90)
+    with pytest.raises(ValueError, match="whole MCU rows"):
+        JpegWriter(io.BytesIO(), 4, 40, "RGB", quality=90, rows=8)
+    with pytest.raises(ValueError, match="does not fit a JPEG segment"):
+        JpegWriter(io.BytesIO(), 4, 4, "L", quality=90, exif=b"x" * 70000)
+    writer = JpegWriter(io.BytesIO(), 4, 20, "L", quality=90, rows=8)
+    with pytest.raises(ValueError, match="does not fit"):
+        writer.write(np.zeros((1, 5, 1), np.uint8))
+    writer.write(np.zeros((20, 4, 1), np.uint8))
+    with pytest.raises(ValueError, match="more rows"):
+        writer.write(np.zeros((1, 4, 1), np.uint8))
+    with pytest.raises(ValueError, match="has 0 of its 3 rows"):
+        JpegWriter(io.BytesIO(), 4, 3, "L", quality=90).close()
+
+
+def test_block_rows_keep_the_restart_interval_in_16_bits():
+    for width in (1, 100, 4000, 65535):
+        for bands in ("L", "RGB"):
+            rows = jpeg_codec.block_rows(width, bands)
+            mcu = jpeg_codec.mcu_rows(bands)
+            assert rows % mcu == 0 and rows >= mcu
+            assert -(-width // mcu) * (rows // mcu) <= jpeg_codec.MAX_INTERVAL
+
+
+@pytest.mark.parametrize("bands", ["L", "RGB"])
+@pytest.mark.parametrize("strip_rows", [None, 5, 64])
+def test_filter_file_streams_jpeg_with_the_pixels_of_the_whole_image_path(
+    tmp_path, monkeypatch, bands, strip_rows
+):
+    monkeypatch.setattr(jpeg_codec, "BLOCK_BYTES", 16 << 10)  # several blocks in a small image
+    samples = _photo_like(700, 210, len(bands), 4)
+    src = tmp_path / "in.png"
+    PILImage.fromarray(samples[:, :, 0] if bands == "L" else samples).save(src)
+    kernel = builtin_kernel("gaussian", sigma=2)
+    out = tmp_path / "out.jpg"
+    report = filter_file(src, out, [kernel], FilterOptions(), strip_rows=strip_rows)
+    assert report.streamed and report.format == "JPEG"
+    stored = read_samples(src)
+    program_out = Stream(stored, report_program(stored, kernel), workers=1).collect()
+    whole = encode_samples(program_out, "JPEG")
+    np.testing.assert_array_equal(
+        imagecodecs.jpeg8_decode(out.read_bytes()), imagecodecs.jpeg8_decode(whole)
+    )
+
+
+def report_program(stored, kernel):
+    from convcli.pipeline.engine import plan_program
+
+    return plan_program(stored, [kernel], FilterOptions())
+
+
+def test_a_failure_mid_jpeg_stream_leaves_no_file_and_keeps_the_old_output(tmp_path, monkeypatch):
+    monkeypatch.setattr(jpeg_codec, "BLOCK_BYTES", 16 << 10)
+    src = tmp_path / "in.png"
+    PILImage.fromarray(RNG.integers(0, 256, (400, 64, 3)).astype(np.uint8)).save(src)
+    out = tmp_path / "out.jpg"
+    out.write_bytes(b"the previous output")
+    calls = []
+    original = JpegWriter.write
+
+    def fail_on_the_third(self, strip):
+        calls.append(1)
+        if len(calls) == 3:
+            raise OSError(28, "No space left on device")
+        return original(self, strip)
+
+    monkeypatch.setattr(JpegWriter, "write", fail_on_the_third)
+    with pytest.raises(
+        ImageWriteError, match="out.jpg: cannot write \\(No space left on device\\)"
+    ):
+        filter_file(src, out, [builtin_kernel("box")], strip_rows=16, workers=2)
+    assert len(calls) == 3
+    assert out.read_bytes() == b"the previous output"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.png", "out.jpg"]
