@@ -21,11 +21,37 @@ TEMP_PREFIX, TEMP_SUFFIX = ".convcli-", ".part"
 
 def _host_tag() -> str:
     # 8 hex digits naming this machine: folders on a shared file system (a Dask cluster)
-    # hold temporaries of writers on other hosts, whose process ids mean nothing here
-    import hashlib  # (imported here: a command that writes nothing never needs them)
-    import socket
+    # hold temporaries of writers on other hosts, whose process ids mean nothing here.
+    # CPython's own SHA-1 and uname: hashlib and socket would cost a one-image run ~5 ms
+    # of imports (OpenSSL) for the same digest of the same name.
+    try:
+        from _sha1 import sha1
+    except ImportError:  # pragma: no cover - another Python
+        from hashlib import sha1
+    if hasattr(os, "uname"):
+        host = os.uname().nodename  # what gethostname() returns on POSIX
+    else:  # pragma: no cover - Windows
+        import socket
 
-    return hashlib.sha1(socket.gethostname().encode("utf-8", "replace")).hexdigest()[:8]
+        host = socket.gethostname()
+    return sha1(host.encode("utf-8", "replace")).hexdigest()[:8]
+
+
+def _create_temporary(folder: Path) -> str:
+    """A new empty file ``<prefix><12 random hex digits>.part`` in ``folder``, made with
+    O_EXCL (never another's), mode 0600 as mkstemp makes them; returns its path."""
+    prefix = os.path.join(folder, temp_prefix())
+    for _ in range(100):
+        path = f"{prefix}{os.urandom(6).hex()}{TEMP_SUFFIX}"
+        try:
+            fd = os.open(
+                path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o600
+            )
+        except FileExistsError:  # pragma: no cover - 48 random bits
+            continue
+        os.close(fd)
+        return path
+    raise FileExistsError(17, f"no free temporary name in '{folder}'")  # pragma: no cover
 
 
 def temp_prefix() -> str:
@@ -122,10 +148,7 @@ def open_atomically(path: str | os.PathLike[str], *, exclusive: bool = False) ->
         raise IsADirectoryError(21, "is a directory")
     tmp: str | None = None
     try:
-        import tempfile
-
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=temp_prefix(), suffix=TEMP_SUFFIX)
-        os.close(fd)
+        tmp = _create_temporary(folder)
         with open(tmp, "wb") as fh:  # by name: writers such as tifffile want fh.name a path
             yield fh
             fh.flush()

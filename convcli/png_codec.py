@@ -24,6 +24,7 @@ strips being compressed, so a PNG of any size is written in bounded memory.
 
 from __future__ import annotations
 
+import functools
 import struct
 import threading
 import zlib
@@ -33,11 +34,6 @@ from typing import Any, BinaryIO
 
 import numpy as np
 from numpy.typing import NDArray
-
-try:
-    from isal import isal_zlib as _fast
-except ImportError:  # pragma: no cover - isal is a dependency; zlib is the fallback
-    _fast = None
 
 SIGNATURE = b"\x89PNG\r\n\x1a\n"
 COLOUR_TYPES = {"L": 0, "LA": 4, "RGB": 2, "RGBA": 6}
@@ -52,17 +48,29 @@ def chunk(ctype: bytes, body: bytes) -> bytes:
     return struct.pack(">I", len(body)) + ctype + body + struct.pack(">I", crc)
 
 
+@functools.cache
+def _isal() -> Any:
+    """isal's zlib (imported on first use: a JPEG job never needs it), or None."""
+    try:
+        from isal import isal_zlib
+    except ImportError:  # pragma: no cover - isal is a dependency; zlib is the fallback
+        return None
+    return isal_zlib
+
+
 def _compressor(level: int) -> Any:
+    fast = _isal()
     if level == 0:
         return zlib.compressobj(0, zlib.DEFLATED, -15)
-    if level <= 3 and _fast is not None:
-        return _fast.compressobj(level - 1, _fast.DEFLATED, -15)
+    if level <= 3 and fast is not None:
+        return fast.compressobj(level - 1, fast.DEFLATED, -15)
     return zlib.compressobj(level, zlib.DEFLATED, -15)
 
 
 def _adler32(data: bytes, value: int) -> int:
-    if _fast is not None:
-        return _fast.adler32(data, value)
+    fast = _isal()
+    if fast is not None:
+        return fast.adler32(data, value)
     return zlib.adler32(data, value)
 
 
@@ -360,7 +368,8 @@ class PngRows:
     def rewind(self) -> None:
         """Start decoding again from the first row (for a second pass over the image)."""
         self._chunk = 0
-        self._inflate = _fast.decompressobj() if _fast is not None else zlib.decompressobj()
+        fast = _isal()
+        self._inflate = fast.decompressobj() if fast is not None else zlib.decompressobj()
         self._pending = b""  # inflated bytes not yet unfiltered
         self._prior = np.zeros(self.stride, np.uint8)  # the last row unfiltered
         self._rows: deque[NDArray[Any]] = deque()  # blocks of decoded rows, in order
