@@ -274,6 +274,7 @@ def read_samples(
     *,
     max_pixels: int | None = None,
     lazy: bool = True,
+    prefetched: jpeg_codec.Prefetched | None = None,
 ) -> Samples:
     """Read an image file into its stored samples (:class:`Samples`), no float copy.
 
@@ -284,7 +285,9 @@ def read_samples(
     decoded here: its samples are a lazy reader of rows
     (:class:`convcli.tiff_codec.TiffRows`, :class:`convcli.png_codec.PngRows`) that
     decodes the rows asked for and holds the file open until :meth:`Samples.close` (or
-    ``with``).  ``lazy=False``: decode every file whole into an array.
+    ``with``).  ``lazy=False``: decode every file whole into an array.  ``prefetched``:
+    :func:`convcli.jpeg_codec.prefetch` of ``source``, whose bytes and decoded samples are
+    then used (every check is made as without it).
     """
     limit = default_max_pixels() if max_pixels is None else max_pixels
     # libtiff (inside Pillow) writes its warnings and errors straight to fd 2: they are
@@ -295,8 +298,16 @@ def read_samples(
             warnings.simplefilter("always")  # Pillow's warnings become notes, shown once
             image = _open_lazy(source, limit or None) if lazy else None
             if image is None:
-                name, data = _read_source(source)
-                image = _decode(data, name, limit or None)
+                ahead = prefetched
+                if (
+                    ahead is not None
+                    and isinstance(source, (str, os.PathLike))
+                    and (os.fspath(source) == ahead.name)
+                ):
+                    name, data = ahead.name, ahead.data
+                else:
+                    (name, data), ahead = _read_source(source), None
+                image = _decode(data, name, limit or None, ahead)
     except ImageReadError as exc:
         vague = re.search(r"\(decoder error -?\d+\)$", str(exc))
         if vague and chatter:  # Pillow's code number says less than libtiff's own words
@@ -423,7 +434,9 @@ def check_pixel_limit(width: int, height: int, name: str, limit: int | None) -> 
         )
 
 
-def _decode(data: bytes, name: str, limit: int | None) -> Samples:
+def _decode(
+    data: bytes, name: str, limit: int | None, ahead: jpeg_codec.Prefetched | None = None
+) -> Samples:
     png = _png_header(data)
     if png is not None and png.bit_depth == 16 and png.colour in (2, 4, 6):
         return _read_png16_colour(data, png, name, limit)
@@ -435,7 +448,7 @@ def _decode(data: bytes, name: str, limit: int | None) -> Samples:
         with PILImage.open(io.BytesIO(data), formats=READ_FORMATS) as im:
             check_pixel_limit(im.width, im.height, name, limit)
             if im.format == "JPEG" and im.mode in ("L", "RGB"):
-                fast = _jpeg_samples(data, im)
+                fast = _jpeg_samples(data, im, ahead)
                 if fast is not None:
                     return fast
             im.load()
@@ -503,20 +516,28 @@ _UPRIGHT = {
 }
 
 
-def _jpeg_samples(data: bytes, im: PILImage.Image) -> Samples | None:
+def _jpeg_samples(
+    data: bytes, im: PILImage.Image, ahead: jpeg_codec.Prefetched | None = None
+) -> Samples | None:
     """A grey or RGB JPEG decoded by imagecodecs (libjpeg-turbo straight into a numpy array:
     the same samples as Pillow's, about three times faster for a 12-MP photo), with
-    Pillow's metadata and EXIF orientation; None to let Pillow decode it."""
+    Pillow's metadata and EXIF orientation; None to let Pillow decode it.  ``ahead``: the
+    same bytes, being decoded already."""
     try:
         import imagecodecs
     except ImportError:  # pragma: no cover - imagecodecs is a dependency
         return None
     if not data.rstrip(b"\x00\r\n ").endswith(b"\xff\xd9"):
         return None  # no end marker: cut short; libjpeg would fill in grey, Pillow refuses
-    try:
-        pixels = imagecodecs.jpeg8_decode(data)
-    except Exception:
-        return None  # a damaged or unusual file: Pillow's decoder says what is wrong
+    if ahead is not None and ahead.data is data:
+        pixels = ahead.pixels()
+        if pixels is None:
+            return None  # a damaged or unusual file: Pillow's decoder says what is wrong
+    else:
+        try:
+            pixels = imagecodecs.jpeg8_decode(data)
+        except Exception:
+            return None  # a damaged or unusual file: Pillow's decoder says what is wrong
     if pixels.ndim == 2:
         pixels = pixels[:, :, np.newaxis]
     if pixels.shape != (im.height, im.width, len(im.mode)) or pixels.dtype != np.uint8:

@@ -261,3 +261,103 @@ class JpegWriter:
             if isinstance(item, Future) and not item.cancelled():
                 item.exception()
         self.pending.clear()
+
+
+# -- reading ahead -----------------------------------------------------------------------------
+
+#: Pillow's decompression-bomb limit as shipped (``PIL.Image.MAX_IMAGE_PIXELS``).
+_PILLOW_DEFAULT_LIMIT = 89_478_485
+#: Start-of-frame markers (SOF0-SOF15 but DHT, JPG and DAC).
+_SOF_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+
+
+def frame_size(data: bytes) -> tuple[int, int] | None:
+    """``(width, height)`` from a JPEG's first frame header (as libjpeg takes it), or None
+    when the markers before it do not parse."""
+    if data[:2] != SOI:
+        return None
+    pos = 2
+    while pos + 4 <= len(data):
+        if data[pos] != 0xFF:
+            return None
+        marker = data[pos + 1]
+        if marker == 0xFF:  # fill byte
+            pos += 1
+            continue
+        if marker == 0x01 or 0xD0 <= marker <= 0xD7:  # TEM, RSTn: no length
+            pos += 2
+            continue
+        if marker in (0xD8, 0xD9, _SOS):  # a second SOI, EOI or the scan before any frame
+            return None
+        size = struct.unpack(">H", data[pos + 2 : pos + 4])[0]
+        if marker in _SOF_MARKERS:
+            if size < 8 or pos + 9 > len(data):
+                return None
+            height, width = struct.unpack(">HH", data[pos + 5 : pos + 9])
+            return width, height
+        pos += 2 + size
+    return None
+
+
+class Prefetched:
+    """A JPEG file's bytes, and its grey or RGB samples being decoded on a thread of their
+    own (libjpeg-turbo releases the GIL): see :func:`prefetch`."""
+
+    def __init__(self, name: str, data: bytes) -> None:
+        import threading
+
+        import imagecodecs
+
+        self.name, self.data = name, data
+        self._pixels: NDArray[np.uint8] | None = None
+        self._failed = False
+        self._thread = threading.Thread(
+            target=self._decode, args=(imagecodecs.jpeg8_decode,), name="convcli_jpeg",
+            daemon=True,
+        )  # fmt: skip
+        self._thread.start()
+
+    def _decode(self, decode: Any) -> None:
+        try:
+            self._pixels = decode(self.data)
+        except Exception:  # a damaged file: the reader decodes it again and says why
+            self._failed = True
+
+    def pixels(self) -> NDArray[np.uint8] | None:
+        """The decoded samples (waiting for them), or None if libjpeg-turbo refused."""
+        self._thread.join()
+        return None if self._failed else self._pixels
+
+
+def prefetch(path: str, max_pixels: int | None = None) -> Prefetched | None:
+    """Start decoding the JPEG file ``path`` now, so that the decoding overlaps whatever the
+    caller does next (a command's remaining imports: Pillow, the engine); pass the result to
+    :func:`convcli.image_io.read_samples` (``prefetched=``), which uses it for that file
+    and still checks everything it checks (the format, the pixel limit, the metadata).
+
+    Nothing starts (None) unless the file is a JPEG, complete (it ends with EOI) and within
+    ``max_pixels`` by its frame header (None: Pillow's limit; 0: none): the pixel limit
+    refuses before decoding.  Needs numpy and imagecodecs, not Pillow."""
+    import os
+    import sys
+
+    try:
+        with open(path, "rb") as fh:
+            if not os.path.isfile(path) or fh.read(3) != b"\xff\xd8\xff":
+                return None
+            data = b"\xff\xd8\xff" + fh.read()
+    except OSError:
+        return None  # the reader says what is wrong
+    size = frame_size(data)
+    if size is None or not data.rstrip(b"\x00\r\n ").endswith(EOI):
+        return None
+    if max_pixels is None:  # as image_io.default_max_pixels, without importing Pillow
+        pil = sys.modules.get("PIL.Image")
+        limit = pil.MAX_IMAGE_PIXELS if pil is not None else _PILLOW_DEFAULT_LIMIT
+        max_pixels = 0 if limit is None else int(limit)
+    if max_pixels and max(1, size[0]) * max(1, size[1]) > max_pixels:
+        return None
+    try:
+        return Prefetched(path, data)
+    except ImportError:  # pragma: no cover - imagecodecs is a dependency
+        return None

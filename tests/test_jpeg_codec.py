@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import struct
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import imagecodecs
 import numpy as np
@@ -211,3 +212,106 @@ def test_a_failure_mid_jpeg_stream_leaves_no_file_and_keeps_the_old_output(tmp_p
     assert len(calls) == 3
     assert out.read_bytes() == b"the previous output"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.png", "out.jpg"]
+
+
+# -- reading ahead -----------------------------------------------------------------------------
+
+
+def _jpeg_file(tmp_path, h=120, w=90, name="in.jpg", **save) -> str:
+    path = tmp_path / name
+    PILImage.fromarray(_photo_like(h, w, 3, 5)).save(path, quality=90, **save)
+    return str(path)
+
+
+def test_frame_size_is_the_one_pillow_reads(tmp_path):
+    for h, w in [(1, 1), (120, 90), (3000, 17)]:
+        path = _jpeg_file(tmp_path, h, w)
+        data = Path(path).read_bytes()
+        assert jpeg_codec.frame_size(data) == (w, h)
+        # fill bytes before a marker are allowed
+        filled = data[:2] + b"\xff\xff" + data[2:]
+        assert jpeg_codec.frame_size(filled) == (w, h)
+    assert jpeg_codec.frame_size(b"not a jpeg") is None
+    assert jpeg_codec.frame_size(b"\xff\xd8\xff\xda\x00\x08" + bytes(8)) is None  # scan first
+    assert jpeg_codec.frame_size(b"\xff\xd8\xff\xe0\x00\x10") is None  # cut in the header
+
+
+def test_prefetch_starts_only_for_a_whole_jpeg_within_the_limit(tmp_path, monkeypatch):
+    path = _jpeg_file(tmp_path)  # 90x120 = 10,800 pixels
+    assert jpeg_codec.prefetch(path) is not None
+    assert jpeg_codec.prefetch(path, max_pixels=10_800) is not None
+    assert jpeg_codec.prefetch(path, max_pixels=10_799) is None
+    assert jpeg_codec.prefetch(path, max_pixels=0) is not None  # no limit
+    monkeypatch.setattr(PILImage, "MAX_IMAGE_PIXELS", 10_000)  # a caller's own lower limit
+    assert jpeg_codec.prefetch(path) is None
+    monkeypatch.setattr(PILImage, "MAX_IMAGE_PIXELS", None)
+    assert jpeg_codec.prefetch(path) is not None
+    cut = tmp_path / "cut.jpg"
+    cut.write_bytes(Path(path).read_bytes()[:-500])
+    assert jpeg_codec.prefetch(str(cut)) is None  # no end marker: Pillow's reader refuses
+    png = tmp_path / "x.png"
+    PILImage.new("RGB", (4, 4)).save(png)
+    assert jpeg_codec.prefetch(str(png)) is None
+    assert jpeg_codec.prefetch(str(tmp_path / "missing.jpg")) is None
+    assert jpeg_codec.prefetch(str(tmp_path)) is None
+
+
+def test_read_samples_with_a_prefetch_reads_what_it_reads_without(tmp_path):
+    exif = PILImage.Exif()
+    exif[0x0112] = 6  # rotated: the reader turns it upright either way
+    path = _jpeg_file(tmp_path, 64, 48, exif=exif.tobytes(), dpi=(200, 200))
+    ahead = jpeg_codec.prefetch(path)
+    assert ahead is not None
+    with_ahead = read_samples(path, prefetched=ahead)
+    alone = read_samples(path)
+    np.testing.assert_array_equal(with_ahead.samples, alone.samples)
+    assert with_ahead.samples.shape == (48, 64, 3)
+    assert with_ahead.meta == alone.meta
+    # another file's prefetch is not used
+    other = _jpeg_file(tmp_path, 10, 10, name="other.jpg")
+    np.testing.assert_array_equal(
+        read_samples(other, prefetched=ahead).samples, read_samples(other).samples
+    )
+
+
+def test_the_pixel_limit_still_refuses_with_a_prefetch(tmp_path):
+    from convcli.errors import ImageReadError
+
+    path = _jpeg_file(tmp_path)
+    ahead = jpeg_codec.prefetch(path, max_pixels=0)
+    with pytest.raises(ImageReadError, match="image too large"):
+        read_samples(path, max_pixels=100, prefetched=ahead)
+
+
+def test_a_damaged_jpeg_gives_the_same_answer_with_a_prefetch(tmp_path):
+    from convcli.errors import ImageReadError
+
+    data = bytearray(Path(_jpeg_file(tmp_path, 200, 200)).read_bytes())
+    segments, scan = split_segments(bytes(data))
+    start = len(data) - 2 - len(scan)
+    for i in range(start + 10, start + 400, 3):  # garbage in the scan, the end marker kept
+        data[i] = 0xFF if i % 2 else 0xD3
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(bytes(data))
+
+    def outcome(**kw):
+        try:
+            stored = read_samples(str(bad), **kw)
+        except ImageReadError as exc:
+            return str(exc)
+        return stored.samples.tobytes(), stored.meta.notes
+
+    assert outcome(prefetched=jpeg_codec.prefetch(str(bad))) == outcome()
+
+
+def test_the_command_reads_ahead_and_writes_what_the_library_writes(tmp_path):
+    from click.testing import CliRunner
+
+    from convcli.cli import main
+
+    path = _jpeg_file(tmp_path, 300, 200)
+    result = CliRunner().invoke(main, ["blur", path, "-o", str(tmp_path / "cli.jpg")])
+    assert result.exit_code == 0, result.output
+    filter_file(path, tmp_path / "lib.jpg", [builtin_kernel("gaussian", sigma=2.0)],
+                FilterOptions(op="convolve"))  # fmt: skip
+    assert (tmp_path / "cli.jpg").read_bytes() == (tmp_path / "lib.jpg").read_bytes()

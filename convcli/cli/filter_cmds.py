@@ -180,6 +180,10 @@ def _run_filter(
     verify: bool = False,
     as_json: bool = False,
 ) -> None:
+    from ..jpeg_codec import prefetch
+
+    # a JPEG starts decoding now, on a thread of its own, while Pillow and the engine load
+    ahead = prefetch(input_path, max_pixels) if input_path != "-" and not verify else None
     from .. import console
     from ..errors import UsageError
     from ..pipeline.files import filter_file
@@ -213,6 +217,7 @@ def _run_filter(
         compress_level=compress_level,
         max_pixels=max_pixels,
         on_read=on_read,
+        prefetched=ahead,
     )
     report = result.filter
     if as_json:

@@ -78,6 +78,7 @@ def filter_file(
     workers: int | None = None,
     on_read: Callable[[Samples], None] | None = None,
     exclusive: bool = False,
+    prefetched: jpeg_codec.Prefetched | None = None,
 ) -> FileReport:
     """Filter an image file into another, strip by strip.
 
@@ -88,7 +89,8 @@ def filter_file(
     ``max_pixels``: see :func:`convcli.image_io.read_samples`.  ``on_read`` is called
     with the decoded samples before any filtering (to print warnings, say).  ``exclusive``:
     never replace an existing output (an :class:`~convcli.errors.ImageWriteError` if one is
-    there when the result is complete, and it is kept).  The output
+    there when the result is complete, and it is kept).  ``prefetched``: the source's
+    :func:`convcli.jpeg_codec.prefetch`, started before the caller's other work.  The output
     is checked (format, depth, folder) before filtering; errors are
     :class:`~convcli.errors.ConvcliError` with one-line messages naming the file.
 
@@ -101,7 +103,7 @@ def filter_file(
     'direct'
     """
     t0 = time.perf_counter()
-    stored = read_samples(source, max_pixels=max_pixels)
+    stored = read_samples(source, max_pixels=max_pixels, prefetched=prefetched)
     read_s = time.perf_counter() - t0
     source_name = os.fspath(source) if isinstance(source, (str, os.PathLike)) else "<stream>"
     source_name = "<stdin>" if source_name == "-" else source_name
