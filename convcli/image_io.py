@@ -878,8 +878,10 @@ def _check_encodable(
     quality: int | None,
     compress_level: int | None,
     name: str,
+    size: tuple[int, int] | None = None,
 ) -> None:
-    """Raise the error encoding ``bands`` at ``depth`` as ``fmt`` would meet, if any."""
+    """Raise the error encoding ``bands`` at ``depth`` (an image of ``size``, width and
+    height, when given) as ``fmt`` would meet, if any."""
     if quality is not None and not 1 <= quality <= 100:
         raise UsageError(f"quality must be 1..100, got {quality}")
     if compress_level is not None and not 0 <= compress_level <= 9:
@@ -908,6 +910,17 @@ def _check_encodable(
             f"{name}: BMP cannot store grey with alpha; write .png, or flatten it with "
             "--background COLOR"
         )
+    side = _MAX_SIDE.get(fmt)
+    if size is not None and side is not None and max(size) > side:
+        raise ImageWriteError(
+            f"{name}: {fmt} is at most {side} pixels a side, and the image is "
+            f"{size[0]}x{size[1]}; write .png or .tif instead"
+        )
+
+
+#: The largest width or height the encoders write (libjpeg-turbo's JPEG_MAX_DIMENSION,
+#: libwebp's WEBP_MAX_DIMENSION, GIF's 16-bit fields).
+_MAX_SIDE = {"JPEG": jpeg_codec.MAX_SIDE, "WEBP": 16383, "GIF": 65535}
 
 
 def _check_destination(name: str) -> None:
@@ -928,8 +941,10 @@ def check_output(
     format: str | None = None,
     quality: int | None = None,
     compress_level: int | None = None,
+    size: tuple[int, int] | None = None,
 ) -> str:
-    """Check that :func:`write_image` could write ``bands`` at ``depth`` to ``dest``; no encoding.
+    """Check that :func:`write_image` could write ``bands`` at ``depth`` (an image of
+    ``size``, width and height, when given) to ``dest``; no encoding.
 
     Raises the :class:`UsageError` or :class:`ImageWriteError` that writing would raise
     (unknown extension or format, ``"-"`` without ``format``, JPEG with alpha, 16-bit or
@@ -942,7 +957,9 @@ def check_output(
     else:
         name = os.fspath(dest)
         fmt = _format_for(name, format)
-    _check_encodable(fmt, bands, depth, quality=quality, compress_level=compress_level, name=name)
+    _check_encodable(
+        fmt, bands, depth, quality=quality, compress_level=compress_level, name=name, size=size
+    )
     if isinstance(dest, (str, os.PathLike)) and name != "-":
         _check_destination(name)
     return fmt
@@ -985,7 +1002,10 @@ def encode_samples(
     formats by Pillow.
     """
     depth, bands, values, meta = stored.depth, stored.bands, stored.samples, stored.meta
-    _check_encodable(fmt, bands, depth, quality=quality, compress_level=compress_level, name=name)
+    size = (values.shape[1], values.shape[0])
+    _check_encodable(
+        fmt, bands, depth, quality=quality, compress_level=compress_level, name=name, size=size
+    )
     level = DEFAULT_PNG_LEVEL if compress_level is None else compress_level
     if fmt == "PNG":
         return png_codec.encode_png(

@@ -28,6 +28,8 @@ from numpy.typing import NDArray
 
 SOI, EOI = b"\xff\xd8", b"\xff\xd9"
 _SOF0, _SOS, _DRI = 0xC0, 0xDA, 0xDD
+#: libjpeg-turbo's largest width or height (JPEG_MAX_DIMENSION).
+MAX_SIDE = 65500
 #: The DRI segment's interval is 16 bits.
 MAX_INTERVAL = 65535
 #: Rows of samples encoded together: about this many bytes of them.
@@ -135,8 +137,8 @@ class JpegWriter:
     ) -> None:
         if bands not in ("L", "RGB"):
             raise ValueError(f"JPEG bands must be L or RGB, got {bands!r}")
-        if not (1 <= width <= 65535 and 1 <= height <= 65535):
-            raise ValueError(f"a JPEG is at most 65535 pixels a side, not {width}x{height}")
+        if not (1 <= width <= MAX_SIDE and 1 <= height <= MAX_SIDE):
+            raise ValueError(f"a JPEG is at most {MAX_SIDE} pixels a side, not {width}x{height}")
         if exif and len(exif) > 65533:
             raise ValueError(f"EXIF of {len(exif)} bytes does not fit a JPEG segment")
         self.fh, self.width, self.height, self.bands = fh, width, height, bands

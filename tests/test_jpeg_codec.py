@@ -137,7 +137,7 @@ def test_metadata_as_pillow_writes_it(tmp_path):
 def test_the_writer_refuses_what_does_not_fit():
     with pytest.raises(ValueError, match="bands must be L or RGB"):
         JpegWriter(io.BytesIO(), 4, 4, "RGBA", quality=90)
-    with pytest.raises(ValueError, match="at most 65535"):
+    with pytest.raises(ValueError, match="at most 65500"):
         JpegWriter(io.BytesIO(), 70000, 4, "L", quality=90)
     with pytest.raises(ValueError, match="whole MCU rows"):
         JpegWriter(io.BytesIO(), 4, 40, "RGB", quality=90, rows=8)
@@ -315,3 +315,24 @@ def test_the_command_reads_ahead_and_writes_what_the_library_writes(tmp_path):
     filter_file(path, tmp_path / "lib.jpg", [builtin_kernel("gaussian", sigma=2.0)],
                 FilterOptions(op="convolve"))  # fmt: skip
     assert (tmp_path / "cli.jpg").read_bytes() == (tmp_path / "lib.jpg").read_bytes()
+
+
+@pytest.mark.parametrize(("ext", "side"), [(".jpg", 65500), (".webp", 16383)])
+def test_an_image_too_wide_for_the_format_is_refused_before_filtering(tmp_path, ext, side):
+    from click.testing import CliRunner
+
+    from convcli.cli import main
+
+    src = tmp_path / "wide.png"
+    PILImage.new("L", (side + 1, 2)).save(src)
+    out = tmp_path / f"out{ext}"
+    result = CliRunner().invoke(main, ["blur", str(src), "-o", str(out)])
+    assert result.exit_code == 1
+    fmt = "JPEG" if ext == ".jpg" else "WEBP"
+    assert result.stderr.strip() == (
+        f"Error: {out}: {fmt} is at most {side} pixels a side, and the image is "
+        f"{side + 1}x2; write .png or .tif instead"
+    )
+    assert not out.exists()
+    ok = CliRunner().invoke(main, ["blur", str(src), "-o", str(tmp_path / "out.png")])
+    assert ok.exit_code == 0, ok.output

@@ -151,6 +151,7 @@ def _filter_stored(
         format=format,
         quality=quality,
         compress_level=compress_level,
+        size=(stored.width, stored.height),
     )
     stream = Stream(stored, program, strip_rows=strip_rows, workers=workers)
     is_path = isinstance(dest, (str, os.PathLike)) and os.fspath(dest) != "-"
