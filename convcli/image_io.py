@@ -448,6 +448,9 @@ def _decode(
         with PILImage.open(io.BytesIO(data), formats=READ_FORMATS) as im:
             check_pixel_limit(im.width, im.height, name, limit)
             if im.format == "JPEG" and im.mode in ("L", "RGB"):
+                short = jpeg_codec.coded_data_too_short(data)
+                if short:
+                    raise ImageReadError(f"{name}: cannot decode image ({short})")
                 fast = _jpeg_samples(data, im, ahead)
                 if fast is not None:
                     return fast

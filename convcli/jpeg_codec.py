@@ -301,6 +301,46 @@ def frame_size(data: bytes) -> tuple[int, int] | None:
     return None
 
 
+def coded_data_too_short(data: bytes) -> str | None:
+    """Why a baseline JPEG's coded data cannot hold its image, or None.
+
+    Every 8x8 block of a sequential Huffman-coded scan takes at least two bits (a DC code
+    and an end of block, whatever the tables), so a scan of fewer bytes than a quarter of
+    its blocks was cut short (libjpeg and Pillow fill the rest in grey and say nothing).
+    Only single-scan baseline and extended sequential frames are judged; anything else
+    (progressive, arithmetic, several scans, bytes after the end marker) gives None."""
+    try:
+        segments, scan = split_segments(data)
+    except (ValueError, IndexError, struct.error):
+        return None
+    frames = [s for m, s in segments if m in _SOF_MARKERS]
+    sos = [s for m, s in segments if m == _SOS]
+    if len(frames) != 1 or frames[0][1] not in (0xC0, 0xC1) or len(sos) != 1:
+        return None
+    sof = frames[0]
+    if len(sof) < 10:
+        return None
+    height, width = struct.unpack(">HH", sof[5:9])
+    count = sof[9]
+    if len(sof) < 10 + 3 * count or not count or len(sos[0]) < 5 or sos[0][4] != count:
+        return None
+    factors = [(sof[11 + 3 * i] >> 4, sof[11 + 3 * i] & 15) for i in range(count)]
+    if count == 1:  # one component: blocks of the component itself, not of MCUs
+        blocks = -(-width // 8) * -(-height // 8)
+    else:
+        h_max, v_max = max(f[0] for f in factors), max(f[1] for f in factors)
+        if not h_max or not v_max:
+            return None
+        mcus = -(-width // (8 * h_max)) * -(-height // (8 * v_max))
+        blocks = mcus * sum(h * v for h, v in factors)
+    if 8 * len(scan) >= 2 * blocks:
+        return None
+    return (
+        f"the JPEG's coded data ends early: {len(scan):,} bytes for {blocks:,} blocks of "
+        f"{width}x{height} pixels, which take at least {-(-blocks // 4):,}"
+    )
+
+
 class Prefetched:
     """A JPEG file's bytes, and its grey or RGB samples being decoded on a thread of their
     own (libjpeg-turbo releases the GIL): see :func:`prefetch`."""
@@ -353,6 +393,8 @@ def prefetch(path: str, max_pixels: int | None = None) -> Prefetched | None:
     size = frame_size(data)
     if size is None or not data.rstrip(b"\x00\r\n ").endswith(EOI):
         return None
+    if coded_data_too_short(data):
+        return None  # the reader refuses it
     if max_pixels is None:  # as image_io.default_max_pixels, without importing Pillow
         pil = sys.modules.get("PIL.Image")
         limit = pil.MAX_IMAGE_PIXELS if pil is not None else _PILLOW_DEFAULT_LIMIT

@@ -336,3 +336,60 @@ def test_an_image_too_wide_for_the_format_is_refused_before_filtering(tmp_path, 
     assert not out.exists()
     ok = CliRunner().invoke(main, ["blur", str(src), "-o", str(tmp_path / "out.png")])
     assert ok.exit_code == 0, ok.output
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    h=st.integers(1, 200),
+    w=st.integers(1, 200),
+    mode=st.sampled_from(["L", "RGB"]),
+    subsampling=st.sampled_from([0, 1, 2]),
+    quality=st.integers(1, 100),
+    optimize=st.booleans(),
+    flat=st.booleans(),
+)
+def test_no_whole_jpeg_is_called_short(h, w, mode, subsampling, quality, optimize, flat):
+    """The bound (2 bits a block) holds for every encoding, the tightest included: a flat
+    image at quality 1 with optimized Huffman tables codes each block in about 2 bits."""
+    arr = np.full((h, w, 3), 77, np.uint8) if flat else _photo_like(h, w, 3, h * w)
+    buf = io.BytesIO()
+    PILImage.fromarray(arr).convert(mode).save(
+        buf, "JPEG", quality=quality, subsampling=subsampling, optimize=optimize
+    )
+    assert jpeg_codec.coded_data_too_short(buf.getvalue()) is None
+
+
+def test_a_jpeg_whose_coded_data_ends_early_is_refused(tmp_path):
+    from click.testing import CliRunner
+
+    from convcli.cli import main
+    from convcli.errors import ImageReadError
+
+    data = Path(_jpeg_file(tmp_path, 2000, 1500)).read_bytes()
+    segments, scan = split_segments(data)
+    head = data[: len(data) - 2 - len(scan)]
+    # the scan's first 100 bytes, then the end marker: decoders fill the rest in grey
+    cut = tmp_path / "cut.jpg"
+    cut.write_bytes(head + scan[:100] + EOI_MARKER)
+    with PILImage.open(cut) as im:
+        im.load()  # Pillow says nothing
+    reason = jpeg_codec.coded_data_too_short(cut.read_bytes())
+    assert reason == (
+        "the JPEG's coded data ends early: 100 bytes for 70,500 blocks of 1500x2000 pixels, "
+        "which take at least 17,625"
+    )
+    assert jpeg_codec.prefetch(str(cut)) is None
+    with pytest.raises(ImageReadError, match="ends early"):
+        read_samples(cut)
+    out = tmp_path / "o.png"
+    result = CliRunner().invoke(main, ["blur", str(cut), "-o", str(out)])
+    assert result.exit_code == 1
+    assert result.stderr.strip() == f"Error: {cut}: cannot decode image ({reason})"
+    assert not out.exists()
+    # progressive scans code runs of blocks in a few bits: never judged
+    prog = io.BytesIO()
+    PILImage.new("RGB", (500, 500), "white").save(prog, "JPEG", progressive=True)
+    assert jpeg_codec.coded_data_too_short(prog.getvalue()) is None
+
+
+EOI_MARKER = b"\xff\xd9"

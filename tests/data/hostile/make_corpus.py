@@ -36,6 +36,19 @@ def png_declaring(width: int, height: int) -> bytes:
     )
 
 
+
+def jpeg_declaring(width: int, height: int) -> bytes:
+    """A baseline JPEG whose frame header declares width x height, with 10 bytes of coded
+    data and the end marker: decoders fill the image in grey and say nothing."""
+    buf = io.BytesIO()
+    Image.new("RGB", (16, 16)).save(buf, "JPEG")
+    data = buf.getvalue()
+    sof = data.index(b"\xff\xc0")
+    data = data[: sof + 5] + struct.pack(">HH", height, width) + data[sof + 9 :]
+    sos = data.index(b"\xff\xda")
+    end = sos + 2 + struct.unpack(">H", data[sos + 2 : sos + 4])[0]
+    return data[:end] + bytes(10) + b"\xff\xd9"
+
 def tiff_declaring(width: int, height: int) -> bytes:
     """A tiny baseline TIFF whose header declares width x height RGB 8-bit, one strip."""
     entries = [
@@ -71,6 +84,7 @@ def main() -> None:
     # under the limit but no data: refused before the 243 MB output is allocated
     files["no_data_81mp.tif"] = tiff_declaring(9000, 9000)
     files["no_data_81mp.png"] = png_declaring(9000, 9000)
+    files["no_data_81mp.jpg"] = jpeg_declaring(9000, 9000)
     # 3: NaN and infinity in a float TIFF
     floats = np.full((6, 7), 0.5, np.float32)
     floats[1, 2], floats[3, 4] = np.nan, np.inf
