@@ -334,6 +334,8 @@ def _open_lazy(source: str | os.PathLike[str] | BinaryIO, limit: int | None) -> 
     if not isinstance(source, (str, os.PathLike)) or os.fspath(source) == "-":
         return None
     name = os.fspath(source)
+    if not os.path.isfile(name):  # a pipe or device (<(...), /dev/stdin) reads once: whole
+        return None
     try:
         with open(name, "rb") as fh:
             head = fh.read(8)

@@ -384,8 +384,10 @@ def prefetch(path: str, max_pixels: int | None = None) -> Prefetched | None:
     import sys
 
     try:
+        if not os.path.isfile(path):  # (a pipe or device is never opened here: it reads once)
+            return None
         with open(path, "rb") as fh:
-            if not os.path.isfile(path) or fh.read(3) != b"\xff\xd8\xff":
+            if fh.read(3) != b"\xff\xd8\xff":
                 return None
             data = b"\xff\xd8\xff" + fh.read()
     except OSError:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 import struct
 import sys
 import tracemalloc
@@ -934,3 +935,45 @@ def test_a_truncated_webp_says_truncated(tmp_path):
         rf"{len(data):,} bytes\)$",
     ):
         read_image(tmp_path / "cut.webp")
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs named pipes")
+@pytest.mark.parametrize("ext", [".png", ".jpg", ".tif"])
+def test_a_pipe_named_as_the_input_is_read_once_whole(tmp_path, ext):
+    """``convcli blur <(curl ...) -o out.png`` names a pipe: it can be read only once, so
+    nothing may peek at its first bytes (the PNG/TIFF sniffing, the JPEG read-ahead)."""
+    import subprocess
+    import threading
+
+    from convcli import jpeg_codec
+
+    src = tmp_path / f"in{ext}"
+    PILImage.fromarray(np.random.default_rng(3).integers(0, 256, (40, 30, 3), np.uint8)).save(src)
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    assert jpeg_codec.prefetch(str(fifo)) is None  # never opens it (open would block here)
+
+    def feed() -> None:
+        try:
+            with open(fifo, "wb") as fh:
+                fh.write(src.read_bytes())
+        except BrokenPipeError:  # a reader that peeked and closed (the bug)
+            pass
+
+    writer = threading.Thread(target=feed, daemon=True)
+    writer.start()
+    command = [sys.executable, "-m", "convcli", "blur"]
+    try:  # a reader that opens the pipe a second time waits forever: a timeout, a failure
+        done = subprocess.run(
+            [*command, str(fifo), "-o", str(tmp_path / "a.png")], capture_output=True,
+            text=True, timeout=60,
+        )  # fmt: skip
+    finally:
+        try:  # let a writer still waiting for a reader go
+            os.close(os.open(fifo, os.O_RDONLY | os.O_NONBLOCK))
+        except OSError:
+            pass
+        writer.join(timeout=10)
+    assert done.returncode == 0, done.stderr
+    subprocess.run([*command, str(src), "-o", str(tmp_path / "b.png")], check=True)
+    assert (tmp_path / "a.png").read_bytes() == (tmp_path / "b.png").read_bytes()
