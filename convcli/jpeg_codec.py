@@ -26,6 +26,8 @@ from typing import Any, BinaryIO
 import numpy as np
 from numpy.typing import NDArray
 
+from ._blocks import RowBlocks, abandon
+
 SOI, EOI = b"\xff\xd8", b"\xff\xd9"
 _SOF0, _SOS, _DRI = 0xC0, 0xDA, 0xDD
 #: libjpeg-turbo's largest width or height (JPEG_MAX_DIMENSION).
@@ -153,9 +155,7 @@ class JpegWriter:
         self.pool = pool if workers > 1 else None
         self.ahead = max(1, 2 * workers)
         self.pending: deque[Future | bytes] = deque()
-        self.buffered: deque[NDArray[np.uint8]] = deque()
-        self.buffered_rows = 0
-        self.rows = 0  # received
+        self.rows_in = RowBlocks(height, self.block_rows, "JPEG")
         self.emitted = 0  # blocks written
         self.tables: list[tuple[int, bytes]] = []
 
@@ -168,33 +168,10 @@ class JpegWriter:
                 f"strip of shape {strip.shape} and type {strip.dtype} does not fit a "
                 f"{self.width}-wide {self.bands} uint8 JPEG"
             )
-        rows = strip.shape[0]
-        if rows == 0:
-            return
-        if self.rows + rows > self.height:
-            raise ValueError(f"more rows than the JPEG's height {self.height}")
-        self.rows += rows
-        self.buffered.append(strip)
-        self.buffered_rows += rows
-        while self.buffered_rows >= self.block_rows or (
-            self.rows == self.height and self.buffered_rows
-        ):
-            self._block(min(self.block_rows, self.buffered_rows))
+        for block in self.rows_in.add(strip):
+            self._block(block)
 
-    def _block(self, rows: int) -> None:
-        parts, taken = [], 0
-        while taken < rows:
-            head = self.buffered[0]
-            need = rows - taken
-            if head.shape[0] <= need:
-                parts.append(self.buffered.popleft())
-                taken += head.shape[0]
-            else:
-                parts.append(head[:need])
-                self.buffered[0] = head[need:]
-                taken = rows
-        self.buffered_rows -= rows
-        block = parts[0] if len(parts) == 1 else np.concatenate(parts)
+    def _block(self, block: NDArray[np.uint8]) -> None:
         if self.pool is not None:
             self.pending.append(self.pool.submit(encode, block, self.quality))
         else:
@@ -247,8 +224,7 @@ class JpegWriter:
 
     def close(self) -> None:
         """Write what is left and the end of the file; every row must have been written."""
-        if self.rows != self.height:
-            raise ValueError(f"JPEG has {self.rows} of its {self.height} rows")
+        self.rows_in.check_complete()
         while self.pending:
             self._emit(self.pending.popleft())
         if self.blocks > 1:
@@ -256,12 +232,7 @@ class JpegWriter:
 
     def abort(self) -> None:
         """Wait for the blocks still being encoded (after a failure), writing nothing."""
-        for item in self.pending:
-            if isinstance(item, Future):
-                item.cancel()
-        for item in self.pending:
-            if isinstance(item, Future) and not item.cancelled():
-                item.exception()
+        abandon(self.pending)
         self.pending.clear()
 
 

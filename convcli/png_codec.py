@@ -35,6 +35,8 @@ from typing import Any, BinaryIO
 import numpy as np
 from numpy.typing import NDArray
 
+from ._blocks import RowBlocks, abandon
+
 SIGNATURE = b"\x89PNG\r\n\x1a\n"
 COLOUR_TYPES = {"L": 0, "LA": 4, "RGB": 2, "RGBA": 6}
 DEFAULT_LEVEL = 3
@@ -155,15 +157,13 @@ class PngWriter:
         self.level = level
         self.pool = pool if workers > 1 else None
         self.ahead = max(1, 2 * workers)
-        self.rows = 0
         self.adler = 1
         self.previous: NDArray[np.uint8] | None = None
         self.pending: deque[Future | tuple[bytes, bytes]] = deque()
         row_bytes = width * self.channels * self.dtype.itemsize + 1
         #: Rows deflated together: about 1 MiB of scanlines.
         self.block_rows = max(1, (1 << 20) // row_bytes)
-        self.buffered: deque[NDArray[Any]] = deque()
-        self.buffered_rows = 0
+        self.blocks = RowBlocks(height, self.block_rows, "PNG")
         self.done_rows = 0
         bit_depth = 8 if self.dtype == np.uint8 else 16
         fh.write(
@@ -196,37 +196,16 @@ class PngWriter:
                 f"strip of shape {strip.shape} and type {strip.dtype} does not fit a "
                 f"{self.width}-wide {self.bands} {self.dtype} PNG"
             )
-        rows = strip.shape[0]
-        if rows == 0:
-            return
-        if self.rows + rows > self.height:
-            raise ValueError(f"more rows than the PNG's height {self.height}")
-        if self.rows == 0:  # the zlib header (deflate, 32 KiB window) before the first block
+        first = self.blocks.rows == 0
+        blocks = self.blocks.add(strip)
+        if first and self.blocks.rows:  # the zlib header (deflate, 32 KiB window) first
             self.pending.append((b"", b"\x78\x01"))
-        self.rows += rows
-        self.buffered.append(strip)
-        self.buffered_rows += rows
-        while self.buffered_rows >= self.block_rows or (
-            self.rows == self.height and self.buffered_rows
-        ):
-            self._block(min(self.block_rows, self.buffered_rows))
+        for block in blocks:
+            self._block(block)
 
-    def _block(self, rows: int) -> None:
-        """Deflate the next ``rows`` buffered rows as one block."""
-        parts, taken = [], 0
-        while taken < rows:
-            head = self.buffered[0]
-            need = rows - taken
-            if head.shape[0] <= need:
-                parts.append(self.buffered.popleft())
-                taken += head.shape[0]
-            else:
-                parts.append(head[:need])
-                self.buffered[0] = head[need:]
-                taken = rows
-        self.buffered_rows -= rows
-        block = parts[0] if len(parts) == 1 else np.concatenate(parts)
-        self.done_rows += rows
+    def _block(self, block: NDArray[Any]) -> None:
+        """Deflate the next rows as one block."""
+        self.done_rows += block.shape[0]
         last = self.done_rows == self.height
         previous = self.previous
         tail = block[-1:]
@@ -244,20 +223,14 @@ class PngWriter:
 
     def close(self) -> None:
         """Write what is left and the end of the file; every row must have been written."""
-        if self.rows != self.height:
-            raise ValueError(f"PNG has {self.rows} of its {self.height} rows")
+        self.blocks.check_complete()
         while self.pending:
             self._emit(self.pending.popleft())
         self.fh.write(chunk(b"IEND", b""))
 
     def abort(self) -> None:
         """Wait for the strips still being compressed (after a failure), writing nothing."""
-        for item in self.pending:
-            if isinstance(item, Future):
-                item.cancel()
-        for item in self.pending:
-            if isinstance(item, Future) and not item.cancelled():
-                item.exception()
+        abandon(self.pending)
         self.pending.clear()
 
 

@@ -14,10 +14,11 @@ disk, Ctrl-C) leaves no partial file and an existing output as it was.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
@@ -197,36 +198,43 @@ _EXISTS = "already exists (written by another run meanwhile?); kept, not replace
 
 
 def _write(name: str, data: bytes, exclusive: bool) -> None:
+    with _output(name, exclusive) as fh:
+        fh.write(data)
+
+
+@contextlib.contextmanager
+def _output(name: str, exclusive: bool) -> Iterator[BinaryIO]:
+    """The output file, written atomically, its failures as one-line ImageWriteErrors."""
     try:
         with open_atomically(name, exclusive=exclusive) as fh:
-            fh.write(data)
+            yield fh
     except FileExistsError:
         raise ImageWriteError(f"{name}: {_EXISTS}") from None
     except OSError as exc:
         raise ImageWriteError(f"{name}: cannot write ({exc.strerror or exc})") from None
+
+
+def _feed(writer: PngWriter | JpegWriter, stream: Stream) -> None:
+    """Every strip into ``writer``, then its end; its pending blocks waited for on failure."""
+    try:
+        for strip in stream:
+            writer.write(strip)
+        writer.close()
+    except BaseException:
+        writer.abort()
+        raise
 
 
 def _stream_png(stream: Stream, name: str, compress_level: int | None, exclusive: bool) -> None:
     meta = stream.stored.meta
     level = DEFAULT_PNG_LEVEL if compress_level is None else compress_level
-    try:
-        with open_atomically(name, exclusive=exclusive) as fh:
-            writer = PngWriter(
-                fh, stream.width, stream.height, stream.bands, stream.dtype, level=level,
-                icc_profile=meta.icc_profile, dpi=meta.dpi, exif=meta.exif,
-                pool=executor(), workers=stream.workers,
-            )  # fmt: skip
-            try:
-                for strip in stream:
-                    writer.write(strip)
-                writer.close()
-            except BaseException:
-                writer.abort()
-                raise
-    except FileExistsError:
-        raise ImageWriteError(f"{name}: {_EXISTS}") from None
-    except OSError as exc:
-        raise ImageWriteError(f"{name}: cannot write ({exc.strerror or exc})") from None
+    with _output(name, exclusive) as fh:
+        writer = PngWriter(
+            fh, stream.width, stream.height, stream.bands, stream.dtype, level=level,
+            icc_profile=meta.icc_profile, dpi=meta.dpi, exif=meta.exif,
+            pool=executor(), workers=stream.workers,
+        )  # fmt: skip
+        _feed(writer, stream)
 
 
 def _streams_as_jpeg(stream: Stream) -> bool:
@@ -243,36 +251,20 @@ def _streams_as_jpeg(stream: Stream) -> bool:
 
 def _stream_jpeg(stream: Stream, name: str, quality: int | None, exclusive: bool) -> None:
     meta = stream.stored.meta
-    try:
-        with open_atomically(name, exclusive=exclusive) as fh:
-            writer = JpegWriter(
-                fh, stream.width, stream.height, stream.bands,
-                quality=quality or DEFAULT_JPEG_QUALITY, icc_profile=meta.icc_profile,
-                dpi=meta.dpi, exif=meta.exif, pool=executor(), workers=stream.workers,
-            )  # fmt: skip
-            try:
-                for strip in stream:
-                    writer.write(strip)
-                writer.close()
-            except BaseException:
-                writer.abort()
-                raise
-    except FileExistsError:
-        raise ImageWriteError(f"{name}: {_EXISTS}") from None
-    except OSError as exc:
-        raise ImageWriteError(f"{name}: cannot write ({exc.strerror or exc})") from None
+    with _output(name, exclusive) as fh:
+        writer = JpegWriter(
+            fh, stream.width, stream.height, stream.bands,
+            quality=quality or DEFAULT_JPEG_QUALITY, icc_profile=meta.icc_profile,
+            dpi=meta.dpi, exif=meta.exif, pool=executor(), workers=stream.workers,
+        )  # fmt: skip
+        _feed(writer, stream)
 
 
 def _stream_tiff(stream: Stream, name: str, exclusive: bool) -> None:
     meta = stream.stored.meta
-    try:
-        with open_atomically(name, exclusive=exclusive) as fh:
-            write_tiff(
-                fh, stream, height=stream.height, width=stream.width, bands=stream.bands,
-                dtype=stream.dtype, icc_profile=meta.icc_profile, dpi=meta.dpi,
-                tags=tiff_tags(meta), pool=executor(), workers=stream.workers,
-            )  # fmt: skip
-    except FileExistsError:
-        raise ImageWriteError(f"{name}: {_EXISTS}") from None
-    except OSError as exc:
-        raise ImageWriteError(f"{name}: cannot write ({exc.strerror or exc})") from None
+    with _output(name, exclusive) as fh:
+        write_tiff(
+            fh, stream, height=stream.height, width=stream.width, bands=stream.bands,
+            dtype=stream.dtype, icc_profile=meta.icc_profile, dpi=meta.dpi,
+            tags=tiff_tags(meta), pool=executor(), workers=stream.workers,
+        )  # fmt: skip
