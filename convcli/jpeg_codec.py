@@ -43,6 +43,12 @@ _ICC_PART = 65519
 def split_segments(data: bytes) -> tuple[list[tuple[int, bytes]], bytes]:
     """A JPEG's marker segments up to and including SOS (``(marker, bytes)``, SOI left
     out), and its entropy-coded data (without EOI)."""
+    segments, start = _segments(data)
+    return segments, data[start:-2]
+
+
+def _segments(data: bytes) -> tuple[list[tuple[int, bytes]], int]:
+    """:func:`split_segments`'s segments, and where the coded data starts (no copy of it)."""
     if data[:2] != SOI or data[-2:] != EOI:
         raise ValueError("not a complete JPEG")
     pos, segments = 2, []
@@ -54,7 +60,7 @@ def split_segments(data: bytes) -> tuple[list[tuple[int, bytes]], bytes]:
         segments.append((marker, data[pos : pos + 2 + size]))
         pos += 2 + size
         if marker == _SOS:
-            return segments, data[pos:-2]
+            return segments, pos
 
 
 def with_metadata(
@@ -187,7 +193,7 @@ class JpegWriter:
             self.fh.write(self._with_metadata(data))
             self.emitted = 1
             return
-        segments, scan = split_segments(data)
+        segments, start = _segments(data)
         tables = [(m, s) for m, s in segments if m != _SOF0]
         if self.emitted == 0:
             self.tables = tables
@@ -196,7 +202,7 @@ class JpegWriter:
             raise ValueError(f"JPEG block {self.emitted} was encoded with other tables")
         else:
             self.fh.write(bytes((0xFF, 0xD0 + (self.emitted - 1) % 8)))
-        self.fh.write(scan)
+        self.fh.write(memoryview(data)[start:-2])
         self.emitted += 1
 
     def _header(self, segments: list[tuple[int, bytes]]) -> bytes:
@@ -281,9 +287,10 @@ def coded_data_too_short(data: bytes) -> str | None:
     Only single-scan baseline and extended sequential frames are judged; anything else
     (progressive, arithmetic, several scans, bytes after the end marker) gives None."""
     try:
-        segments, scan = split_segments(data)
+        segments, start = _segments(data)
     except (ValueError, IndexError, struct.error):
         return None
+    coded = len(data) - start - 2
     frames = [s for m, s in segments if m in _SOF_MARKERS]
     sos = [s for m, s in segments if m == _SOS]
     if len(frames) != 1 or frames[0][1] not in (0xC0, 0xC1) or len(sos) != 1:
@@ -304,10 +311,10 @@ def coded_data_too_short(data: bytes) -> str | None:
             return None
         mcus = -(-width // (8 * h_max)) * -(-height // (8 * v_max))
         blocks = mcus * sum(h * v for h, v in factors)
-    if 8 * len(scan) >= 2 * blocks:
+    if 8 * coded >= 2 * blocks:
         return None
     return (
-        f"the JPEG's coded data ends early: {len(scan):,} bytes for {blocks:,} blocks of "
+        f"the JPEG's coded data ends early: {coded:,} bytes for {blocks:,} blocks of "
         f"{width}x{height} pixels, which take at least {-(-blocks // 4):,}"
     )
 
