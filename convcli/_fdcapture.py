@@ -14,11 +14,24 @@ import os
 import sys
 import threading
 from collections.abc import Iterator
+from typing import Any
 
 _lock = threading.Lock()
 _depth = 0
 _saved_fd: int | None = None
 _sink = None
+
+
+def _temporary_file() -> Any:
+    """An anonymous file: memfd on Linux (no tempfile import: ~3 ms at every start)."""
+    if hasattr(os, "memfd_create"):
+        try:
+            return open(os.memfd_create("convcli-stderr", os.MFD_CLOEXEC), "w+b", buffering=0)
+        except OSError:
+            pass
+    import tempfile
+
+    return tempfile.TemporaryFile()
 
 
 @contextlib.contextmanager
@@ -31,9 +44,7 @@ def captured_stderr() -> Iterator[list[str]]:
         try:
             if _depth == 0:
                 sys.stderr.flush()
-                import tempfile
-
-                sink = tempfile.TemporaryFile()
+                sink = _temporary_file()
                 saved = os.dup(2)
                 os.dup2(sink.fileno(), 2)
                 _sink, _saved_fd = sink, saved

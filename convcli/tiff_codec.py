@@ -33,11 +33,6 @@ from typing import Any, BinaryIO
 import numpy as np
 from numpy.typing import NDArray
 
-try:
-    from isal import isal_zlib as _zlib
-except ImportError:  # pragma: no cover - isal is a dependency
-    import zlib as _zlib  # type: ignore[no-redef]
-
 from .errors import ImageReadError
 
 #: TIFF and BigTIFF magic numbers.
@@ -279,11 +274,22 @@ def _predict(block: NDArray[Any]) -> NDArray[Any]:
     return out
 
 
+def _deflate() -> Any:
+    """ISA-L's zlib-compatible compress (imported on first use: reading never needs it)."""
+    try:
+        from isal import isal_zlib
+    except ImportError:  # pragma: no cover - isal is a dependency
+        import zlib
+
+        return zlib.compress
+    return isal_zlib.compress
+
+
 def _encode_strip(block: NDArray[Any]) -> bytes:
     if block.dtype != np.float32:
         block = _predict(block)
     data = np.ascontiguousarray(block).astype(block.dtype.newbyteorder("<"), copy=False)
-    return _zlib.compress(data.tobytes(), DEFLATE_LEVEL)
+    return _deflate()(data.tobytes(), DEFLATE_LEVEL)
 
 
 def _rechunk(strips: Iterable[NDArray[Any]], rows: int) -> Iterator[NDArray[Any]]:

@@ -317,6 +317,43 @@ def test_the_command_reads_ahead_and_writes_what_the_library_writes(tmp_path):
     assert (tmp_path / "cli.jpg").read_bytes() == (tmp_path / "lib.jpg").read_bytes()
 
 
+@pytest.mark.parametrize(
+    ("args", "used"),
+    [
+        (["blur", "--sigma", "1"], 1),
+        (["sharpen"], 1),
+        (["edge"], 1),
+        (["apply", "-k", "box:size=3"], 1),
+        (["blur", "--verify"], 0),  # --verify reads the input itself
+        (["blur", "--to-folder"], 0),  # an output folder: batch's engine, which reads its own
+    ],
+)
+def test_each_filter_command_reads_a_jpeg_ahead_when_it_writes_one_file(
+    tmp_path, monkeypatch, args, used
+):
+    from click.testing import CliRunner
+
+    from convcli.cli import main
+
+    taken: list[str] = []
+    pixels = jpeg_codec.Prefetched.pixels
+
+    def counted(self):
+        taken.append(self.name)
+        return pixels(self)
+
+    monkeypatch.setattr(jpeg_codec.Prefetched, "pixels", counted)
+    path = _jpeg_file(tmp_path, 120, 80)
+    folder = "--to-folder" in args
+    out = str(tmp_path / "out") + "/" if folder else str(tmp_path / "out.png")
+    args = [a for a in args if a != "--to-folder"]
+    result = CliRunner().invoke(main, [args[0], path, *args[1:], "-o", out])
+    assert result.exit_code == 0, result.output
+    assert taken == [path] * used
+    written = list((tmp_path / "out").iterdir()) if folder else [tmp_path / "out.png"]
+    assert len(written) == 1 and written[0].is_file()
+
+
 @pytest.mark.parametrize(("ext", "side"), [(".jpg", 65500), (".webp", 16383)])
 def test_an_image_too_wide_for_the_format_is_refused_before_filtering(tmp_path, ext, side):
     from click.testing import CliRunner

@@ -53,6 +53,30 @@ INPUTS = click.argument(
 )
 
 
+_AHEAD = "convcli.read_ahead"
+
+
+def read_ahead(fn: Any) -> Any:
+    """Start decoding a command's one JPEG input (:func:`convcli.jpeg_codec.prefetch`) as
+    the command starts, before its kernels are built and the engine is imported, so that
+    the decoding overlaps that work; :func:`_run_filter` takes it up.  Only for one input
+    file to one output file without ``--verify`` (which reads the input itself)."""
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(inputs: tuple[str, ...], **kwargs: Any) -> Any:
+        one = len(inputs) == 1 and inputs[0] != "-" and not kwargs.get("verify")
+        if one and not _is_many(inputs, kwargs.get("output")):
+            from ..jpeg_codec import prefetch
+
+            ahead = prefetch(inputs[0], kwargs.get("max_pixels"))
+            if ahead is not None:
+                click.get_current_context().meta[_AHEAD] = ahead
+        return fn(inputs, **kwargs)
+
+    return wrapper
+
+
 def _is_many(inputs: tuple[str, ...], output: str | None) -> bool:
     """Several inputs, a folder among them, or an output that names a folder."""
     if len(inputs) > 1 or any(i != "-" and os.path.isdir(i) for i in inputs):
@@ -180,10 +204,10 @@ def _run_filter(
     verify: bool = False,
     as_json: bool = False,
 ) -> None:
-    from ..jpeg_codec import prefetch
-
-    # a JPEG starts decoding now, on a thread of its own, while Pillow and the engine load
-    ahead = prefetch(input_path, max_pixels) if input_path != "-" and not verify else None
+    # a JPEG input has been decoding since the command started (read_ahead)
+    ahead = click.get_current_context().meta.pop(_AHEAD, None)
+    if ahead is not None and (verify or ahead.name != input_path):
+        ahead = None
     from .. import console
     from ..errors import UsageError
     from ..pipeline.files import filter_file
@@ -443,6 +467,7 @@ def _run_many(
 @kernel_options
 @filter_options
 @handle_errors
+@read_ahead
 def apply(inputs: tuple[str, ...], kernel_specs: tuple[str, ...], op: str, **opts: Any) -> None:
     """Filter each INPUT with one or more kernels and write the result.
 
@@ -480,6 +505,7 @@ def apply(inputs: tuple[str, ...], kernel_specs: tuple[str, ...], op: str, **opt
 )
 @filter_options
 @handle_errors
+@read_ahead
 def blur(inputs: tuple[str, ...], sigma: float, box_size: int | None, **opts: Any) -> None:
     """Blur each INPUT with a Gaussian (or a box) filter.
 
@@ -520,6 +546,7 @@ def blur(inputs: tuple[str, ...], sigma: float, box_size: int | None, **opts: An
 )
 @filter_options
 @handle_errors
+@read_ahead
 def sharpen(inputs: tuple[str, ...], amount: float, sigma: float | None, **opts: Any) -> None:
     """Sharpen each INPUT (3x3 sharpen kernel, or an unsharp mask with --sigma).
 
@@ -566,6 +593,7 @@ def sharpen(inputs: tuple[str, ...], amount: float, sigma: float | None, **opts:
 )
 @filter_options
 @handle_errors
+@read_ahead
 def edge(
     inputs: tuple[str, ...], operator: str, sigma: float | None, gain: Any, **opts: Any
 ) -> None:

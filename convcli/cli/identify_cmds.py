@@ -8,7 +8,6 @@ Its options (``--verify``, ``probe --peers``) are defined in :mod:`.common` with
 
 from __future__ import annotations
 
-import json
 import sys
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -61,6 +60,8 @@ def probe_peers(as_json: bool, markdown: bool) -> None:
 
     results = run()
     if as_json:
+        import json
+
         click.echo(json.dumps([r.to_dict() for r in results], indent=2))
         return
     if markdown:
@@ -204,6 +205,8 @@ def add_commands(
 
         found = identify_files(input_path, output_path, kernel_spec, max_pixels=max_pixels)
         if as_json:
+            import json
+
             click.echo(json.dumps(found.to_dict(), indent=2))
         else:
             show_identification(found, input_path, output_path)

@@ -36,7 +36,6 @@ def png_declaring(width: int, height: int) -> bytes:
     )
 
 
-
 def jpeg_declaring(width: int, height: int) -> bytes:
     """A baseline JPEG whose frame header declares width x height, with 10 bytes of coded
     data and the end marker: decoders fill the image in grey and say nothing."""
@@ -48,6 +47,7 @@ def jpeg_declaring(width: int, height: int) -> bytes:
     sos = data.index(b"\xff\xda")
     end = sos + 2 + struct.unpack(">H", data[sos + 2 : sos + 4])[0]
     return data[:end] + bytes(10) + b"\xff\xd9"
+
 
 def tiff_declaring(width: int, height: int) -> bytes:
     """A tiny baseline TIFF whose header declares width x height RGB 8-bit, one strip."""
