@@ -1,10 +1,12 @@
 """What the strip-by-strip encoders share: strips of any height in, blocks of a fixed
 number of rows out (:class:`RowBlocks`), and the encoder jobs still pending after a
 failure (:func:`abandon`).  Used by :mod:`convcli.png_codec` and :mod:`convcli.jpeg_codec`,
-so that each file's bytes depend on the image alone, not on the strips it came in."""
+so that each file's bytes depend on the image alone, not on the strips it came in; and
+ISA-L's deflate (:func:`isal_zlib`), for the PNG and TIFF writers."""
 
 from __future__ import annotations
 
+import functools
 from collections import deque
 from collections.abc import Iterable
 from concurrent.futures import Future
@@ -70,3 +72,14 @@ def abandon(pending: Iterable[Any]) -> None:
     for item in items:
         if isinstance(item, Future) and not item.cancelled():
             item.exception()
+
+
+@functools.cache
+def isal_zlib() -> Any:
+    """ISA-L's zlib module, for the PNG and TIFF deflaters (imported on first use: a JPEG
+    job never needs it), or None without it (then zlib)."""
+    try:
+        from isal import isal_zlib as fast
+    except ImportError:  # pragma: no cover - isal is a dependency; zlib is the fallback
+        return None
+    return fast

@@ -24,7 +24,6 @@ strips being compressed, so a PNG of any size is written in bounded memory.
 
 from __future__ import annotations
 
-import functools
 import struct
 import threading
 import zlib
@@ -35,7 +34,7 @@ from typing import Any, BinaryIO
 import numpy as np
 from numpy.typing import NDArray
 
-from ._blocks import RowBlocks, abandon
+from ._blocks import RowBlocks, abandon, isal_zlib
 
 SIGNATURE = b"\x89PNG\r\n\x1a\n"
 COLOUR_TYPES = {"L": 0, "LA": 4, "RGB": 2, "RGBA": 6}
@@ -50,18 +49,8 @@ def chunk(ctype: bytes, body: bytes) -> bytes:
     return struct.pack(">I", len(body)) + ctype + body + struct.pack(">I", crc)
 
 
-@functools.cache
-def _isal() -> Any:
-    """isal's zlib (imported on first use: a JPEG job never needs it), or None."""
-    try:
-        from isal import isal_zlib
-    except ImportError:  # pragma: no cover - isal is a dependency; zlib is the fallback
-        return None
-    return isal_zlib
-
-
 def _compressor(level: int) -> Any:
-    fast = _isal()
+    fast = isal_zlib()
     if level == 0:
         return zlib.compressobj(0, zlib.DEFLATED, -15)
     if level <= 3 and fast is not None:
@@ -70,7 +59,7 @@ def _compressor(level: int) -> Any:
 
 
 def _adler32(data: bytes, value: int) -> int:
-    fast = _isal()
+    fast = isal_zlib()
     if fast is not None:
         return fast.adler32(data, value)
     return zlib.adler32(data, value)
@@ -341,7 +330,7 @@ class PngRows:
     def rewind(self) -> None:
         """Start decoding again from the first row (for a second pass over the image)."""
         self._chunk = 0
-        fast = _isal()
+        fast = isal_zlib()
         self._inflate = fast.decompressobj() if fast is not None else zlib.decompressobj()
         self._pending = b""  # inflated bytes not yet unfiltered
         self._prior = np.zeros(self.stride, np.uint8)  # the last row unfiltered

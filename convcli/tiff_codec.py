@@ -25,6 +25,7 @@ import contextlib
 import logging
 import os
 import threading
+import zlib
 from collections import OrderedDict, deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -33,6 +34,7 @@ from typing import Any, BinaryIO
 import numpy as np
 from numpy.typing import NDArray
 
+from ._blocks import isal_zlib
 from .errors import ImageReadError
 
 #: TIFF and BigTIFF magic numbers.
@@ -274,22 +276,11 @@ def _predict(block: NDArray[Any]) -> NDArray[Any]:
     return out
 
 
-def _deflate() -> Any:
-    """ISA-L's zlib-compatible compress (imported on first use: reading never needs it)."""
-    try:
-        from isal import isal_zlib
-    except ImportError:  # pragma: no cover - isal is a dependency
-        import zlib
-
-        return zlib.compress
-    return isal_zlib.compress
-
-
 def _encode_strip(block: NDArray[Any]) -> bytes:
     if block.dtype != np.float32:
         block = _predict(block)
     data = np.ascontiguousarray(block).astype(block.dtype.newbyteorder("<"), copy=False)
-    return _deflate()(data.tobytes(), DEFLATE_LEVEL)
+    return (isal_zlib() or zlib).compress(data.tobytes(), DEFLATE_LEVEL)
 
 
 def _rechunk(strips: Iterable[NDArray[Any]], rows: int) -> Iterator[NDArray[Any]]:

@@ -204,10 +204,9 @@ def _run_filter(
     verify: bool = False,
     as_json: bool = False,
 ) -> None:
-    # a JPEG input has been decoding since the command started (read_ahead)
+    # a JPEG input has been decoding since the command started (read_ahead); read_samples
+    # uses it only for the file it was made from
     ahead = click.get_current_context().meta.pop(_AHEAD, None)
-    if ahead is not None and (verify or ahead.name != input_path):
-        ahead = None
     from .. import console
     from ..errors import UsageError
     from ..pipeline.files import filter_file
