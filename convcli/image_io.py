@@ -68,7 +68,7 @@ from typing import Any, BinaryIO, Literal, NamedTuple
 
 import numpy as np
 from numpy.typing import NDArray
-from PIL import ExifTags, ImageFile, ImageOps, PngImagePlugin, UnidentifiedImageError
+from PIL import ExifTags, ImageFile, UnidentifiedImageError
 from PIL import Image as PILImage
 
 from . import jpeg_codec, native, png_codec
@@ -447,7 +447,7 @@ def _decode(
     PILImage.MAX_IMAGE_PIXELS = None  # convcli's own limit, checked below, is the refusal
     try:
         # only the allowed formats' plugins look at the bytes: no other decoder ever runs
-        with PILImage.open(io.BytesIO(data), formats=READ_FORMATS) as im:
+        with _open_pil(data) as im:
             check_pixel_limit(im.width, im.height, name, limit)
             if im.format == "JPEG" and im.mode in ("L", "RGB"):
                 short = jpeg_codec.coded_data_too_short(data)
@@ -485,6 +485,22 @@ def _decode(
 
 #: The only formats read, decided from the file's content (Pillow's names).
 READ_FORMATS = ("PNG", "JPEG", "TIFF", "WEBP", "BMP", "GIF")
+
+
+def _open_pil(data: bytes) -> PILImage.Image:
+    """Pillow's image of ``data``, opened (not decoded) as ``PIL.Image.open(...,
+    formats=READ_FORMATS)`` opens it.  A JPEG goes straight to the reader that
+    ``Image.open`` would pick for it (``JpegImagePlugin.jpeg_factory``, which also
+    recognises MPO), so that opening it does not first load Pillow's BMP, GIF, PPM and PNG
+    plugins; whatever that reader refuses goes the ordinary way."""
+    if data.startswith(b"\xff\xd8\xff"):
+        from PIL import JpegImagePlugin
+
+        try:
+            return JpegImagePlugin.jpeg_factory(io.BytesIO(data))
+        except Exception:
+            pass  # Image.open tries it again, with every allowed format, and says why
+    return PILImage.open(io.BytesIO(data), formats=READ_FORMATS)
 #: Formats by extension, to warn when the content is another of the allowed ones.
 _FORMAT_BY_EXTENSION = {**EXTENSIONS, ".gif": "GIF"}
 #: Magic numbers of formats refused, to name them in the error.
@@ -667,6 +683,8 @@ def _from_pil(im: PILImage.Image, name: str, *, png_bit_depth: int | None = None
     key = _colour_key(im, png_bit_depth)
     tiff_bits = getattr(im, "tag_v2", {}).get(258)  # BitsPerSample
     if exif.get(ExifTags.Base.Orientation, 1) not in (None, 1):
+        from PIL import ImageOps
+
         im = ImageOps.exif_transpose(im)
     mode = im.mode
     if mode == "1":
@@ -800,6 +818,8 @@ def _read_png16_colour(data: bytes, header: _PngHeader, name: str, limit: int | 
     key: tuple[int, ...] | None = None
     for ctype, body in chunks:
         if ctype == b"iCCP":
+            from PIL import PngImagePlugin  # (its limit on a chunk's inflated size)
+
             _, _, rest = body.partition(b"\x00")
             try:
                 inflate = zlib.decompressobj()

@@ -430,3 +430,55 @@ def test_a_jpeg_whose_coded_data_ends_early_is_refused(tmp_path):
 
 
 EOI_MARKER = b"\xff\xd9"
+
+
+@pytest.mark.parametrize("kind", ["plain", "metadata", "grey", "cmyk"])
+def test_a_jpeg_is_opened_as_pillow_opens_it(kind):
+    """image_io._open_pil hands a JPEG straight to Pillow's JPEG reader: the same image
+    (format, mode, size, info, EXIF) as PIL.Image.open with convcli's allowed formats."""
+    from convcli.image_io import READ_FORMATS, _open_pil
+
+    mode = {"grey": "L", "cmyk": "CMYK"}.get(kind, "RGB")
+    image = PILImage.fromarray(_photo_like(24, 40, 4 if mode == "CMYK" else 3, 1)[..., :len(mode)]
+                               .squeeze(), mode)  # fmt: skip
+    buf = io.BytesIO()
+    options = {"quality": 85}
+    if kind == "metadata":
+        exif = PILImage.Exif()
+        exif[0x0112] = 6  # orientation
+        exif[0x010F] = "convcli test"
+        options.update(icc_profile=b"\x00" * 300, dpi=(300, 300), exif=exif.tobytes())
+    image.save(buf, "JPEG", **options)
+    data = buf.getvalue()
+    with _open_pil(data) as ours, PILImage.open(io.BytesIO(data), formats=READ_FORMATS) as ref:
+        assert type(ours) is type(ref)
+        assert (ours.format, ours.mode, ours.size) == (ref.format, ref.mode, ref.size)
+        assert ours.info == ref.info
+        assert dict(ours.getexif()) == dict(ref.getexif())
+        assert ours.tobytes() == ref.tobytes()
+    if kind == "metadata":
+        assert ours.info["icc_profile"] == b"\x00" * 300 and dict(ours.getexif())[0x0112] == 6
+
+
+def test_reading_a_jpeg_loads_no_other_image_plugin(tmp_path):
+    import subprocess
+    import sys
+
+    src = tmp_path / "in.jpg"
+    PILImage.fromarray(_photo_like(16, 16, 3, 2)).save(src, quality=90)
+    code = (
+        "import sys; from convcli.image_io import read_samples\n"
+        f"read_samples({str(src)!r}, lazy=False)\n"
+        "print(sorted(m for m in sys.modules if m.startswith('PIL.') and m.endswith('Plugin')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "['PIL.JpegImagePlugin']"
+
+
+def test_a_damaged_jpeg_header_still_gets_pillows_error(tmp_path):
+    from convcli.errors import ImageReadError
+
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(b"\xff\xd8\xff\xe0\x00\x10JFIF\x00" + b"\xff" * 40)
+    with pytest.raises(ImageReadError, match=r"bad\.jpg"):
+        read_samples(bad, lazy=False)
