@@ -501,6 +501,8 @@ def _open_pil(data: bytes) -> PILImage.Image:
         except Exception:
             pass  # Image.open tries it again, with every allowed format, and says why
     return PILImage.open(io.BytesIO(data), formats=READ_FORMATS)
+
+
 #: Formats by extension, to warn when the content is another of the allowed ones.
 _FORMAT_BY_EXTENSION = {**EXTENSIONS, ".gif": "GIF"}
 #: Magic numbers of formats refused, to name them in the error.
