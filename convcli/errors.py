@@ -7,8 +7,8 @@ and where (file, line, column, parameter) without needing a traceback.
 
 from __future__ import annotations
 
+import os
 import re
-from pathlib import Path
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
@@ -59,7 +59,7 @@ class KernelFileError(KernelError):
 
     def __init__(
         self,
-        source: str | Path,
+        source: str | os.PathLike[str],
         message: str,
         *,
         line: int | None = None,

@@ -63,7 +63,6 @@ import sys
 import warnings
 import zlib
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, BinaryIO, Literal, NamedTuple
 
 import numpy as np
@@ -73,7 +72,7 @@ from PIL import Image as PILImage
 
 from . import jpeg_codec, native, png_codec
 from ._fdcapture import captured_stderr
-from .atomic import write_atomically
+from .atomic import parent_folder, write_atomically
 from .errors import ConvcliError, ImageReadError, ImageWriteError, PathError, UsageError
 
 Depth = Literal["8", "16", "float"]
@@ -518,9 +517,17 @@ _OTHER_FORMATS = (
 )
 
 
+def _suffix(name: str) -> str:
+    """The file name's extension in lower case, as ``pathlib``'s ``Path(name).suffix``."""
+    parts = [part for part in name.split(os.sep) if part not in ("", ".")]
+    base = parts[-1] if parts else ""
+    dot = base.rfind(".")
+    return base[dot:].lower() if 0 < dot < len(base) - 1 else ""
+
+
 def _format_note(name: str, fmt: str | None) -> str | None:
     """A note when the content's format is not the one the file's extension names."""
-    expected = _FORMAT_BY_EXTENSION.get(Path(name).suffix.lower())
+    expected = _FORMAT_BY_EXTENSION.get(_suffix(name))
     if expected is None or fmt is None or fmt == expected:
         return None
     return f"the content is {fmt}, not the {expected} its name says; read as {fmt}"
@@ -582,13 +589,13 @@ def _read_source(source: str | os.PathLike[str] | BinaryIO) -> tuple[str, bytes]
         name = os.fspath(source)
         if name == "-":
             return "<stdin>", sys.stdin.buffer.read()
-        path = Path(name)
-        if not path.exists():
+        if not os.path.exists(name):
             raise ImageReadError(f"{name}: no such file")
-        if path.is_dir():
+        if os.path.isdir(name):
             raise ImageReadError(f"{name}: is a directory, not an image")
         try:
-            return name, path.read_bytes()
+            with open(name, "rb") as fh:
+                return name, fh.read()
         except OSError as exc:
             raise ImageReadError(f"{name}: cannot read ({exc.strerror or exc})") from None
     return getattr(source, "name", "<stream>"), source.read()
@@ -887,7 +894,7 @@ def _format_for(dest_name: str, format: str | None) -> str:
         return FORMAT_NAMES[key]
     if dest_name == "-":
         raise UsageError("writing to standard output needs --format (png, jpeg, tiff, webp, bmp)")
-    ext = Path(dest_name).suffix.lower()
+    ext = _suffix(dest_name)
     if ext not in EXTENSIONS:
         if os.path.isdir(dest_name):
             raise PathError(f"{dest_name}: is a folder; give an output file name")
@@ -952,11 +959,10 @@ _MAX_SIDE = {"JPEG": jpeg_codec.MAX_SIDE, "WEBP": 16383, "GIF": 65535}
 
 def _check_destination(name: str) -> None:
     """Raise the error writing to the path ``name`` would meet before encoding (not "-")."""
-    path = Path(name)
-    folder = path.parent if str(path.parent) else Path(".")
-    if not folder.is_dir():
+    folder = parent_folder(name)
+    if not os.path.isdir(folder):
         raise ImageWriteError(f"{name}: output folder '{folder}' does not exist")
-    if path.is_dir():
+    if os.path.isdir(name):
         raise ImageWriteError(f"{name}: is a directory")
 
 
@@ -1161,6 +1167,6 @@ def write_image(
         return
     _check_destination(name)
     try:
-        write_atomically(Path(name), data)
+        write_atomically(name, data)
     except OSError as exc:
         raise ImageWriteError(f"{name}: cannot write ({exc.strerror or exc})") from None

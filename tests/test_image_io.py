@@ -977,3 +977,19 @@ def test_a_pipe_named_as_the_input_is_read_once_whole(tmp_path, ext):
     assert done.returncode == 0, done.stderr
     subprocess.run([*command, str(src), "-o", str(tmp_path / "b.png")], check=True)
     assert (tmp_path / "a.png").read_bytes() == (tmp_path / "b.png").read_bytes()
+
+
+@given(st.text(alphabet="ab./", min_size=1, max_size=12))
+def test_the_folder_and_extension_of_a_name_are_pathlibs(name):
+    """atomic.parent_folder and image_io._suffix stand in for pathlib (not imported by a
+    filtering run): the same folder, and the same extension, for any name."""
+    import pathlib
+
+    from convcli.atomic import parent_folder
+    from convcli.image_io import _suffix
+
+    expected = str(pathlib.Path(name).parent)
+    if name.startswith("//") and not name.startswith("///"):
+        expected = expected[1:]  # POSIX leaves "//" to the system; pathlib keeps it, Linux's "/"
+    assert parent_folder(name) == expected
+    assert _suffix(name) == pathlib.Path(name).suffix.lower()
