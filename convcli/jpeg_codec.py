@@ -349,6 +349,29 @@ class Prefetched:
         return None if self._failed else self._pixels
 
 
+#: The prefetch :func:`start_early` began, until :func:`take_early` takes it (or drops it).
+_early: Prefetched | None = None
+
+
+def start_early(path: str) -> None:
+    """:func:`prefetch` ``path`` (under the default pixel limit) and keep it for
+    :func:`take_early`: for a command line that names its input before the command's
+    options are parsed (``python -m convcli``: :func:`convcli.__main__.early_input`)."""
+    global _early
+    _early = prefetch(path)
+
+
+def take_early(path: str | None, max_pixels: int | None = None) -> Prefetched | None:
+    """The prefetch :func:`start_early` began, if it was of ``path`` under the same pixel
+    limit (``max_pixels`` None: the default); it is forgotten either way, so that its
+    samples are not kept by a command that does not use them."""
+    global _early
+    early, _early = _early, None
+    if early is not None and path is not None and path == early.name and max_pixels is None:
+        return early
+    return None
+
+
 def prefetch(path: str, max_pixels: int | None = None) -> Prefetched | None:
     """Start decoding the JPEG file ``path`` now, so that the decoding overlaps whatever the
     caller does next (a command's remaining imports: Pillow, the engine); pass the result to

@@ -4,7 +4,9 @@ the whole-image encoding, on every decoder at hand, whatever the strips and thre
 from __future__ import annotations
 
 import io
+import os
 import struct
+import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -482,3 +484,90 @@ def test_a_damaged_jpeg_header_still_gets_pillows_error(tmp_path):
     bad.write_bytes(b"\xff\xd8\xff\xe0\x00\x10JFIF\x00" + b"\xff" * 40)
     with pytest.raises(ImageReadError, match=r"bad\.jpg"):
         read_samples(bad, lazy=False)
+
+
+@pytest.mark.parametrize(
+    ("words", "found"),
+    [
+        (["blur", "IN", "-o", "out.jpg"], "IN"),
+        (["blur", "--sigma", "3", "IN", "-o", "OUT"], "IN"),  # -o's value is not the input
+        (["apply", "-k", "box:size=3", "--output", "OUT", "IN"], "IN"),
+        (["edge", "IN", "--output=out.png"], "IN"),
+        (["sharpen", "-o", "OUT", "missing.jpg"], None),  # no such file
+        (["blur", "IN", "OUT"], None),  # two files: batch's engine, or an error
+        (["blur", "IN", "-o", "out.jpg", "--verify"], None),  # --verify reads the input itself
+        (["blur", "IN", "-o", "out.jpg", "--max-pixels", "0"], None),  # its own limit
+        (["blur", "IN", "--max-pixels=0"], None),
+        (["blur", "IN", "--help"], None),
+        (["blur", "--", "IN"], None),
+        (["compare", "IN", "-k", "emboss"], None),  # not a command that reads ahead
+        (["blur"], None),
+        ([], None),
+    ],
+)
+def test_the_command_lines_input_is_found_before_click_parses_it(tmp_path, words, found):
+    from convcli.__main__ import early_input
+
+    (tmp_path / "IN").write_bytes(b"x")
+    (tmp_path / "OUT").write_bytes(b"x")
+    argv = ["convcli"] + [str(tmp_path / w) if w in ("IN", "OUT") else w for w in words]
+    assert early_input(argv) == (str(tmp_path / found) if found else None)
+
+
+def _run_command(monkeypatch, argv):
+    import convcli.__main__ as entry
+
+    monkeypatch.setattr(sys, "argv", ["convcli", *argv])
+    with pytest.raises(SystemExit) as ended:
+        entry.run()
+    return ended.value.code
+
+
+def test_the_command_decodes_its_jpeg_from_the_start_and_writes_what_the_library_writes(
+    tmp_path, monkeypatch
+):
+    started: list[str] = []
+    taken: list[str] = []
+    init, pixels = jpeg_codec.Prefetched.__init__, jpeg_codec.Prefetched.pixels
+
+    def counted_init(self, name, data):
+        started.append(name)
+        init(self, name, data)
+
+    def counted_pixels(self):
+        taken.append(self.name)
+        return pixels(self)
+
+    monkeypatch.setattr(jpeg_codec.Prefetched, "__init__", counted_init)
+    monkeypatch.setattr(jpeg_codec.Prefetched, "pixels", counted_pixels)
+    path = _jpeg_file(tmp_path, 300, 200)
+    out = str(tmp_path / "cli.jpg")
+    assert _run_command(monkeypatch, ["blur", "--sigma", "1.5", path, "-o", out]) == 0
+    assert started == [path] and taken == [path]  # one decoding, begun by run, used
+    assert jpeg_codec._early is None
+    filter_file(path, tmp_path / "lib.jpg", [builtin_kernel("gaussian", sigma=1.5)],
+                FilterOptions(op="convolve"))  # fmt: skip
+    assert (tmp_path / "cli.jpg").read_bytes() == (tmp_path / "lib.jpg").read_bytes()
+
+
+def test_an_early_decoding_the_command_does_not_use_is_dropped(tmp_path, monkeypatch):
+    taken: list[str] = []
+    pixels = jpeg_codec.Prefetched.pixels
+
+    def counted(self):
+        taken.append(self.name)
+        return pixels(self)
+
+    monkeypatch.setattr(jpeg_codec.Prefetched, "pixels", counted)
+    path = _jpeg_file(tmp_path, 120, 80)
+    folder = str(tmp_path / "out") + "/"  # an output folder: batch's engine reads the file
+    assert _run_command(monkeypatch, ["blur", path, "-o", folder]) == 0
+    assert taken == [] and jpeg_codec._early is None
+    assert [p.name for p in (tmp_path / "out").iterdir()] == [os.path.basename(path)]
+    # nor is one of another file, or one under another pixel limit
+    jpeg_codec.start_early(path)
+    assert jpeg_codec.take_early(path + "x") is None and jpeg_codec._early is None
+    jpeg_codec.start_early(path)
+    assert jpeg_codec.take_early(path, max_pixels=0) is None
+    jpeg_codec.start_early(path)
+    assert jpeg_codec.take_early(path) is not None

@@ -60,16 +60,20 @@ def read_ahead(fn: Any) -> Any:
     """Start decoding a command's one JPEG input (:func:`convcli.jpeg_codec.prefetch`) as
     the command starts, before its kernels are built and the engine is imported, so that
     the decoding overlaps that work; :func:`_run_filter` takes it up.  Only for one input
-    file to one output file without ``--verify`` (which reads the input itself)."""
+    file to one output file without ``--verify`` (which reads the input itself).  The
+    ``convcli`` command may have started it already (:func:`convcli.__main__.early_input`):
+    then that one is used."""
     import functools
 
     @functools.wraps(fn)
     def wrapper(inputs: tuple[str, ...], **kwargs: Any) -> Any:
-        one = len(inputs) == 1 and inputs[0] != "-" and not kwargs.get("verify")
-        if one and not _is_many(inputs, kwargs.get("output")):
-            from ..jpeg_codec import prefetch
+        from ..jpeg_codec import prefetch, take_early
 
-            ahead = prefetch(inputs[0], kwargs.get("max_pixels"))
+        one = len(inputs) == 1 and inputs[0] != "-" and not kwargs.get("verify")
+        # (the decoding may have started before click was even loaded: convcli.__main__)
+        early = take_early(inputs[0] if one else None, kwargs.get("max_pixels"))
+        if one and not _is_many(inputs, kwargs.get("output")):
+            ahead = early or prefetch(inputs[0], kwargs.get("max_pixels"))
             if ahead is not None:
                 click.get_current_context().meta[_AHEAD] = ahead
         return fn(inputs, **kwargs)
