@@ -9,11 +9,12 @@ from __future__ import annotations
 import functools
 from collections import deque
 from collections.abc import Iterable
-from concurrent.futures import Future
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from numpy.typing import NDArray
+
+if TYPE_CHECKING:  # (not imported at run time: see convcli.jpeg_codec)
+    from numpy.typing import NDArray
 
 
 class RowBlocks:
@@ -65,6 +66,8 @@ class RowBlocks:
 def abandon(pending: Iterable[Any]) -> None:
     """Cancel the encoder jobs not started and wait for the running ones (after a failure:
     no job outlives its writer); results and their errors are dropped."""
+    from concurrent.futures import Future
+
     items = list(pending)
     for item in items:
         if isinstance(item, Future):

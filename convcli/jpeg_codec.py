@@ -20,13 +20,16 @@ from __future__ import annotations
 
 import struct
 from collections import deque
-from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import numpy as np
-from numpy.typing import NDArray
 
 from ._blocks import RowBlocks, abandon
+
+if TYPE_CHECKING:  # (not imported at run time: the read-ahead starts decoding without them)
+    from concurrent.futures import Future, ThreadPoolExecutor
+
+    from numpy.typing import NDArray
 
 SOI, EOI = b"\xff\xd8", b"\xff\xd9"
 _SOF0, _SOS, _DRI = 0xC0, 0xDA, 0xDD
@@ -183,12 +186,12 @@ class JpegWriter:
         else:
             self.pending.append(encode(block, self.quality))
         while len(self.pending) > self.ahead or (
-            self.pending and not isinstance(self.pending[0], Future)
+            self.pending and isinstance(self.pending[0], bytes)
         ):
             self._emit(self.pending.popleft())
 
     def _emit(self, item: Future | bytes) -> None:
-        data = item.result() if isinstance(item, Future) else item
+        data = item if isinstance(item, bytes) else item.result()
         if self.blocks == 1:  # the whole image in one: as the whole-image encoder writes it
             self.fh.write(self._with_metadata(data))
             self.emitted = 1

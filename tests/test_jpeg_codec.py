@@ -571,3 +571,19 @@ def test_an_early_decoding_the_command_does_not_use_is_dropped(tmp_path, monkeyp
     assert jpeg_codec.take_early(path, max_pixels=0) is None
     jpeg_codec.start_early(path)
     assert jpeg_codec.take_early(path) is not None
+
+
+def test_the_early_decoding_starts_before_click_pillow_or_the_thread_pool_are_loaded(tmp_path):
+    import subprocess
+
+    path = _jpeg_file(tmp_path, 64, 48)
+    code = (
+        "import sys; from convcli import jpeg_codec\n"
+        f"jpeg_codec.start_early({path!r})\n"
+        "loaded = [m for m in ('click', 'PIL', 'concurrent.futures', 'convcli.image_io',\n"
+        "          'convcli.pipeline') if m in sys.modules]\n"
+        f"early = jpeg_codec.take_early({path!r})\n"
+        "print(loaded, early.pixels().shape)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[] (64, 48, 3)"
