@@ -25,9 +25,10 @@ every module's source in every run (about 50 ms of each command).  blur_jpeg als
 the start-up no Python CLI built on them can go below.
 
 Commands run as child processes of a small helper (so that they do not inherit
-this process's peak RSS), in turn within each round (one uncounted warm-up round
-first), and report the median wall time and the largest peak RSS (``os.wait4``;
-for a tree of processes, the largest single process in it).
+this process's peak RSS), in turn within each round, each round starting one command
+further on (one uncounted warm-up round first), and report the median wall time and
+the largest peak RSS (``os.wait4``; for a tree of processes, the largest single
+process in it).
 Ratios are convcli / peer from the same run: above 1, convcli is slower or bigger.
 Peers that are not installed are listed as such and skipped.
 """
@@ -106,10 +107,14 @@ def start_runner(err: Path) -> Callable[[list[str]], tuple[float, float]]:
 
 
 def time_commands(run, cmds: dict[str, list[str]], repeats: int, warmup: bool = True) -> dict:
-    """``{label: (median s, max MiB)}``, the commands run in turn within each round."""
+    """``{label: (median s, max MiB)}``, the commands run in turn within each round, each
+    round starting one command further on, so that no command always runs right after the
+    same other one (a long ImageMagick run, say, leaves the machine warm or its memory to
+    be reclaimed)."""
     samples: dict[str, list[tuple[float, float]]] = {label: [] for label in cmds}
+    items = list(cmds.items())
     for rnd in range(repeats + warmup):
-        for label, cmd in cmds.items():
+        for label, cmd in items[rnd % len(items) :] + items[: rnd % len(items)]:
             result = run(cmd)
             if rnd or not warmup:
                 samples[label].append(result)
