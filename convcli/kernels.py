@@ -18,7 +18,6 @@ turns the weights by 180 degrees *and* moves the origin to
 
 from __future__ import annotations
 
-import difflib
 import enum
 import math
 from collections.abc import Callable, Sequence
@@ -682,6 +681,8 @@ def builtin_kernel(name: str, **params: object) -> Kernel:
     key = name.strip().lower()
     spec = BUILTINS.get(key)
     if spec is None:
+        import difflib  # (only for this message: 1.5 ms of every start-up otherwise)
+
         close = difflib.get_close_matches(key, BUILTINS, n=1)
         hint = f" (did you mean '{close[0]}'?)" if close else ""
         raise KernelSpecError(
