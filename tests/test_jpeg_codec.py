@@ -319,6 +319,19 @@ def test_the_command_reads_ahead_and_writes_what_the_library_writes(tmp_path):
     assert (tmp_path / "cli.jpg").read_bytes() == (tmp_path / "lib.jpg").read_bytes()
 
 
+def _count_used_prefetches(monkeypatch) -> list[str]:
+    """The names of the prefetches whose pixels are asked for, in order, from now on."""
+    taken: list[str] = []
+    pixels = jpeg_codec.Prefetched.pixels
+
+    def counted(self):
+        taken.append(self.name)
+        return pixels(self)
+
+    monkeypatch.setattr(jpeg_codec.Prefetched, "pixels", counted)
+    return taken
+
+
 @pytest.mark.parametrize(
     ("args", "used"),
     [
@@ -337,14 +350,7 @@ def test_each_filter_command_reads_a_jpeg_ahead_when_it_writes_one_file(
 
     from convcli.cli import main
 
-    taken: list[str] = []
-    pixels = jpeg_codec.Prefetched.pixels
-
-    def counted(self):
-        taken.append(self.name)
-        return pixels(self)
-
-    monkeypatch.setattr(jpeg_codec.Prefetched, "pixels", counted)
+    taken = _count_used_prefetches(monkeypatch)
     path = _jpeg_file(tmp_path, 120, 80)
     folder = "--to-folder" in args
     out = str(tmp_path / "out") + "/" if folder else str(tmp_path / "out.png")
@@ -526,20 +532,15 @@ def _run_command(monkeypatch, argv):
 def test_the_command_decodes_its_jpeg_from_the_start_and_writes_what_the_library_writes(
     tmp_path, monkeypatch
 ):
+    taken = _count_used_prefetches(monkeypatch)
     started: list[str] = []
-    taken: list[str] = []
-    init, pixels = jpeg_codec.Prefetched.__init__, jpeg_codec.Prefetched.pixels
+    init = jpeg_codec.Prefetched.__init__
 
     def counted_init(self, name, data):
         started.append(name)
         init(self, name, data)
 
-    def counted_pixels(self):
-        taken.append(self.name)
-        return pixels(self)
-
     monkeypatch.setattr(jpeg_codec.Prefetched, "__init__", counted_init)
-    monkeypatch.setattr(jpeg_codec.Prefetched, "pixels", counted_pixels)
     path = _jpeg_file(tmp_path, 300, 200)
     out = str(tmp_path / "cli.jpg")
     assert _run_command(monkeypatch, ["blur", "--sigma", "1.5", path, "-o", out]) == 0
@@ -551,14 +552,7 @@ def test_the_command_decodes_its_jpeg_from_the_start_and_writes_what_the_library
 
 
 def test_an_early_decoding_the_command_does_not_use_is_dropped(tmp_path, monkeypatch):
-    taken: list[str] = []
-    pixels = jpeg_codec.Prefetched.pixels
-
-    def counted(self):
-        taken.append(self.name)
-        return pixels(self)
-
-    monkeypatch.setattr(jpeg_codec.Prefetched, "pixels", counted)
+    taken = _count_used_prefetches(monkeypatch)
     path = _jpeg_file(tmp_path, 120, 80)
     folder = str(tmp_path / "out") + "/"  # an output folder: batch's engine reads the file
     assert _run_command(monkeypatch, ["blur", path, "-o", folder]) == 0
