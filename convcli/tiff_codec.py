@@ -41,6 +41,8 @@ from .errors import ImageReadError
 MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
 #: Bytes of decoded bands kept in the reader's cache.
 CACHE_BYTES = 64 << 20
+#: Bytes per band read from an uncompressed file (which is read row by row, not by strips).
+RAW_BAND_BYTES = 1 << 20
 #: Uncompressed bytes per written strip (the row count follows from the width).
 STRIP_BYTES = 1 << 20
 #: ISA-L level of the written strips (0-3).
@@ -96,13 +98,16 @@ class TiffRows:
             raise Unsupported(complaints[0])
         self._fd = os.open(path, os.O_RDONLY)
         self._size = os.fstat(self._fd).st_size
-        need = self.bands * self.across
+        need = self.strips_down * self.across
         beyond = [k for k in range(need) if self.offsets[k] + self.counts[k] > self._size]
         if beyond:  # found now, before any output is allocated or anything is filtered
             os.close(self._fd)
-            top = (beyond[0] // self.across) * self.band_rows
-            last = min(self.shape[0], (beyond[-1] // self.across + 1) * self.band_rows) - 1
+            top = (beyond[0] // self.across) * self.strip_rows
+            last = min(self.shape[0], (beyond[-1] // self.across + 1) * self.strip_rows) - 1
             raise ImageReadError(f"{name}: truncated TIFF: rows {top}-{last} are missing")
+        if self.raw:  # rows are read straight from the file: bands of about RAW_BAND_BYTES
+            self.band_rows = max(1, min(self.strip_rows, RAW_BAND_BYTES // self.row_bytes))
+            self.bands = -(-self.shape[0] // self.band_rows)
         self._cache: OrderedDict[int, NDArray[Any]] = OrderedDict()
         self._lock = threading.Lock()
         self._busy: dict[int, threading.Event] = {}
@@ -120,18 +125,32 @@ class TiffRows:
             self.dtype = np.dtype(page.dtype)
             self.ndim = 3
             self.tiled = bool(page.is_tiled)
-            self.band_rows = int(page.tilelength if self.tiled else page.rowsperstrip)
-            self.band_rows = max(1, min(self.band_rows, self.shape[0]))
+            #: rows per strip (or tile) in the file
+            self.strip_rows = int(page.tilelength if self.tiled else page.rowsperstrip)
+            self.strip_rows = max(1, min(self.strip_rows, self.shape[0]))
             self.tile_width = int(page.tilewidth) if self.tiled else self.shape[1]
             if self.tile_width < 1:
                 raise Unsupported("tiles of width 0")
             self.across = -(-self.shape[1] // self.tile_width)
             self.offsets = [int(v) for v in page.dataoffsets]
             self.counts = [int(v) for v in page.databytecounts]
-            self.bands = -(-self.shape[0] // self.band_rows)
-            need = self.bands * self.across
+            self.strips_down = -(-self.shape[0] // self.strip_rows)
+            need = self.strips_down * self.across
             if len(self.offsets) < need or len(self.counts) < need:
                 raise ImageReadError(f"{name}: cannot decode image (TIFF lists too few strips)")
+            #: uncompressed strips: any run of rows is read from the file as it is, so a file
+            #: written as one strip (tifffile's and numpy writers' default) is not read whole
+            self.raw = (
+                not self.tiled
+                and page.compression == tifffile.COMPRESSION.NONE
+                and page.predictor in (None, 0, 1)
+                and page.fillorder in (None, 1)
+            )
+            self.row_bytes = self.shape[1] * self.shape[2] * self.dtype.itemsize
+            self.file_dtype = self.dtype.newbyteorder(tif.byteorder)
+            #: rows per decoded band (the cache's unit): a strip, or less when raw
+            self.band_rows = self.strip_rows
+            self.bands = self.strips_down
             self._decode = page.decode
             self._jpegtables = page.jpegtables
         finally:
@@ -200,10 +219,37 @@ class TiffRows:
                 total -= old.nbytes
         return band
 
+    def _read_raw(self, top: int, rows: int) -> NDArray[Any]:
+        """Rows ``[top, top + rows)`` of an uncompressed, strip-organised image, read from
+        the file as they are stored (the strips they cross, each in part)."""
+        out = np.empty((rows, *self.shape[1:]), self.dtype)
+        flat = out.reshape(rows, -1)
+        y = top
+        while y < top + rows:
+            k = y // self.strip_rows
+            first = y - k * self.strip_rows  # the row's place in its strip
+            take = min(top + rows - y, self.strip_rows - first, self.shape[0] - y)
+            start, length = first * self.row_bytes, take * self.row_bytes
+            data = b""
+            if start + length <= self.counts[k]:
+                data = os.pread(self._fd, length, self.offsets[k] + start)
+            if len(data) != length:
+                strip_top = k * self.strip_rows
+                end = min(self.shape[0], strip_top + self.strip_rows) - 1
+                raise ImageReadError(
+                    f"{self.name}: cannot decode TIFF rows {strip_top}-{end} (the strip holds "
+                    f"{self.counts[k]} bytes, fewer than its rows need)"
+                )
+            flat[y - top : y - top + take] = np.frombuffer(data, self.file_dtype).reshape(take, -1)
+            y += take
+        return out
+
     def _read_band(self, index: int) -> NDArray[Any]:
         height, width, channels = self.shape
         top = index * self.band_rows
         rows = min(self.band_rows, height - top)
+        if self.raw:
+            return self._read_raw(top, rows)
         where = f"rows {top}-{top + rows - 1}"
         out = np.empty((rows, width, channels), self.dtype)
         for j in range(self.across):

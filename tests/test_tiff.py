@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import tifffile
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from PIL import Image as PILImage
 
 from convcli import tiff_codec
@@ -180,3 +182,75 @@ def test_a_strip_shorter_than_its_tags_say_names_the_rows(tmp_path):
     with pytest.raises(ImageReadError, match=r"short.tif: cannot decode TIFF rows 10-19 \("):
         filter_file(src, tmp_path / "o.png", [builtin_kernel("box")])
     assert not (tmp_path / "o.png").exists()
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    height=st.integers(1, 40),
+    width=st.integers(1, 9),
+    layout=st.sampled_from(LAYOUTS),
+    byteorder=st.sampled_from("<>"),
+    strip=st.one_of(st.none(), st.integers(1, 41)),  # None: the whole image in one strip
+    band_bytes=st.integers(1, 300),
+    data=st.data(),
+)
+def test_uncompressed_rows_are_read_from_the_file_in_small_bands(
+    tmp_path_factory, height, width, layout, byteorder, strip, band_bytes, data
+):
+    bands, dtype = layout
+    values = _values(height, width, bands, dtype)
+    path = tmp_path_factory.mktemp("raw") / "raw.tif"
+    kwargs = {"byteorder": byteorder} | ({} if strip is None else {"rowsperstrip": strip})
+    _save(path, values.astype(np.dtype(dtype).newbyteorder(byteorder)), bands, **kwargs)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(tiff_codec, "RAW_BAND_BYTES", band_bytes)
+        rows = read_samples(path).samples
+    assert isinstance(rows, tiff_codec.TiffRows) and rows.raw
+    row_bytes = width * len(bands) * np.dtype(dtype).itemsize
+    assert rows.band_rows == max(1, min(rows.strip_rows, band_bytes // row_bytes))
+    start = data.draw(st.integers(0, height - 1))
+    stop = data.draw(st.integers(start + 1, height))
+    np.testing.assert_array_equal(rows[start:stop], values[start:stop])
+    picks = np.array(data.draw(st.lists(st.integers(0, height - 1), min_size=1)), np.intp)
+    np.testing.assert_array_equal(rows[picks], values[picks])
+    assert rows[start:stop].dtype == np.dtype(dtype)  # native byte order
+    rows.close()
+
+
+def test_a_tiff_of_one_uncompressed_strip_is_not_read_whole(tmp_path):
+    values = _values(3000, 500, "RGB", np.uint8)  # 4.5 MB in one strip
+    src = _save(tmp_path / "one.tif", values, "RGB")
+    with tifffile.TiffFile(src) as tif:
+        assert len(tif.pages.first.dataoffsets) == 1
+    rows = read_samples(src).samples
+    peak = 0
+    for start in range(0, 3000, 200):
+        np.testing.assert_array_equal(rows[start : start + 200], values[start : start + 200])
+        peak = max(peak, max(b.nbytes for b in rows._cache.values()))
+    assert peak <= tiff_codec.RAW_BAND_BYTES < values.nbytes
+    rows.close()
+    report = filter_file(src, tmp_path / "out.png", [builtin_kernel("box")], strip_rows=64)
+    assert report.streamed
+    expected, _ = filter_image(read_image(src), [builtin_kernel("box")])
+    np.testing.assert_array_equal(
+        np.asarray(PILImage.open(tmp_path / "out.png")), to_depth(expected.pixels, "8")
+    )
+
+
+def test_an_uncompressed_strip_shorter_than_its_rows_names_them(tmp_path):
+    values = _values(40, 30, "RGB", np.uint8)
+    src = _save(tmp_path / "short.tif", values, "RGB", rowsperstrip=10)
+    with tifffile.TiffFile(src) as tif:
+        tag = tif.pages.first.tags["StripByteCounts"]
+        where, size = tag.valueoffset, tag.valuebytecount
+        kind = "<u2" if size == 2 * tag.count else "<u4"  # SHORT or LONG values
+    data = bytearray(src.read_bytes())
+    counts = np.frombuffer(bytes(data[where : where + size]), kind).copy()
+    assert counts[2] == 900
+    counts[2] -= 95  # strip 2 (rows 20-29) says it holds one row and 5 bytes less
+    data[where : where + size] = counts.tobytes()
+    src.write_bytes(bytes(data))
+    out = tmp_path / "o.png"
+    with pytest.raises(ImageReadError, match=r"short.tif: cannot decode TIFF rows 20-29 \("):
+        filter_file(src, out, [builtin_kernel("box")], strip_rows=4)
+    assert not out.exists()
