@@ -6,7 +6,9 @@ strips, or rows of tiles, that hold them (``os.pread``, so threads read side by
 side), keeping a few decoded bands in a small cache; a file of any size is read in
 bounded memory.  tifffile decodes every compression it knows (none, deflate,
 packbits; LZW, JPEG, zstd and more when imagecodecs is installed) and undoes the
-predictors.  A strip that is cut short or fails to decode raises
+predictors.  Uncompressed strips are read row by row instead, in bands of
+:data:`RAW_BAND_BYTES`, so a file written as one strip (as tifffile and many numpy-based
+writers do) is not read whole.  A strip that is cut short or fails to decode raises
 :class:`~convcli.errors.ImageReadError` naming the file and the rows.
 
 Writing: :func:`write_tiff` takes output strips in order and writes a deflate
