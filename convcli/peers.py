@@ -266,7 +266,11 @@ def _python_version(*packages: str) -> Callable[[], str]:
     return version
 
 
-def _program_version(name: str, flag: str) -> Callable[[], str]:
+def _program_version(name: str, flag: str, marker: str) -> Callable[[], str]:
+    """The version a program prints; a program of that name that fails, or whose first line
+    does not name ``marker``, is another program (Windows' ``convert.exe``, a stand-in
+    script), so the peer is not installed."""
+
     def version() -> str:
         path = _program(name)
         try:
@@ -274,6 +278,8 @@ def _program_version(name: str, flag: str) -> Callable[[], str]:
         except (OSError, subprocess.TimeoutExpired):
             return "?"
         first = (done.stdout.strip().splitlines() or ["?"])[0]
+        if done.returncode != 0 or marker.lower() not in first.lower():
+            raise NotInstalled(name)
         found = re.search(r"\d+(\.\d+)+(-\d+)?", first)
         return found.group(0) if found else "?"
 
@@ -297,11 +303,11 @@ PEERS: tuple[tuple[Peer, Callable[[], str]], ...] = (
     (Peer("torch.nn.functional.conv2d", "torch", _torch, "convolution"),
      _python_version("torch")),
     (Peer("vips conv", "vips", _through_files(_vips_args), "convolution"),
-     _program_version("vips", "--version")),
+     _program_version("vips", "--version", "vips")),
     (Peer("convert -convolve", "imagemagick", _through_files(_im_convolve), "convolve"),
-     _program_version("convert", "-version")),
+     _program_version("convert", "-version", "ImageMagick")),
     (Peer("convert -morphology Convolve", "imagemagick", _through_files(_im_morphology),
-          "convolve"), _program_version("convert", "-version")),
+          "convolve"), _program_version("convert", "-version", "ImageMagick")),
 )  # fmt: skip
 
 

@@ -86,6 +86,29 @@ def test_absent_peers_are_listed_as_not_installed_never_failed(monkeypatch):
     assert {r["status"] for r in json.loads(result.stdout)} == {"not installed"}
 
 
+def test_another_program_of_a_peers_name_is_not_that_peer(monkeypatch, tmp_path):
+    # Windows' convert.exe, or a stand-in script that names ImageMagick only to say it is not
+    def program(name, script):
+        (tmp_path / name).write_text("#!/bin/sh\n" + script + "\n")
+        (tmp_path / name).chmod(0o755)
+
+    program("convert", "echo 'convert: ImageMagick is not installed here' >&2; exit 1")
+    program("vips", "echo 'vips-8.14.1'")  # says its name and version: taken as vips
+    monkeypatch.setenv("PATH", str(tmp_path))
+    found = _by_name(
+        probe_peers(["vips conv", "convert -convolve", "convert -morphology Convolve"])
+    )
+    assert {name: r.status for name, r in found.items()} == {
+        "vips conv": "failed",  # it is vips, and its run failed: a finding
+        "convert -convolve": "not installed",
+        "convert -morphology Convolve": "not installed",
+    }
+    program("convert", "echo 'Invalid drive specification.'")  # exit 0, another program
+    program("vips", "echo 'usage: something else' >&2; exit 2")
+    found = _by_name(probe_peers(["vips conv", "convert -convolve"]))
+    assert {r.status for r in found.values()} == {"not installed"}
+
+
 def test_a_peer_that_fails_is_reported_and_the_others_still_run(monkeypatch):
     def broken(img, w):
         raise RuntimeError("segfault in the peer\nmore")
