@@ -381,20 +381,18 @@ def _open_png(name: str, limit: int | None) -> Samples | None:
 
 def _open_tiff(name: str, limit: int | None) -> Samples | None:
     """A TIFF path's samples as a lazy strip reader, or None to decode the file whole (a
-    TIFF the strip reader does not take: palette, CMYK, planes, rotated...)."""
+    TIFF the strip reader does not take: palette, CMYK, 1-bit, associated alpha...).  A
+    TIFF whose Orientation tag turns it is read by the strip reader too, whole, and turned
+    upright here (Pillow would reduce 16-bit colour to 8 bits)."""
     from . import tiff_codec
 
     previous = PILImage.MAX_IMAGE_PIXELS
     PILImage.MAX_IMAGE_PIXELS = None
-    meta = ImageMeta(format="TIFF")
+    meta: ImageMeta | None = None
     try:
         with PILImage.open(name) as im:  # the header and tags only: no pixels decoded
             check_pixel_limit(im.width, im.height, name, limit)
-            if im.mode not in ("L", "LA", "RGB", "RGBA", "I;16", "I;16B", "F"):
-                return None
-            meta, exif = _pil_meta(im)
-            if exif.get(ExifTags.Base.Orientation, 1) not in (None, 1):
-                return None
+            meta, _ = _pil_meta(im)
     except UnidentifiedImageError:
         pass  # a layout Pillow does not know (16-bit grey with alpha, float RGB): tifffile may
     except ConvcliError:
@@ -412,10 +410,32 @@ def _open_tiff(name: str, limit: int | None) -> Samples | None:
     except ConvcliError:
         rows.close()
         raise
+    if meta is None:  # Pillow could not open it: the same metadata from tifffile's tags
+        meta = _tiff_meta(rows)
     depth = {np.dtype(np.uint8): "8", np.dtype(np.uint16): "16", np.dtype(np.float32): "float"}
     bands = _BANDS_BY_CHANNELS[rows.shape[2]]
     meta.source_mode = f"{bands};{rows.dtype}"
+    turn = _UPRIGHT.get(rows.orientation)
+    if turn is not None:  # turned upright: read whole, as every rotated input is
+        try:
+            pixels = np.ascontiguousarray(turn(rows[0 : rows.shape[0]]))
+        finally:
+            rows.close()
+        return Samples(pixels, bands, depth[pixels.dtype], meta)  # type: ignore[arg-type]
     return Samples(rows, bands, depth[rows.dtype], meta)  # type: ignore[arg-type]
+
+
+def _tiff_meta(rows: Any) -> ImageMeta:
+    """The metadata kept from a TIFF that Pillow cannot open (float colour, 16-bit grey with
+    alpha), from the tags tifffile read: ICC profile, DPI, descriptive tags, orientation."""
+    meta = ImageMeta(format="TIFF", icc_profile=rows.icc_profile, dpi=rows.dpi)
+    exif = PILImage.Exif()
+    for code, value in rows.descriptive.items():
+        exif[code] = value
+    if rows.orientation != 1:
+        exif[ExifTags.Base.Orientation] = rows.orientation
+    meta.exif = _descriptive_exif(exif)
+    return meta
 
 
 def default_max_pixels() -> int:
@@ -612,6 +632,9 @@ def _descriptive_exif(exif: PILImage.Exif) -> bytes | None:
     for tag in _KEPT_EXIF_TAGS:
         if tag in exif:
             kept[tag] = exif[tag]
+    description = kept.get(ExifTags.Base.ImageDescription)
+    if isinstance(description, str) and description.lstrip().startswith('{"shape":'):
+        del kept[ExifTags.Base.ImageDescription]  # tifffile's array shape: stale elsewhere
     if ExifTags.Base.Orientation in exif:
         kept[ExifTags.Base.Orientation] = 1
     for tag in (ExifTags.IFD.Exif, ExifTags.IFD.GPSInfo):

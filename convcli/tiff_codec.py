@@ -83,6 +83,21 @@ class Unsupported(Exception):
     """The TIFF is valid but not one this reader streams (the caller decodes it whole)."""
 
 
+def _dpi(tags: Any) -> tuple[float, float] | None:
+    """Dots per inch from XResolution, YResolution and ResolutionUnit (None: not given)."""
+    x, y = tags.valueof(282), tags.valueof(283)
+    unit = tags.valueof(296, 2)
+    try:
+        xs, ys = (v[0] / v[1] if isinstance(v, tuple) else float(v) for v in (x, y))
+    except (TypeError, ValueError, ZeroDivisionError, IndexError):
+        return None
+    if int(unit) == 3:  # per centimetre
+        xs, ys = xs * 2.54, ys * 2.54
+    elif int(unit) != 2:  # no absolute unit
+        return None
+    return (xs, ys) if xs > 0 and ys > 0 else None
+
+
 class TiffRows:
     """A TIFF's first image as a lazy ``(height, width, channels)`` array of its samples."""
 
@@ -100,12 +115,14 @@ class TiffRows:
             raise Unsupported(complaints[0])
         self._fd = os.open(path, os.O_RDONLY)
         self._size = os.fstat(self._fd).st_size
-        need = self.strips_down * self.across
+        per_plane = self.strips_down * self.across
+        need = per_plane * self.planes
         beyond = [k for k in range(need) if self.offsets[k] + self.counts[k] > self._size]
         if beyond:  # found now, before any output is allocated or anything is filtered
             os.close(self._fd)
-            top = (beyond[0] // self.across) * self.strip_rows
-            last = min(self.shape[0], (beyond[-1] // self.across + 1) * self.strip_rows) - 1
+            down = sorted({(k % per_plane) // self.across for k in beyond})
+            top = down[0] * self.strip_rows
+            last = min(self.shape[0], (down[-1] + 1) * self.strip_rows) - 1
             raise ImageReadError(f"{name}: truncated TIFF: rows {top}-{last} are missing")
         if self.raw:  # rows are read straight from the file: bands of about RAW_BAND_BYTES
             self.band_rows = max(1, min(self.strip_rows, RAW_BAND_BYTES // self.row_bytes))
@@ -121,9 +138,32 @@ class TiffRows:
         try:
             page = tif.pages.first
             self._check(page, tifffile)
-            self.shape = (int(page.imagelength), int(page.imagewidth), int(page.samplesperpixel))
+            spp = int(page.samplesperpixel)
+            self.planar = page.planarconfig != tifffile.PLANARCONFIG.CONTIG and spp > 1
+            #: samples per pixel in the file, and in a decoded strip or tile
+            self.file_channels = spp
+            self.segment_channels = 1 if self.planar else spp
+            self.planes = spp if self.planar else 1
+            colour = 1 if page.photometric == tifffile.PHOTOMETRIC.MINISBLACK else 3
+            extra = tuple(int(v) for v in page.extrasamples)
+            alpha = bool(extra) and extra[0] == tifffile.EXTRASAMPLE.UNASSALPHA
+            # samples kept: colour, and alpha if the first extra sample is straight alpha;
+            # unspecified extra samples are dropped (as Pillow's RGBX and libtiff do)
+            self.shape = (int(page.imagelength), int(page.imagewidth), colour + int(alpha))
             if min(self.shape) < 1:
                 raise Unsupported("empty image")
+            tags = page.tags
+            self.orientation = int(tags.valueof(274, 1) or 1)  #: EXIF/TIFF Orientation
+            self.icc_profile = tags.valueof(34675)  #: InterColorProfile, bytes or None
+            self.dpi = _dpi(tags)
+            #: descriptive tags (ImageDescription, Make, ...) by number; not tifffile's own
+            #: JSON shape description, which would be stale in any other file
+            self.descriptive = {
+                code: value
+                for code in (270, 271, 272, 305, 306, 315, 33432)
+                if isinstance(value := tags.valueof(code), str) and value.strip()
+                and not (code == 270 and value.lstrip().startswith('{"shape":'))
+            }  # fmt: skip
             self.dtype = np.dtype(page.dtype)
             self.ndim = 3
             self.tiled = bool(page.is_tiled)
@@ -137,7 +177,7 @@ class TiffRows:
             self.offsets = [int(v) for v in page.dataoffsets]
             self.counts = [int(v) for v in page.databytecounts]
             self.strips_down = -(-self.shape[0] // self.strip_rows)
-            need = self.strips_down * self.across
+            need = self.strips_down * self.across * self.planes
             if len(self.offsets) < need or len(self.counts) < need:
                 raise ImageReadError(f"{name}: cannot decode image (TIFF lists too few strips)")
             #: uncompressed strips: any run of rows is read from the file as it is, so a file
@@ -148,7 +188,8 @@ class TiffRows:
                 and page.predictor in (None, 0, 1)
                 and page.fillorder in (None, 1)
             )
-            self.row_bytes = self.shape[1] * self.shape[2] * self.dtype.itemsize
+            #: bytes of one row of one plane (of every sample when contiguous) in the file
+            self.row_bytes = self.shape[1] * self.segment_channels * self.dtype.itemsize
             self.file_dtype = self.dtype.newbyteorder(tif.byteorder)
             #: rows per decoded band (the cache's unit): a strip, or less when raw
             self.band_rows = self.strip_rows
@@ -161,22 +202,18 @@ class TiffRows:
     @staticmethod
     def _check(page: Any, tifffile: Any) -> None:
         tag = tifffile
-        if page.planarconfig != tag.PLANARCONFIG.CONTIG and page.samplesperpixel > 1:
-            raise Unsupported("planar configuration 'separate'")
         if page.photometric not in (tag.PHOTOMETRIC.MINISBLACK, tag.PHOTOMETRIC.RGB):
             raise Unsupported(f"photometric {page.photometric!r}")
         colour = 1 if page.photometric == tag.PHOTOMETRIC.MINISBLACK else 3
         extra = tuple(int(v) for v in page.extrasamples)
-        if page.samplesperpixel not in (colour, colour + 1) or len(extra) > 1:
+        if page.samplesperpixel != colour + len(extra):
             raise Unsupported("unexpected samples per pixel")
-        if extra and extra[0] != tag.EXTRASAMPLE.UNASSALPHA:
-            raise Unsupported("alpha that is not unassociated")
+        if extra and extra[0] == tag.EXTRASAMPLE.ASSOCALPHA:
+            raise Unsupported("associated (premultiplied) alpha")  # Pillow un-premultiplies
         if np.dtype(page.dtype) not in (np.uint8, np.uint16, np.float32):
             raise Unsupported(f"sample type {page.dtype}")
         if page.bitspersample not in (8, 16, 32) or page.is_subsampled:
             raise Unsupported("packed or subsampled samples")
-        if getattr(page, "orientation", 1) not in (None, 1, tag.ORIENTATION.TOPLEFT):
-            raise Unsupported("orientation")
         try:
             tifffile.TIFF.DECOMPRESSORS[page.compression]
         except Exception:
@@ -224,27 +261,32 @@ class TiffRows:
     def _read_raw(self, top: int, rows: int) -> NDArray[Any]:
         """Rows ``[top, top + rows)`` of an uncompressed, strip-organised image, read from
         the file as they are stored (the strips they cross, each in part)."""
-        out = np.empty((rows, *self.shape[1:]), self.dtype)
-        flat = out.reshape(rows, -1)
+        out = np.empty((rows, self.shape[1], self.file_channels), self.dtype)
+        for plane in range(self.planes):
+            part = out[..., plane : plane + 1] if self.planar else out
+            self._read_raw_plane(plane, top, rows, part)
+        return out if self.file_channels == self.shape[2] else out[..., : self.shape[2]].copy()
+
+    def _read_raw_plane(self, plane: int, top: int, rows: int, out: NDArray[Any]) -> None:
         y = top
         while y < top + rows:
-            k = y // self.strip_rows
-            first = y - k * self.strip_rows  # the row's place in its strip
+            k = y // self.strip_rows + plane * self.strips_down
+            first = y % self.strip_rows  # the row's place in its strip
             take = min(top + rows - y, self.strip_rows - first, self.shape[0] - y)
             start, length = first * self.row_bytes, take * self.row_bytes
             data = b""
             if start + length <= self.counts[k]:
                 data = os.pread(self._fd, length, self.offsets[k] + start)
             if len(data) != length:
-                strip_top = k * self.strip_rows
+                strip_top = y - first
                 end = min(self.shape[0], strip_top + self.strip_rows) - 1
                 raise ImageReadError(
                     f"{self.name}: cannot decode TIFF rows {strip_top}-{end} (the strip holds "
                     f"{self.counts[k]} bytes, fewer than its rows need)"
                 )
-            flat[y - top : y - top + take] = np.frombuffer(data, self.file_dtype).reshape(take, -1)
+            samples = np.frombuffer(data, self.file_dtype)
+            out[y - top : y - top + take] = samples.reshape(take, -1, self.segment_channels)
             y += take
-        return out
 
     def _read_band(self, index: int) -> NDArray[Any]:
         height, width, channels = self.shape
@@ -253,38 +295,46 @@ class TiffRows:
         if self.raw:
             return self._read_raw(top, rows)
         where = f"rows {top}-{top + rows - 1}"
-        out = np.empty((rows, width, channels), self.dtype)
-        for j in range(self.across):
-            k = index * self.across + j
-            offset, count = self.offsets[k], self.counts[k]
-            if offset + count > self._size:
-                raise ImageReadError(f"{self.name}: truncated TIFF: {where} are missing")
-            data = os.pread(self._fd, count, offset)
-            try:
-                with _quiet_tifffile() as complaints:
-                    segment, _, _ = self._decode(data, k, jpegtables=self._jpegtables)
-                if complaints:
-                    raise ValueError(complaints[0])
-            except Exception as exc:
-                reason = (
-                    str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-                )
-                raise ImageReadError(
-                    f"{self.name}: cannot decode TIFF {where} ({reason[:200]})"
-                ) from None
-            if segment is None:
-                raise ImageReadError(f"{self.name}: cannot decode TIFF {where} (empty strip)")
-            x0 = j * self.tile_width
-            x1 = min(width, x0 + self.tile_width)
-            try:
-                seg = np.asarray(segment).reshape(-1, segment.shape[-2], channels)
-                out[:, x0:x1] = seg[:rows, : x1 - x0]
-            except ValueError:  # a segment smaller than the tags say
-                raise ImageReadError(
-                    f"{self.name}: cannot decode TIFF {where} (a strip or tile holds "
-                    f"{np.asarray(segment).size} samples, fewer than its tags say)"
-                ) from None
-        return out
+        out = np.empty((rows, width, self.file_channels), self.dtype)
+        per_plane = self.strips_down * self.across
+        for plane in range(self.planes):
+            for j in range(self.across):
+                k = plane * per_plane + index * self.across + j
+                self._decode_segment(k, plane, j, rows, where, out)
+        return out if self.file_channels == channels else out[..., :channels].copy()
+
+    def _decode_segment(
+        self, k: int, plane: int, j: int, rows: int, where: str, out: NDArray[Any]
+    ) -> None:
+        """Strip or tile ``k`` (of ``plane``, ``j``-th across) into its rows of ``out``."""
+        width = self.shape[1]
+        offset, count = self.offsets[k], self.counts[k]
+        if offset + count > self._size:
+            raise ImageReadError(f"{self.name}: truncated TIFF: {where} are missing")
+        data = os.pread(self._fd, count, offset)
+        try:
+            with _quiet_tifffile() as complaints:
+                segment, _, _ = self._decode(data, k, jpegtables=self._jpegtables)
+            if complaints:
+                raise ValueError(complaints[0])
+        except Exception as exc:
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ImageReadError(
+                f"{self.name}: cannot decode TIFF {where} ({reason[:200]})"
+            ) from None
+        if segment is None:
+            raise ImageReadError(f"{self.name}: cannot decode TIFF {where} (empty strip)")
+        x0 = j * self.tile_width
+        x1 = min(width, x0 + self.tile_width)
+        target = out[:, x0:x1, plane : plane + 1] if self.planar else out[:, x0:x1]
+        try:
+            seg = np.asarray(segment).reshape(-1, segment.shape[-2], self.segment_channels)
+            target[...] = seg[:rows, : x1 - x0]
+        except ValueError:  # a segment smaller than the tags say
+            raise ImageReadError(
+                f"{self.name}: cannot decode TIFF {where} (a strip or tile holds "
+                f"{np.asarray(segment).size} samples, fewer than its tags say)"
+            ) from None
 
     def __getitem__(self, rows: slice | NDArray[np.intp]) -> NDArray[Any]:
         height = self.shape[0]

@@ -254,3 +254,108 @@ def test_an_uncompressed_strip_shorter_than_its_rows_names_them(tmp_path):
     with pytest.raises(ImageReadError, match=r"short.tif: cannot decode TIFF rows 20-29 \("):
         filter_file(src, out, [builtin_kernel("box")], strip_rows=4)
     assert not out.exists()
+
+
+def _save_planar(path, values, bands, **kwargs):
+    extra = {"extrasamples": ["unassalpha"]} if bands in ("LA", "RGBA") else {}
+    photometric = "rgb" if bands.startswith("RGB") else "minisblack"
+    planes = np.ascontiguousarray(values.transpose(2, 0, 1))
+    tifffile.imwrite(
+        path, planes, photometric=photometric, planarconfig="separate", **extra, **kwargs
+    )
+    return path
+
+
+@pytest.mark.parametrize(("bands", "dtype"), [b for b in LAYOUTS if len(b[0]) > 1])
+@pytest.mark.parametrize(
+    "layout",
+    [
+        {},
+        {"rowsperstrip": 4},
+        {"rowsperstrip": 5, "compression": "lzw"},
+        {"tile": (16, 16), "compression": "zlib"},
+    ],  # fmt: skip
+    ids=["one-strip", "strips", "lzw-strips", "deflate-tiles"],
+)
+def test_planar_tiffs_are_read_by_rows_at_full_depth(tmp_path, bands, dtype, layout):
+    values = _values(37, 45, bands, dtype)
+    src = _save_planar(tmp_path / "planar.tif", values, bands, **layout)
+    stored = read_samples(src)
+    rows = stored.samples
+    assert isinstance(rows, tiff_codec.TiffRows) and rows.planar
+    assert (stored.bands, stored.depth, rows.shape) == (
+        bands,
+        {np.uint8: "8", np.uint16: "16", np.float32: "float"}[dtype],
+        values.shape,
+    )
+    for window in (slice(0, 37), slice(3, 4), slice(4, 23), slice(30, 99)):
+        np.testing.assert_array_equal(rows[window], values[window])
+    rows.close()
+    if dtype != np.float32:  # planar to contiguous: the same samples written back
+        plain = FilterOptions(alpha="plain")  # (premultiplied, colour under alpha 0 is 0)
+        identity = [builtin_kernel("identity")]
+        filter_file(src, tmp_path / "out.tif", identity, plain, strip_rows=5)
+        np.testing.assert_array_equal(tifffile.imread(tmp_path / "out.tif"), values)
+
+
+@pytest.mark.parametrize(("bands", "dtype"), [("RGB", np.uint16), ("RGB", np.float32),
+                                              ("LA", np.uint16), ("L", np.uint8)])  # fmt: skip
+@pytest.mark.parametrize("orientation", [3, 6, 8])
+def test_a_tiff_with_an_orientation_tag_is_read_upright_at_full_depth(
+    tmp_path, bands, dtype, orientation
+):
+    from convcli.image_io import _UPRIGHT
+
+    values = _values(9, 14, bands, dtype)
+    src = _save(tmp_path / "o.tif", values, bands, rowsperstrip=4,
+                extratags=[(274, "H", 1, orientation, True)])  # fmt: skip
+    stored = read_samples(src)
+    upright = _UPRIGHT[orientation](values)
+    assert stored.samples.dtype == dtype and stored.bands == bands
+    np.testing.assert_array_equal(stored.samples, upright)
+    assert (stored.height, stored.width) == upright.shape[:2]
+    filter_file(src, tmp_path / "out.tif", [builtin_kernel("identity")])
+    with tifffile.TiffFile(tmp_path / "out.tif") as tif:
+        page = tif.pages.first
+        assert page.tags.valueof(274, 1) in (1, None)  # written upright
+        back = page.asarray()
+    np.testing.assert_array_equal(back.reshape(upright.shape), upright)
+
+
+def test_a_tiff_pillow_cannot_open_keeps_its_icc_dpi_and_tags(tmp_path):
+    values = _values(6, 7, "RGB", np.float32)  # float RGB: Pillow has no mode for it
+    with pytest.raises(PILImage.UnidentifiedImageError):
+        PILImage.open(_save(tmp_path / "probe.tif", values, "RGB"))
+    icc = b"\x00\x01" * 100
+    src = _save(tmp_path / "f.tif", values, "RGB", resolution=(300, 300), resolutionunit=2,
+                iccprofile=icc, description="a float picture", metadata=None,
+                extratags=[(315, "s", 0, "Someone", True)])  # fmt: skip
+    stored = read_samples(src)
+    assert stored.meta.icc_profile == icc and stored.meta.dpi == (300.0, 300.0)
+    tags = PILImage.Exif()
+    tags.load(stored.meta.exif)
+    assert tags[270] == "a float picture" and tags[315] == "Someone"
+    stored.samples.close()
+    cm = _save(tmp_path / "cm.tif", values, "RGB", resolution=(100, 100), resolutionunit=3)
+    stored = read_samples(cm)
+    assert stored.meta.dpi == pytest.approx((254.0, 254.0))
+    stored.samples.close()
+
+
+def test_tifffiles_shape_description_is_not_carried_to_the_output(tmp_path):
+    values = _values(8, 5, "RGB", np.uint16)
+    src = _save(tmp_path / "s.tif", values, "RGB")  # tifffile writes {"shape": [8, 5, 3]}
+    with tifffile.TiffFile(src) as tif:
+        assert tif.pages.first.description.startswith('{"shape":')
+    filter_file(src, tmp_path / "out.tif", [builtin_kernel("identity")])
+    with tifffile.TiffFile(tmp_path / "out.tif") as tif:
+        assert not tif.pages.first.description.startswith('{"shape":')
+
+
+def test_unspecified_extra_samples_are_dropped(tmp_path):
+    values = _values(10, 6, "RGBA", np.uint16)
+    tifffile.imwrite(tmp_path / "x.tif", values, photometric="rgb", extrasamples=["unspecified"])
+    stored = read_samples(tmp_path / "x.tif")
+    assert (stored.bands, stored.depth) == ("RGB", "16")
+    np.testing.assert_array_equal(stored.samples[0:10], values[..., :3])
+    stored.samples.close()
