@@ -307,6 +307,33 @@ def test_16bit_colour_png_every_filter_type(tmp_path, colour, channels, bands):
     np.testing.assert_array_equal(read_image(tmp_path / "again.png").pixels, im.pixels)
 
 
+@pytest.mark.parametrize(("colour", "channels"), [(2, 3), (6, 4), (4, 2)])
+@pytest.mark.parametrize("orientation", [3, 6, 7])
+@pytest.mark.parametrize("interlace", [False, True])
+def test_16bit_colour_png_exif_is_applied_and_kept(tmp_path, colour, channels, orientation,
+                                                  interlace):  # fmt: skip
+    from convcli.image_io import _UPRIGHT, read_samples
+
+    values = RNG.integers(0, 65536, (5, 8, channels)).astype(np.uint16)
+    exif = PILImage.Exif()
+    exif[0x0112] = orientation
+    exif[0x013B] = "Someone"  # Artist
+    chunks = _chunk(b"eXIf", exif.tobytes())
+    path = tmp_path / "e16.png"
+    path.write_bytes(_png16(values, colour, [0, 1, 2], interlace=interlace, chunks=chunks))
+    stored = read_samples(path)
+    upright = _UPRIGHT[orientation](values)
+    assert stored.depth == "16" and stored.samples.shape == upright.shape
+    np.testing.assert_array_equal(stored.samples, upright)
+    kept = PILImage.Exif()
+    kept.load(stored.meta.exif)
+    assert kept[0x0112] == 1 and kept[0x013B] == "Someone"
+    write_image(read_image(path), tmp_path / "out.png")
+    with PILImage.open(tmp_path / "out.png") as out:
+        assert out.size == (upright.shape[1], upright.shape[0])
+        assert out.getexif()[0x013B] == "Someone"
+
+
 @needs_native
 def test_16bit_colour_png_bad_filter_is_a_read_error(tmp_path):
     data = bytearray(_png16(np.zeros((2, 2, 3), np.uint16), 2, [0]))
@@ -326,7 +353,9 @@ def test_16bit_colour_png_bad_filter_is_a_read_error(tmp_path):
 
 
 @pytest.mark.parametrize(
-    ("width", "height"), [(13, 11), (1, 1), (3, 2), (8, 8)], ids=["13x11", "1x1", "3x2", "8x8"]
+    ("width", "height"),
+    [(13, 11), (1, 1), (3, 2), (8, 8), (80, 64)],
+    ids=["13x11", "1x1", "3x2", "8x8", "80x64"],  # (80x64: libpng's interlace warning, dropped)
 )
 @pytest.mark.parametrize(
     ("colour", "channels", "bands"), [(2, 3, "RGB"), (6, 4, "RGBA"), (4, 2, "LA")]
