@@ -54,8 +54,9 @@ default, colour is premultiplied by alpha before filtering
 (``alpha="premultiply"``), so the colour of transparent pixels, which is
 meaningless (often the rest of the picture), does not leak into the results;
 ``alpha="plain"`` filters alpha as a plain channel.  As written, colour is
-un-premultiplied and mapped, alpha clipped to [0, 1].  What a viewer sees
-depends on the background, so a pixel's visible value is its colour
+un-premultiplied and mapped, alpha clipped to [0, 1] (an alpha that rounds to
+0 in the output depth is transparent: colour and alpha 0).  What a viewer
+sees depends on the background, so a pixel's visible value is its colour
 composited over black and over white (``c a`` and ``c a + 1 - a``): two pixels
 look alike on every background exactly when both composites agree, and the
 larger difference of the two is the largest on any grey background.  Pixels
@@ -273,13 +274,14 @@ def _hwc(values: NDArray[np.floating]) -> NDArray[np.floating]:
 
 
 def straight(
-    values: NDArray[np.floating], alpha: str
+    values: NDArray[np.floating], alpha: str, depth: str = "float"
 ) -> tuple[NDArray[np.floating], NDArray[np.floating]]:
     """A filtered result with alpha as (straight colour, alpha clipped to [0, 1]), as
-    ``convcli apply`` writes it (:func:`convcli.process.split_alpha`)."""
+    ``convcli apply`` writes it in ``depth`` (:func:`convcli.process.split_alpha`: an alpha
+    that rounds to 0 there is transparent)."""
     from .process import split_alpha
 
-    return split_alpha(_hwc(values), alpha)
+    return split_alpha(_hwc(values), alpha, depth)
 
 
 def as_written(
@@ -304,7 +306,7 @@ def as_written(
     if alpha is None:
         colour, a = arr, None
     else:
-        colour, a = straight(arr, alpha)
+        colour, a = straight(arr, alpha, depth)
     if depth != "float":
         colour = apply_range(colour, policy, depth, stretch=stretch)[0]
     out = np.asarray(colour, np.float64) if a is None else np.concatenate(
@@ -350,12 +352,15 @@ def difference_map(
 _BLOCK_ROWS = 16
 
 
-def _colour_bounds(values: NDArray[np.floating], alpha: str | None) -> tuple[float, float]:
-    """(min, max) of a raw result's colour as ``convcli apply`` maps it (straight colour)."""
+def _colour_bounds(
+    values: NDArray[np.floating], alpha: str | None, depth: str = "float"
+) -> tuple[float, float]:
+    """(min, max) of a raw result's colour as ``convcli apply`` maps it to ``depth``
+    (straight colour)."""
     lo, hi = math.inf, -math.inf
     for y in range(0, values.shape[0], _BLOCK_ROWS):
         block = values[y : y + _BLOCK_ROWS]
-        colour = block if alpha is None else straight(block, alpha)[0]
+        colour = block if alpha is None else straight(block, alpha, depth)[0]
         lo, hi = min(lo, float(colour.min())), max(hi, float(colour.max()))
     return lo, hi
 
@@ -468,7 +473,7 @@ def diff_stats(
     a, b = _hwc(a), _hwc(b)
     stretch = (None, None)
     if policy == "rescale" and depth != "float":
-        stretch = (_colour_bounds(a, alpha), _colour_bounds(sign * b, alpha))
+        stretch = (_colour_bounds(a, alpha, depth), _colour_bounds(sign * b, alpha, depth))
     acc = _DiffAccumulator(depth, policy, alpha, tolerance, sign, stretch)
     for y in range(0, a.shape[0], _BLOCK_ROWS):
         acc.add(a[y : y + _BLOCK_ROWS], b[y : y + _BLOCK_ROWS])
@@ -594,7 +599,7 @@ def written_samples(
     from .process import apply_range
 
     arr = _hwc(values)
-    colour, a = (arr, None) if alpha is None else straight(arr, alpha)
+    colour, a = (arr, None) if alpha is None else straight(arr, alpha, depth)
     if depth != "float" and policy != "clip":
         colour = apply_range(colour, policy, depth, stretch=stretch)[0]
     out = colour if a is None else np.concatenate([colour, a.astype(colour.dtype)], axis=2)
@@ -817,7 +822,7 @@ def compare_samples(
     if policy == "rescale" and (depth != "float" or needs_bounds):
 
         def bounds(w):
-            return [_colour_bounds(r, alpha_mode) for r in results(w)[:3]]
+            return [_colour_bounds(r, alpha_mode, depth) for r in results(w)[:3]]
 
         found = [(math.inf, -math.inf)] * 3
         for strip in run(bounds):

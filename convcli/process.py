@@ -5,8 +5,10 @@ This is what ``convcli apply`` runs between reading and writing an image:
 1. alpha: with ``alpha="premultiply"`` (default) the colour channels are
    multiplied by alpha before filtering and divided by the filtered alpha
    after, so transparent pixels (whose colour is meaningless) do not bleed
-   dark fringes into their neighbours; ``alpha="plain"`` filters alpha like
-   any other channel;
+   dark fringes into their neighbours; a filtered alpha that rounds to 0 in
+   the output depth makes the pixel transparent (colour and alpha 0, see
+   :data:`ALPHA_STEPS`); ``alpha="plain"`` filters alpha like any other
+   channel;
 2. every kernel is applied in turn (``convolve`` or ``correlate``), each
    through the chosen backend;
 3. the result is mapped into the output range by a policy (``clip``, ``abs``,
@@ -41,6 +43,15 @@ DEPTHS: tuple[str, ...] = ("8", "16", "float")
 
 #: Samples whose rounded value falls outside [0, max]: below -half a step or above 1 + half.
 _HALF_STEP = {"8": 0.5 / 255, "16": 0.5 / 65535, "float": 0.0}
+
+#: With premultiplied alpha, a pixel whose filtered alpha rounds to 0 in the output depth
+#: (``alpha * steps <= 0.5`` in double, as :func:`convcli.image_io.to_depth` rounds: at most
+#: half a step) is transparent: colour and alpha become 0 (:func:`split_alpha`).  Dividing
+#: by such an alpha would turn float noise into colour: the FFT's ~1e-9 where the alpha is 0,
+#: or direct's where a sharpen's weights cancel.  Float output takes the 16-bit step (alpha
+#: at most 0.5 / 65535 = 7.6e-6), the finest any integer format stores alpha with, and far
+#: above float32 noise (about 1e-7 times a kernel's sum of |weights|).
+ALPHA_STEPS = {"8": 255.0, "16": 65535.0, "float": 65535.0}
 
 
 @dataclass(frozen=True)
@@ -349,15 +360,19 @@ def nonfinite_samples(values: NDArray[np.floating], policy: str) -> NDArray[np.f
 
 
 def split_alpha(
-    values: NDArray[np.floating], alpha_mode: str
+    values: NDArray[np.floating], alpha_mode: str, depth: str = "float"
 ) -> tuple[NDArray[np.floating], NDArray[np.floating]]:
     """A filtered ``(H, W, C)`` result whose last channel is alpha, as (straight colour,
-    alpha clipped to [0, 1]): premultiplied colour is divided by the alpha (0 where the
-    alpha is 0); ``plain`` colour is taken as it is."""
+    alpha clipped to [0, 1]): premultiplied colour is divided by the alpha, and where the
+    alpha rounds to 0 in the output ``depth`` (:data:`ALPHA_STEPS`) the pixel is
+    transparent (colour and alpha exactly 0); ``plain`` colour and alpha are taken as they
+    are (alpha clipped)."""
     colour, alpha = values[..., :-1], np.clip(values[..., -1:], 0.0, 1.0)
     if alpha_mode == "premultiply":
-        safe = np.where(alpha > 0, alpha, 1)
-        colour = np.where(alpha > 0, colour / safe, 0).astype(values.dtype, copy=False)
+        seen = alpha.astype(np.float64) * ALPHA_STEPS[depth] > 0.5
+        safe = np.where(seen, alpha, 1)
+        colour = np.where(seen, colour / safe, 0).astype(values.dtype, copy=False)
+        alpha[~seen] = 0  # (a new array: np.clip copied it)
     return colour, alpha
 
 
@@ -423,7 +438,7 @@ def filter_image(
     report = FilterReport(range_policy=policy, depth=depth, steps=steps)
 
     if has_alpha:
-        colour, alpha = split_alpha(pixels, alpha_mode)
+        colour, alpha = split_alpha(pixels, alpha_mode, depth)
     else:
         colour, alpha = pixels, None
     add_bias(colour, options.bias)

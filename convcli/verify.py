@@ -11,7 +11,12 @@ through the same strip engine, and compared twice:
   error, the bound ``convcli compare`` uses and prints);
 * in output levels: the results as written (range policy and rounding to the output depth),
   max and mean difference; a float difference within the bound can still move a value across
-  a rounding tie, so 1 level is allowed (none is counted for float outputs).
+  a rounding tie, so 1 level is allowed (none is counted for float outputs).  With alpha, as
+  a viewer sees them, by the rule of :mod:`convcli.compare` (:func:`written_levels`): the
+  written alpha, and the written colour composited over black and over white through the
+  alpha both results have.  A colour under an alpha written as 0 never counts, and one under
+  a small alpha counts as little as it shows: dividing by an alpha of a few 16-bit steps turns
+  float noise into many levels of straight colour that no viewer can see.
 
 :attr:`Verification.ok` is false when either is exceeded: a backend is broken.
 """
@@ -26,7 +31,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from .compare import rounding_bound
+from .compare import rounding_bound, visible
 from .image_io import Samples, read_samples
 from .kernels import Kernel
 from .process import FilterOptions
@@ -34,6 +39,8 @@ from .process import FilterOptions
 #: Output levels two correct backends may differ by (a rounding tie moved by float error).
 LEVEL_TOLERANCE = 1.0
 _TOP = {"8": 255.0, "16": 65535.0}
+#: Rows per band of the level comparison: its float64 temporaries stay small.
+_BAND_ROWS = 256
 
 
 @dataclass(frozen=True)
@@ -46,7 +53,9 @@ class Verification:
     mean_abs: float
     tolerance: float  #: the rounding bound for ``max_abs``
     depth: str  #: the output's
-    max_levels: float | None  #: results as written, in output levels (None for float output)
+    #: results as written, in output levels (None for float output); with alpha, the
+    #: composites over black and over white and the alpha (:func:`written_levels`)
+    max_levels: float | None
     mean_levels: float | None
 
     @property
@@ -115,14 +124,54 @@ def verify_samples(
     depth = program.depth
     max_levels = mean_levels = None
     if depth != "float":
-        a, b = run(options), run(replace(options, backend=other))
-        levels = np.abs(a - b)
-        max_levels, mean_levels = float(levels.max()), float(levels.mean())
+        a = filter_samples(samples, kernels, options, bands=stored.bands, edge=edge)
+        b = filter_samples(
+            samples, kernels, replace(options, backend=other), bands=stored.bands, edge=edge
+        )
+        max_levels, mean_levels = written_levels(a, b, depth, program.bands in ("LA", "RGBA"))
     peak = 1.0 if stored.depth != "float" else float(np.nanmax(np.abs(samples), initial=1.0))
     tolerance = _tolerance(program.kernels, used, other, options.dtype, peak, program.kind)
     return Verification(
         ",".join(used), other, max_abs, mean_abs, tolerance, depth, max_levels, mean_levels
     )
+
+
+def written_levels(
+    a: NDArray[Any], b: NDArray[Any], depth: str, alpha: bool
+) -> tuple[float, float]:
+    """Max and mean difference in output levels of two ``(H, W, C)`` results as written
+    (uint8 or uint16 samples of ``depth``).
+
+    With ``alpha`` (the last channel), what a viewer sees, by the rule of
+    :mod:`convcli.compare`: the alpha, and each result's colour composited over black and
+    over white (:func:`~convcli.compare.visible`, rounded to the depth's levels) through the
+    alpha both results have (the smaller), so that a colour difference counts as far as it
+    shows and not at all under an alpha written as 0 (pixels transparent in both never
+    count; the mean is over these values).  The alpha's own share of the
+    composites' difference (at most the alpha difference) is counted once, in the alpha: so
+    one rounding tie, in colour or in alpha, moves the measure by at most one level, as
+    without alpha (composites through each result's own alpha can differ by two levels where
+    a colour and its alpha both sit on a tie: a 2x2 box makes alpha ties of half a level).
+    """
+    top = _TOP[depth]
+    largest = total = 0.0
+    count = 0
+    for y in range(0, a.shape[0], _BAND_ROWS):
+        ba = np.asarray(a[y : y + _BAND_ROWS], np.float64)
+        bb = np.asarray(b[y : y + _BAND_ROWS], np.float64)
+        diff = np.abs(ba - bb)  # (whole levels)
+        if alpha:
+            va, vb = ba / top, bb / top
+            shared = np.minimum(va[..., -1:], vb[..., -1:])
+            seen_a = visible(np.concatenate([va[..., :-1], shared], axis=2), "plain")
+            seen_b = visible(np.concatenate([vb[..., :-1], shared], axis=2), "plain")
+            seen = np.abs(np.rint(seen_a * top) - np.rint(seen_b * top))  # (straight colour)
+            diff = np.concatenate([seen, diff[..., -1:]], axis=2)
+        if diff.size:
+            largest = max(largest, float(diff.max()))
+            total += float(diff.sum())
+            count += diff.size
+    return largest, total / count if count else 0.0
 
 
 def _tolerance(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import time
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -13,11 +14,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from convcli import _native
+from convcli import FilterOptions, _native, load_kernel
 from convcli.backends import direct, fft
 from convcli.errors import FilterError, UsageError
 from convcli.filtering import convolve, correlate, filter_array, plan_filter
+from convcli.image_io import Image, Samples
 from convcli.kernels import Kernel, builtin_kernel
+from convcli.pipeline.engine import filter_samples
+from convcli.process import filter_image
+from convcli.verify import LEVEL_TOLERANCE, written_levels
 
 MODES = ["reflect", "constant", "nearest", "mirror", "wrap"]
 BACKENDS = ["direct", "fft"]
@@ -609,3 +614,104 @@ def test_direct_band_computes_exactly_those_rows():
             np.testing.assert_array_equal(part[band[0] : band[1]], whole[band[0] : band[1]])
     with pytest.raises(ValueError, match="not within"):
         direct.correlate(image, kernel, "mirror", 0.0, band=(5, 24))
+
+
+# -- alpha: transparent where the filtered alpha rounds to 0 ----------------------------------
+
+
+@st.composite
+def cutouts(draw):
+    """Stored samples with alpha, as a cut-out photo has them: random colour everywhere (also
+    under alpha 0), a fully transparent rectangle, a ring of small alphas (1 to 4 steps)
+    around it, and the rest opaque or random."""
+    depth = draw(st.sampled_from(("8", "16")))
+    bands = draw(st.sampled_from(("LA", "RGBA")))
+    h, w = draw(st.integers(2, 20)), draw(st.integers(2, 20))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    top = 255 if depth == "8" else 65535
+    samples = rng.integers(0, top + 1, (h, w, len(bands)))
+    y0, y1 = sorted(draw(st.tuples(st.integers(0, h), st.integers(0, h))))
+    x0, x1 = sorted(draw(st.tuples(st.integers(0, w), st.integers(0, w))))
+    ring = draw(st.integers(1, 2))
+    alpha = samples[..., -1]
+    if draw(st.booleans()):
+        alpha[:] = top
+    edge = (slice(max(0, y0 - ring), y1 + ring), slice(max(0, x0 - ring), x1 + ring))
+    alpha[edge] = rng.integers(1, 5, (h, w))[edge]
+    alpha[y0:y1, x0:x1] = 0
+    dtype = np.uint8 if depth == "8" else np.uint16
+    return Samples(samples.astype(dtype), bands, depth)
+
+
+def _over_black(written: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    """Written colour composited over black through ``alpha`` (written samples), in levels
+    times the depth's top level (exact integers; over white the differences are the same)."""
+    return written[..., :-1] * alpha[..., np.newaxis]
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    stored=cutouts(),
+    spec=st.sampled_from(("gaussian:sigma=1.5", "box:size=2", "sharpen")),
+    mode=st.sampled_from(MODES),
+    dtype=st.sampled_from(("float32", "float64")),
+)
+def test_direct_and_fft_agree_as_written_with_transparent_regions(stored, spec, mode, dtype):
+    top = 255 if stored.depth == "8" else 65535
+    options = FilterOptions(mode=mode, cval=0.5, dtype=dtype)
+    a, b = (
+        filter_samples(stored.samples, [load_kernel(spec)], replace(options, backend=backend),
+                       bands=stored.bands).astype(np.int64)
+        for backend in ("direct", "fft")
+    )  # fmt: skip
+    # transparent where written as 0: colour 0 too, on both backends (the FFT's float noise
+    # under alpha 0 used to be divided into colours of 0..255)
+    for out in (a, b):
+        assert (out[out[..., -1] == 0] == 0).all()
+    # alpha within one level, and the colour as far as it shows through the alpha both
+    # have, composited: c a over black, c a + 1 - a over white (the same difference)
+    assert np.abs(a[..., -1] - b[..., -1]).max() <= 1
+    shared = np.minimum(a[..., -1], b[..., -1])
+    seen = np.abs(_over_black(a, shared) - _over_black(b, shared))
+    assert seen.max() <= top  # one level
+    # through each one's own alpha: one level more where colour and alpha both sit on a
+    # rounding tie (a 2x2 box makes alpha ties)
+    own = np.abs(_over_black(a, a[..., -1]) - _over_black(b, b[..., -1]))
+    assert own.max() <= 2 * top
+    assert written_levels(a, b, stored.depth, alpha=True)[0] <= LEVEL_TOLERANCE  # --verify
+    if stored.depth == "8":  # every sample where both are visible (in 16-bit the straight
+        # colour under an alpha of a few steps is float noise divided by 1e-5: unseen)
+        both = (a[..., -1] > 0) & (b[..., -1] > 0)
+        assert np.abs(a[both] - b[both]).max(initial=0) <= 1
+
+
+def _golden_sharpen_row() -> np.ndarray:
+    """A 1x3 float RGBA row (constant border, cval 0) whose middle pixel gets a tiny alpha
+    from sharpen, exactly: 5 * 1/4 - 1 - (1/4 - 2**-20) = 2**-20 (every partial sum is a
+    float32, so the direct backend computes it exactly, in any order)."""
+    row = np.zeros((1, 3, 4), np.float32)
+    row[0, 0] = [0, 0, 0, 1.0]  # opaque black
+    row[0, 1] = [1, 0, 0, 0.25]  # red, a quarter opaque
+    row[0, 2] = [0, 0, 0, 0.25 - 2**-20]
+    return row
+
+
+@pytest.mark.parametrize("depth", ["8", "16", "float"])
+def test_golden_sharpen_gives_a_tiny_alpha_and_the_pixel_is_transparent(depth):
+    row = _golden_sharpen_row()
+    k = builtin_kernel("sharpen")  # [[0,-1,0],[-1,5,-1],[0,-1,0]]
+    # the premise, by hand: premultiplied red 5 * 1/4 * 1 = 1.25 over alpha 2**-20 is a
+    # straight red of 1310720 (it was written as 255 or 65535 under an alpha rounding to 0,
+    # and as 1.3e6 in float output)
+    pre = row.copy()
+    pre[..., :3] *= pre[..., 3:]
+    raw = correlate(pre, k, mode="constant", backend="direct")
+    assert raw[0, 1, 3] == np.float32(2**-20) and raw[0, 1, 0] == np.float32(1.25)
+    options = FilterOptions(backend="direct", mode="constant", depth=depth)
+    whole, _ = filter_image(Image(row, "RGBA", "float"), [k], options)
+    strips = filter_samples(row, [k], options)
+    assert whole.pixels[0, 1].tolist() == [0, 0, 0, 0]
+    assert strips[0, 1].tolist() == [0, 0, 0, 0]
+    # its opaque neighbour keeps its sharpened colour (-0.25, clipped unless float) and alpha
+    assert strips[0, 0, 3] == {"8": 255, "16": 65535, "float": 1.0}[depth]
+    assert strips[0, 0, 0] == (np.float32(-0.25) if depth == "float" else 0)

@@ -14,12 +14,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image as PILImage
 
-from convcli import native  # noqa: E402
+from convcli import load_kernel, native  # noqa: E402
 from convcli.backends import direct as direct_backend
 from convcli.backends.fft import next_fast_len
 from convcli.cli import main
 from convcli.errors import ImageReadError, ImageWriteError
 from convcli.image_io import (
+    SAMPLE_TYPES,
     Image,
     ImageMeta,
     Samples,
@@ -211,6 +212,84 @@ def test_fft_strips_stay_within_one_level_of_direct(depth):
     a = direct.collect().samples.astype(np.int64)
     b = fft.collect().samples.astype(np.int64)
     assert np.abs(a - b).max() <= 1
+
+
+def _cutout(height: int, width: int, bands: str, depth: str, seed: int = 0) -> Samples:
+    """Samples with alpha as a cut-out has them: a fully transparent rectangle (random colour
+    under it), a ring of small alphas around it, and in float a pixel to which sharpen gives
+    an alpha of 2**-20 (5 * 1/4 - 1/4 - 1, exactly), which used to be divided into colour."""
+    rng = np.random.default_rng(seed)
+    shape = (height, width, len(bands))
+    top = {"8": 255, "16": 65535, "float": 1.0}[depth]
+    if depth == "float":
+        samples = rng.uniform(0, 1, shape).astype(np.float32)
+        small = rng.uniform(0, 20 / 65535, (height, width))
+    else:
+        samples = rng.integers(0, top + 1, shape).astype(SAMPLE_TYPES[depth])
+        small = rng.integers(1, 5, (height, width))
+    alpha = samples[..., -1]
+    ring = (slice(height // 4 - 1, 3 * height // 4 + 1), slice(width // 3 - 1, width - 2))
+    alpha[ring] = small[ring]
+    alpha[height // 4 : 3 * height // 4, width // 3 : width - 3] = 0
+    if depth == "float":  # alpha 1/4 between 1 and 1/4 - 2**-20, the rest of the cross 0
+        alpha[1:4, 0:3] = 0
+        alpha[2, 0:3] = [1.0, 0.25, 0.25 - 2**-20]
+    return Samples(samples, bands, depth)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("depth", ["8", "16", "float"])
+@pytest.mark.parametrize("bands", ["LA", "RGBA"])
+def test_alpha_images_give_the_whole_image_bits_at_strip_heights_1_2_and_primes(
+    bands, depth, dtype
+):
+    stored = _cutout(29, 17, bands, depth, seed=11)
+    chains = ([builtin_kernel("sharpen")], [builtin_kernel("gaussian", sigma=1.2)],
+              [builtin_kernel("box", size=2), builtin_kernel("sharpen")])  # fmt: skip
+    outputs = [(d, p) for d in ("8", "16") for p in ("clip", "rescale", "offset")]
+    outputs += [("float", "none"), ("float", "rescale")]
+    for kernels in chains:
+        for out_depth, policy in outputs:
+            options = FilterOptions(backend="direct", mode="constant", dtype=dtype,
+                                    depth=out_depth, range_policy=policy)  # fmt: skip
+            expected, report = _whole(stored, kernels, options)
+            if policy in ("clip", "none"):  # transparent: colour and alpha 0 (the colour
+                # is 0 before the range step: offset makes it grey, rescale maps it as any 0)
+                assert (expected[expected[..., -1] == 0] == 0).all()
+            for rows, workers in ((1, 1), (2, 2), (7, 2), (13, 1)):
+                stream = stream_samples(stored, kernels, options, strip_rows=rows,
+                                        workers=workers)  # fmt: skip
+                got = stream.collect().samples
+                message = f"{kernels[-1].name} {out_depth} {policy} {rows=}"
+                np.testing.assert_array_equal(got, expected, err_msg=message)
+                assert stream.report.value_min == report.value_min
+                assert stream.report.value_max == report.value_max
+
+
+@pytest.mark.parametrize("spec", ["gaussian:sigma=2", "box:size=4"])
+def test_rescale_with_alpha_is_not_taken_from_under_transparent_pixels(spec):
+    # a blur's straight colour is an average of colours: within [0, 1] wherever the alpha is
+    # seen.  Under alpha 0 the FFT left float noise (~1e-9) in colour and alpha, whose
+    # quotients (-3.9e6..2e6 on a cut-out photo) became rescale's bounds
+    stored = _cutout(40, 50, "RGBA", "8", seed=12)
+    kernel = [load_kernel(spec)]
+    results, bounds = {}, {}
+    for backend in ("direct", "fft"):
+        options = FilterOptions(backend=backend, range_policy="rescale")
+        stream = stream_samples(stored, kernel, options)
+        results[backend] = stream.collect().samples.astype(np.int64)
+        bounds[backend] = (stream.report.value_min, stream.report.value_max)
+        assert -1e-4 <= bounds[backend][0] and bounds[backend][1] <= 1 + 1e-4
+        floats = stream_samples(stored, kernel, FilterOptions(backend=backend, depth="float"))
+        colour = floats.collect().samples[..., :3]
+        assert np.abs(colour).max() <= 1 + 1e-4
+    # (the straight colour under an alpha of half a step is float noise times up to 510)
+    np.testing.assert_allclose(bounds["fft"], bounds["direct"], atol=1e-4)
+    a, b = results["direct"], results["fft"]
+    assert np.abs(a[..., 3] - b[..., 3]).max() <= 1
+    both = (a[..., 3] > 0) & (b[..., 3] > 0)
+    assert np.abs(a[both] - b[both]).max() <= 1
+    assert a[both][:, :3].max() == 255  # the largest colour seen is stretched to white
 
 
 def test_nan_and_inf_are_refused_by_default_or_replaced_by_zero():

@@ -473,7 +473,7 @@ class Stream:
                 add_offset(values, k, self.stored.depth, self.stored.has_alpha, p.alpha)
                 seconds.append(time.perf_counter() - t0)
             if p.alpha != "passthrough" and self.stored.has_alpha:
-                colour, alpha = split_alpha(values, p.alpha)
+                colour, alpha = split_alpha(values, p.alpha, p.depth)
             else:
                 colour, alpha = values, None
             if p.abs_first:  # edge |response| stretched by rescale, as the default shows it
