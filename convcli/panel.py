@@ -558,7 +558,7 @@ def views_of(
     if policy == "rescale":
         for name, values in (("conv", conv), ("corr", corr), ("flip", flip)):
             if bounds.get(name) is None:
-                bounds[name] = _colour_bounds(values, result.alpha)
+                bounds[name] = _colour_bounds(values, result.alpha, "8")  # (an 8-bit panel)
     from .compare import Strip
 
     views(Strip(0, src, conv, corr, flip, diff, bounds))
@@ -845,7 +845,7 @@ def result_images(
                 pixels = np.ascontiguousarray(arr[:, :, c : c + 1])
                 out[key] = replace(like, pixels=pixels, bands="L", depth="float")
             continue
-        colour, a = (arr, None) if result.alpha is None else straight(arr, result.alpha)
+        colour, a = (arr, None) if result.alpha is None else straight(arr, result.alpha, like.depth)
         if like.depth != "float":  # unrounded: the writer rounds to the depth
             colour = apply_range(colour, display_policy, like.depth)[0]
         mapped = colour if a is None else np.concatenate([colour, a], axis=2)
