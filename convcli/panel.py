@@ -976,11 +976,13 @@ class _TiffThread:
         self.queue: queue.Queue = queue.Queue(maxsize=4)
         self.error: BaseException | None = None
         self.stopped = False
+        self.ended = False  #: the end marker was taken from the queue (by this thread only)
 
         def strips():
             while True:
                 item = self.queue.get()
                 if item is self._END:
+                    self.ended = True
                     return
                 yield item
 
@@ -994,9 +996,11 @@ class _TiffThread:
                 )  # fmt: skip
             except BaseException as exc:  # handed to the producer
                 self.error = exc
-                while True:  # keep draining, so that the producer never blocks
+                # keep draining until the end marker, so that the producer never blocks; when
+                # the failure came from it (abandoned: too few strips), it is taken already
+                while not self.ended:
                     if self.queue.get() is self._END:
-                        return
+                        self.ended = True
 
         self.thread = threading.Thread(target=run, name="convcli-tiff", daemon=True)
         self.thread.start()
@@ -1014,9 +1018,18 @@ class _TiffThread:
             raise self.error
 
     def abandon(self) -> None:
+        """Stop the writer (its output is thrown away): the end marker is handed over
+        while the thread still reads, and the thread waited for."""
+        import queue
+
         if not self.stopped:
             self.stopped = True
-            self.queue.put(self._END)
+            while self.thread.is_alive():
+                try:
+                    self.queue.put(self._END, timeout=0.05)
+                    break
+                except queue.Full:
+                    continue
             self.thread.join()
 
 

@@ -827,3 +827,34 @@ def test_saved_results_are_all_or_nothing(tmp_path):
     line = result.stderr.strip()
     assert line.startswith("Error: ") and "\n" not in line and "in-correlate.png" in line
     assert sorted(p.name for p in out.iterdir()) == ["in-correlate.png"]  # nothing else left
+
+
+@pytest.mark.parametrize("raw", [True, False])
+def test_save_results_stops_cleanly_when_the_input_fails_midway(tmp_path, raw):
+    # a float TIFF whose strip 30 (rows 960-991) is damaged: the saved float results are
+    # TIFFs written on a thread of their own, which used to wait forever for an end marker
+    # it had already taken (the command hung; Ctrl-C then left .part files behind)
+    import subprocess
+    import sys
+
+    import tifffile
+
+    rng = np.random.default_rng(3)
+    values = rng.uniform(0, 1, (1500, 40)).astype(np.float32)
+    src = tmp_path / "mid.tif"
+    tifffile.imwrite(src, values, rowsperstrip=32, compression="zlib")
+    with tifffile.TiffFile(src) as tif:
+        start = tif.pages.first.dataoffsets[30]
+    data = bytearray(src.read_bytes())
+    data[start : start + 8] = b"\xff" * 8
+    src.write_bytes(bytes(data))
+    out = tmp_path / "res"
+    args = ["compare", str(src), "-k", "emboss", "--save-results", str(out)]
+    args += ["--raw-results"] if raw else []
+    done = subprocess.run(
+        [sys.executable, "-m", "convcli", *args], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 1
+    assert done.stderr.strip().startswith("Error: ") and "rows 960-991" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+    assert not out.exists() or list(out.iterdir()) == []
