@@ -156,10 +156,20 @@ def open_atomically(path: str | os.PathLike[str], *, exclusive: bool = False) ->
     tmp: str | None = None
     try:
         tmp = _create_temporary(folder)
-        with open(tmp, "wb") as fh:  # by name: writers such as tifffile want fh.name a path
+        fh = open(tmp, "wb")  # by name: writers such as tifffile want fh.name a path
+        try:
             yield fh
             fh.flush()
             os.fsync(fh.fileno())
+        except BaseException:
+            # closing flushes what is buffered, which fails again on a full disk: that
+            # second error must not replace the first (which names the file)
+            try:
+                fh.close()
+            except OSError:
+                pass
+            raise
+        fh.close()
         try:
             mode = os.stat(target).st_mode & 0o7777
         except FileNotFoundError:

@@ -943,8 +943,10 @@ class ResultFiles:
                         writer.close()
                     except OSError as error:
                         raise _cannot_write(path, error) from None
-            except BaseException:
-                return self.stack.__exit__(*sys.exc_info())
+            except BaseException:  # every file removed; then the error, which names the file
+                if not self.stack.__exit__(*sys.exc_info()):
+                    raise
+                return None
             try:  # the files renamed into place
                 return self.stack.__exit__(None, None, None)
             except OSError as error:

@@ -395,3 +395,65 @@ def test_the_seed_corpus_holds_only_its_listed_reproducers():
     present = {p.name for p in HOSTILE.iterdir()}
     assert present - listed == {"CASES.txt", "make_corpus.py"}
     assert listed <= present
+
+
+class _FullDiskOnClose:
+    """A file whose last flush, at close, fails as on a full disk (ENOSPC)."""
+
+    def __init__(self, path, mode):
+        self._fh = open(path, mode)  # noqa: SIM115 - closed in close()
+        self.name = self._fh.name
+
+    def __getattr__(self, name):
+        return getattr(self._fh, name)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def close(self):
+        self._fh.close()
+        raise OSError(28, "No space left on device")
+
+
+def test_a_failing_close_does_not_hide_the_error_that_names_the_file(tmp_path, monkeypatch):
+    monkeypatch.setattr(atomic, "open", _FullDiskOnClose, raising=False)
+    target = tmp_path / "out.png"
+    target.write_bytes(b"old")
+    with pytest.raises(ValueError, match="out.png: cannot write"):
+        with atomic.open_atomically(target) as fh:
+            fh.write(b"new")
+            raise ValueError("out.png: cannot write (No space left on device)")
+    assert target.read_bytes() == b"old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.png"]
+    with pytest.raises(OSError, match="No space left"):  # and a close that fails on its own
+        with atomic.open_atomically(target) as fh:
+            fh.write(b"new")
+    assert target.read_bytes() == b"old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.png"]
+
+
+def test_compare_save_results_reports_a_write_that_fails_at_the_end(tmp_path, monkeypatch):
+    # the PNG writers' last flush failing (a full disk) was swallowed: exit 0, nothing written
+    from click.testing import CliRunner
+
+    from convcli import png_codec
+    from convcli.cli import main
+
+    def full(self):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(png_codec.PngWriter, "close", full)
+    src = tmp_path / "in.png"
+    PILImage.fromarray(np.random.default_rng(1).integers(0, 256, (40, 30, 3), np.uint8)).save(src)
+    out = tmp_path / "res"
+    result = CliRunner().invoke(
+        main, ["compare", str(src), "-k", "emboss", "--save-results", str(out)]
+    )
+    assert result.exit_code == 1, result.output
+    assert result.stderr.strip().splitlines() == [
+        f"Error: {out / 'in-convolve.png'}: cannot write (No space left on device)"
+    ]
+    assert list(out.iterdir()) == []
