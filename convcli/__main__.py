@@ -19,6 +19,7 @@ def run() -> None:
     before click is loaded.
     """
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    _terminate_cleanly()
     path = early_input(sys.argv)
     if path is not None:
         from .jpeg_codec import start_early
@@ -27,6 +28,23 @@ def run() -> None:
     from .cli import main
 
     main(prog_name="convcli")
+
+
+def _terminate_cleanly() -> None:
+    """SIGTERM (``kill``, a service manager, a timeout) raises
+    :class:`convcli.errors.Terminated` in the main thread, so that the command stops as on
+    Ctrl-C: temporary files removed, one ``Error: terminated`` line, exit code 143.  Left
+    alone when something already handles SIGTERM (a parent that set it to be ignored)."""
+    import signal
+
+    def terminate(signum: int, frame: object) -> None:
+        from .errors import Terminated
+
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM ends it at once
+        raise Terminated()
+
+    if signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, terminate)
 
 
 #: The commands that read one JPEG input ahead (:mod:`convcli.cli.filter_cmds`' ``read_ahead``).

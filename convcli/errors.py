@@ -89,3 +89,11 @@ class ImageWriteError(ConvcliError):
 
 class FilterError(ConvcliError):
     """A filtering request cannot be carried out (e.g. incompatible image and options)."""
+
+
+class Terminated(KeyboardInterrupt):
+    """The ``convcli`` command was sent SIGTERM: raised in its main thread (by the handler
+    :func:`convcli.__main__.run` installs) so that every clean-up Ctrl-C gets runs too (no
+    temporary file is left behind); the command then exits with 143 (128 + SIGTERM)."""
+
+    exit_code = 143

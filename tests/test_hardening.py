@@ -457,3 +457,29 @@ def test_compare_save_results_reports_a_write_that_fails_at_the_end(tmp_path, mo
         f"Error: {out / 'in-convolve.png'}: cannot write (No space left on device)"
     ]
     assert list(out.iterdir()) == []
+
+
+@pytest.mark.parametrize("ext", ["png", "tif", "jpg"])
+def test_sigterm_mid_write_leaves_nothing_and_exits_143(tmp_path, ext):
+    src = tmp_path / "in.png"
+    arr = (RNG.random((1200, 1200, 3)) * 255).astype(np.uint8)
+    PILImage.fromarray(arr).save(src, compress_level=0)
+    np.save(tmp_path / "k.npy", RNG.random((31, 31)) / 480)  # slow enough to be caught
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / f"keep.{ext}").write_bytes(b"old")
+    cmd = [sys.executable, "-m", "convcli", "apply", str(src), "-k", str(tmp_path / "k.npy"),
+           "--backend", "direct", "-o", str(out / f"keep.{ext}")]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=ENV)
+    deadline = time.monotonic() + 60
+    while not list(out.glob(".convcli-*")) and proc.poll() is None:
+        assert time.monotonic() < deadline
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    if proc.returncode == 0:
+        pytest.skip("the command finished before SIGTERM arrived")
+    assert proc.returncode == 143, err
+    assert err.decode() == "Error: terminated\n"
+    assert sorted(p.name for p in out.iterdir()) == [f"keep.{ext}"]
+    assert (out / f"keep.{ext}").read_bytes() == b"old"

@@ -40,11 +40,12 @@ def handle_errors(fn: F) -> F:
                 raise
             click.echo(f"Error: {exc}", err=True)
             sys.exit(exc.exit_code)
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (errors.Terminated)
             if debug:
                 raise
-            click.echo("Error: interrupted", err=True)
-            sys.exit(130)
+            code = getattr(exc, "exit_code", 130)
+            click.echo(f"Error: {'terminated' if code == 143 else 'interrupted'}", err=True)
+            sys.exit(code)
         except MemoryError:
             if debug:
                 raise
