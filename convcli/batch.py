@@ -278,9 +278,12 @@ def check_existing(plan: BatchPlan, *, skip_existing: bool, overwrite: bool) -> 
 
 def _worker_init(parent: int | None = None) -> None:
     """Set up a pool worker: SIGINT is left to the parent, which stops the workers in
-    order (no tracebacks), and the worker ends when the parent does (killed, out of
-    memory), instead of waiting on its queue forever."""
+    order (no tracebacks), SIGTERM ends it, and the worker ends when the parent does
+    (killed, out of memory), instead of waiting on its queue forever."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # SIGTERM (the pool's own shutdown, or the parent's death) ends a worker at once, as
+    # before the command's clean-stop handler existed; the parent removes its temporaries
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     if parent is None:
         return
     if os.getppid() == parent and _die_with_parent() and os.getppid() == parent:
