@@ -485,6 +485,12 @@ def _decode(
             im.load()
             return _from_pil(im, name, png_bit_depth=png.bit_depth if png else None)
     except UnidentifiedImageError:
+        if data[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
+            # a TIFF whose directory (often at the end of the file) cannot be read
+            raise ImageReadError(
+                f"{name}: cannot decode TIFF (its image directory cannot be read: the file "
+                f"is damaged or cut short, {len(data):,} bytes)"
+            ) from None
         kind = next((k for magic, k in _OTHER_FORMATS if data.startswith(magic)), None)
         if kind is None and data[:1] == b"\x0a" and data[1:2] in b"\x00\x02\x03\x04\x05":
             kind = "PCX" if data[2:3] == b"\x01" else None

@@ -359,3 +359,14 @@ def test_unspecified_extra_samples_are_dropped(tmp_path):
     assert (stored.bands, stored.depth) == ("RGB", "16")
     np.testing.assert_array_equal(stored.samples[0:10], values[..., :3])
     stored.samples.close()
+
+
+def test_a_tiff_cut_before_its_directory_says_so(tmp_path):
+    # Pillow and libtiff write the directory after the pixels: a cut file has none to read
+    src = tmp_path / "cut.tif"
+    PILImage.fromarray(_values(60, 50, "RGB", np.uint8)).save(src, compression="tiff_lzw")
+    data = src.read_bytes()
+    assert int.from_bytes(data[4:8], "little") > len(data) // 2  # the directory is at the end
+    src.write_bytes(data[: len(data) * 6 // 10])
+    with pytest.raises(ImageReadError, match=r"cut.tif: cannot decode TIFF \(its image directory"):
+        read_samples(src)
