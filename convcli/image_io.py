@@ -756,7 +756,10 @@ def _from_pil(im: PILImage.Image, name: str, *, png_bit_depth: int | None = None
     elif mode == "I":
         arr = np.asarray(im)
         if arr.size and (arr.min() < 0 or arr.max() > 65535):
-            meta.notes.append("32-bit integer values outside 0..65535: read as float, unscaled")
+            meta.notes.append(
+                "integer samples outside 0..65535 (signed, or wider than 16 bits): read as "
+                "float, unscaled"
+            )
             pixels, bands, depth = arr.astype(np.float32), "L", "float"
         else:
             pixels, bands, depth = arr.astype(np.uint16), "L", "16"
