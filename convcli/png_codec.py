@@ -26,10 +26,11 @@ from __future__ import annotations
 
 import struct
 import threading
+import warnings
 import zlib
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, NoReturn
 
 import numpy as np
 from numpy.typing import NDArray
@@ -250,6 +251,26 @@ def encode_png(
 
 # -- reading by rows -------------------------------------------------------------------------
 
+#: Compressed bytes read (and inflated) at a time: an IDAT chunk of any size is read in pieces
+#: of at most this size, its CRC summed as they come and compared after its last piece.
+_PIECE = 1 << 18
+_IDAT_CRC = zlib.crc32(b"IDAT")
+#: Image data past the last row that is inflated (and dropped) to reach the Adler-32.
+_SURPLUS = 1 << 28
+
+
+def _crc32() -> Any:
+    """The fastest CRC-32 at hand: ISA-L's (over ten times zlib's), else zlib's."""
+    fast = isal_zlib()
+    return fast.crc32 if fast is not None else zlib.crc32
+
+
+def _checksum_error(exc: Exception) -> bool:
+    """Whether an inflate error says the zlib stream's Adler-32 does not match its data
+    (zlib: "incorrect data check", ISA-L: "Incorrect checksum found")."""
+    text = str(exc).lower()
+    return "data check" in text or "checksum" in text
+
 
 class Unsupported(Exception):
     """A valid PNG this reader does not stream (the caller decodes it whole)."""
@@ -261,8 +282,25 @@ class PngRows:
 
     Rows are inflated (ISA-L) and unfiltered block by block; only the most recent rows
     are kept (:meth:`retain` says how many the caller may still ask for again), so a PNG
-    of any size is read in bounded memory.  A stream that ends early or fails to inflate
-    raises :class:`~convcli.errors.ImageReadError` naming the file and the row.
+    of any size is read in bounded memory.
+
+    Every checksum is enforced, as libpng does by default: each IDAT chunk's CRC as the chunk
+    is read (a chunk of at most 256 KiB before any of it is inflated, a bigger one when its
+    last piece is read); after the last row the rest of the zlib stream is inflated, so that
+    its Adler-32 is checked and its end reached, with no IDAT data after it (image data past
+    the last row, which libpng ignores with a warning, is inflated and dropped, up to 256 MiB
+    of it).  A CRC mismatch in another critical chunk (IHDR, PLTE, IEND) is an error too; one
+    in an ancillary chunk is a warning, and the chunk is ignored (its name is added to
+    :attr:`damaged`).
+
+    Damage raises :class:`~convcli.errors.ImageReadError`, one line naming the file and the
+    first row that could not be produced: the row whose filter type is invalid, the row the
+    data runs out in (``cannot decode PNG at row 290 (file cut short)``), the row the
+    compressed data stops inflating in, the first row an IDAT chunk that fails its CRC holds
+    (``at row 2958 (IDAT chunk CRC mismatch: the chunk holds rows 2958-3011)``), or ``after
+    row N, its last`` for damage past the image's rows.  The error comes from the request
+    that meets it (a request for the last rows, when only the end of the stream is wrong),
+    and from every later one.
     """
 
     sequential = True  #: rows far behind the last ones asked for are gone
@@ -281,16 +319,19 @@ class PngRows:
 
     def _scan(self) -> None:
         fh = self._fh
+        crc = self._crc = _crc32()
         if fh.read(8) != SIGNATURE:
             raise Unsupported("not a PNG")
         head = fh.read(8)
-        if len(head) < 8 or head[4:] != b"IHDR":
+        if len(head) < 8 or head != b"\x00\x00\x00\x0dIHDR":
             raise Unsupported("no IHDR")
-        ihdr = fh.read(17)[:13]
-        if len(ihdr) < 13:
+        ihdr = fh.read(17)
+        if len(ihdr) < 17:
             raise Unsupported("short IHDR")
+        if crc(ihdr[:13], crc(b"IHDR")) != int.from_bytes(ihdr[13:], "big"):
+            raise self._error(f"{self.name}: cannot decode PNG (IHDR chunk CRC mismatch)")
         width, height, bit_depth, colour, compression, filtering, interlace = struct.unpack(
-            ">IIBBBBB", ihdr
+            ">IIBBBBB", ihdr[:13]
         )
         bands = {v: k for k, v in COLOUR_TYPES.items()}.get(colour)
         if bands is None or bit_depth not in (8, 16) or interlace or compression or filtering:
@@ -305,31 +346,70 @@ class PngRows:
         self.stride = width * self.bpp
         self._idat: list[tuple[int, int]] = []  # (offset, length) of every IDAT chunk
         self.exif: bytes | None = None  #: the eXIf chunk, as Pillow gives it
+        #: Ancillary chunks ignored because their CRC does not match (libpng's default).
+        self.damaged: list[str] = []
+        self._ended = False  # an IEND chunk was found
         while True:
             header = fh.read(8)
             if len(header) < 8:
                 break
-            (length,) = struct.unpack(">I", header[:4])
+            length = int.from_bytes(header[:4], "big")
             ctype = header[4:]
             if ctype == b"tRNS":
                 raise Unsupported("colour key")
-            if ctype == b"IDAT":
+            if ctype == b"IDAT":  # checked as it is read
                 self._idat.append((fh.tell(), length))
-            elif ctype == b"eXIf" and length <= 1 << 20:
-                self.exif = b"Exif\x00\x00" + fh.read(length)
-                length = 0
-            elif ctype == b"IEND":
+                fh.seek(length + 4, 1)
+                continue
+            keep = ctype == b"eXIf" and length <= 1 << 20
+            checked = self._check_chunk(ctype, length, keep)
+            if checked is None:  # the file ends inside the chunk
                 break
-            fh.seek(length + 4, 1)
+            intact, body = checked
+            if not intact:
+                what = ctype.decode("ascii", "backslashreplace")
+                if not ctype[0] & 0x20:  # a critical chunk: libpng stops
+                    raise self._error(f"{self.name}: cannot decode PNG ({what} chunk CRC mismatch)")
+                self.damaged.append(what)  # an ancillary one: libpng warns and ignores it
+                warnings.warn(f"PNG {what} chunk CRC mismatch: chunk ignored", stacklevel=2)
+                continue
+            if keep:
+                self.exif = b"Exif\x00\x00" + body
+            elif ctype == b"IEND":
+                self._ended = True
+                break
         if not self._idat:
             raise Unsupported("no image data")
         self._retain = 1 << 30
         self._lock = threading.Lock()
         self.rewind()
 
+    def _check_chunk(self, ctype: bytes, length: int, keep: bool) -> tuple[bool, bytes] | None:
+        """Read a chunk's data (the file being at it) and CRC: whether they match, and the data
+        if ``keep`` (else ``b""``); None when the file ends first."""
+        fh, crc = self._fh, self._crc
+        value = crc(ctype)
+        kept = []
+        left = length
+        while left:
+            data = fh.read(min(left, _PIECE))
+            if not data:
+                return None
+            value = crc(data, value)
+            left -= len(data)
+            if keep:
+                kept.append(data)
+        stored = fh.read(4)
+        if len(stored) < 4:
+            return None
+        return value == int.from_bytes(stored, "big"), b"".join(kept)
+
     def rewind(self) -> None:
         """Start decoding again from the first row (for a second pass over the image)."""
-        self._chunk = 0
+        self._chunk = -1  # the IDAT chunk being read
+        self._at = 0  # the file offset of its next byte
+        self._left = 0  # its bytes not read yet
+        self._sum = 0  # the CRC of its type and bytes read so far
         fast = isal_zlib()
         self._inflate = fast.decompressobj() if fast is not None else zlib.decompressobj()
         self._pending = b""  # inflated bytes not yet unfiltered
@@ -338,6 +418,7 @@ class PngRows:
         self._first = 0  # the first row held
         self._next = 0  # the first row not yet decoded
         self._broken: Exception | None = None
+        self._failed = self.shape[0]  # the row the last error named
 
     def retain(self, rows: int) -> None:
         """Keep the rows from ``rows`` before the lowest row of each request on (the caller's
@@ -353,33 +434,167 @@ class PngRows:
         except Exception:
             pass
 
-    def _fail(self, row: int, why: str) -> None:
-        raise self._error(f"{self.name}: cannot decode PNG at row {row} ({why})")
+    # -- errors: each names the first row that could not be produced
+
+    def _fail(self, row: int, why: str) -> NoReturn:
+        height = self.shape[0]
+        self._failed = row
+        where = f"after row {height - 1}, its last" if row >= height else f"at row {row}"
+        raise self._error(f"{self.name}: cannot decode PNG {where} ({why})")
+
+    def _span(self, first: int, last: int) -> str:
+        last = min(last, self.shape[0] - 1)
+        return f"rows {first}-{last}" if last > first else f"row {first}"
+
+    def _replay(self, count: int) -> tuple[list[int], Exception | None]:
+        """Inflate the first ``count`` IDAT chunks again from the start, with zlib (which
+        gives every byte its input holds) and no checks, up to the image's last row: the
+        bytes inflated after each chunk, and the inflate error that stopped it (None if the
+        data ran out or every row was there).  On errors only, to name their row: an inflate
+        error is found again row by row, so the bytes before it are exact.  The deflate data
+        is inflated raw, past the zlib header, so the Adler-32 at its end is not checked (a
+        mismatch would take the last call's rows with it)."""
+        row_bytes = self.stride + 1
+        limit = self.shape[0] * row_bytes
+        step = max(1, (1 << 16) // row_bytes) * row_bytes
+        z = zlib.decompressobj(-15)
+        header = 2  # the zlib header's bytes still to skip
+        total, totals = 0, []
+        error: Exception | None = None
+        for offset, length in self._idat[:count]:
+            self._fh.seek(offset)
+            left = length
+            while left and error is None and total < limit and not z.eof:
+                data = self._fh.read(min(left, 1 << 16))
+                if not data:  # the file ends here
+                    break
+                left -= len(data)
+                data, header = data[header:], max(0, header - len(data))
+                fine = False
+                while data and total < limit and not z.eof:
+                    saved = z.copy()
+                    try:
+                        out = z.decompress(data, (row_bytes if fine else step) - total % row_bytes)
+                    except zlib.error as exc:
+                        if fine:
+                            error = exc
+                            break
+                        z, fine = saved, True  # that step again, a row at a time
+                        continue
+                    total += len(out)
+                    data = z.unconsumed_tail
+            totals.append(total)
+        return totals, error
+
+    def _cut(self) -> NoReturn:
+        """The file ends inside the IDAT chunk being read."""
+        totals, _ = self._replay(self._chunk + 1)
+        self._fail(totals[-1] // (self.stride + 1), "file cut short")
+
+    def _ran_out(self) -> NoReturn:
+        """Every IDAT chunk was read, and the zlib stream has not ended."""
+        totals, _ = self._replay(len(self._idat))
+        row = totals[-1] // (self.stride + 1)
+        if not self._ended:
+            why = "file cut short"
+        elif row < self.shape[0]:
+            why = "image data cut short"
+        else:
+            why = "the compressed image data does not end"
+        self._fail(row, why)
+
+    def _crc_mismatch(self) -> NoReturn:
+        """The IDAT chunk being read does not match its CRC: name the rows it holds."""
+        totals, error = self._replay(self._chunk + 1)
+        start = totals[-2] if len(totals) > 1 else 0
+        row = start // (self.stride + 1)
+        last = (totals[-1] - 1) // (self.stride + 1) if totals[-1] > start else row
+        if row >= self.shape[0]:
+            self._fail(row, "IDAT chunk CRC mismatch")
+        if error is not None:
+            stop = totals[-1] // (self.stride + 1)
+            self._fail(row, f"IDAT chunk CRC mismatch: its data stops inflating at row {stop}")
+        self._fail(row, f"IDAT chunk CRC mismatch: the chunk holds {self._span(row, last)}")
+
+    def _corrupt(self, exc: Exception, row: int) -> NoReturn:
+        """Inflate failed (``row``: about where, from the block being inflated)."""
+        if self._left:  # the rest of the chunk: a CRC mismatch says the file is damaged
+            self._fh.seek(self._at)
+            value, left = self._sum, self._left
+            while left:
+                data = self._fh.read(min(left, _PIECE))
+                if not data:
+                    break
+                value, left = self._crc(data, value), left - len(data)
+            stored = self._fh.read(4)
+            if not left and len(stored) == 4 and int.from_bytes(stored, "big") != value:
+                self._crc_mismatch()
+        if _checksum_error(exc):  # every row is in doubt
+            rows = self._span(0, self.shape[0] - 1)
+            self._fail(0, f"Adler-32 checksum mismatch: the image data of {rows} is damaged")
+        totals, error = self._replay(self._chunk + 1)
+        if error is not None:  # (else zlib takes what ISA-L did not: the block's row)
+            row = totals[-1] // (self.stride + 1)
+        self._fail(row, f"corrupt data: {exc}")
+
+    # -- decoding
+
+    def _input(self) -> bytes | None:
+        """The next piece of the zlib stream: the IDAT chunks' data in order, at most
+        :data:`_PIECE` bytes at a time, each chunk's CRC checked with its last piece (before
+        that piece is inflated); None when no chunk is left."""
+        fh = self._fh
+        while not self._left:
+            if self._chunk + 1 >= len(self._idat):
+                return None
+            self._chunk += 1
+            self._at, self._left = self._idat[self._chunk]
+            self._sum = _IDAT_CRC
+            if not self._left:
+                self._check_crc()
+        size = min(self._left, _PIECE)
+        fh.seek(self._at)
+        data = fh.read(size)
+        if len(data) < size:
+            self._cut()
+        self._at += size
+        self._left -= size
+        self._sum = self._crc(data, self._sum)
+        if not self._left:
+            self._check_crc()
+        return data
+
+    def _check_crc(self) -> None:
+        """Compare the CRC stored after the IDAT chunk just read with its bytes'."""
+        self._fh.seek(self._at)
+        stored = self._fh.read(4)
+        if len(stored) < 4:
+            self._cut()
+        if int.from_bytes(stored, "big") != self._sum:
+            self._crc_mismatch()
 
     def _decode_block(self, rows: int) -> None:
-        need = rows * (self.stride + 1)
+        row_bytes = self.stride + 1
+        need = rows * row_bytes
         parts = [self._pending]
         have = len(self._pending)
-        while have < need:
-            if self._inflate.unconsumed_tail:
-                data = self._inflate.unconsumed_tail
-            elif self._chunk < len(self._idat):
-                offset, length = self._idat[self._chunk]
-                self._chunk += 1
-                self._fh.seek(offset)
-                data = self._fh.read(length)
-                if len(data) < length:
-                    self._fail(self._next + have // (self.stride + 1), "file cut short")
-            else:
-                self._fail(self._next + have // (self.stride + 1), "image data cut short")
-            try:
-                out = self._inflate.decompress(data, need - have)
-            except Exception as exc:  # zlib.error, or ISA-L's IsalError
-                self._fail(self._next + have // (self.stride + 1), f"corrupt data: {exc}")
-            parts.append(out)
-            have += len(out)
-            if not out and self._inflate.eof:
-                self._fail(self._next + have // (self.stride + 1), "image data cut short")
+        inflate = self._inflate
+        try:
+            while have < need:
+                if inflate.eof:  # (every byte before the end was inflated: the row is exact)
+                    self._fail(self._next + have // row_bytes, "image data cut short")
+                data = inflate.unconsumed_tail or self._input()
+                try:  # (no input left: ISA-L may still hold bytes inflated from what it took)
+                    out = inflate.decompress(b"" if data is None else data, need - have)
+                except Exception as exc:  # zlib.error, or ISA-L's IsalError
+                    self._corrupt(exc, self._next + have // row_bytes)
+                if data is None and not out and not inflate.eof:
+                    self._ran_out()
+                parts.append(out)
+                have += len(out)
+        except self._error:  # a row before the one named may have an invalid filter type
+            self._filter_types(b"".join(parts), self._failed)
+            raise
         raw = b"".join(parts)
         self._pending = raw[need:]
         # the previous row, already unfiltered, goes first with filter type 0 (None): the
@@ -391,7 +606,10 @@ class PngRows:
         try:
             native.png_unfilter(block, out, rows + 1, self.stride, self.bpp)
         except ValueError as exc:
+            self._filter_types(raw[:need], self.shape[0])
             self._fail(self._next, str(exc))
+        if self._next + rows == self.shape[0]:
+            self._finish()
         decoded = np.frombuffer(out, np.uint8)[self.stride :].reshape(rows, self.stride)
         self._prior = decoded[-1].copy()
         if self.dtype == np.uint16:
@@ -400,6 +618,36 @@ class PngRows:
             arr = decoded
         self._rows.append(arr.reshape(rows, self.shape[1], self.shape[2]))
         self._next += rows
+
+    def _filter_types(self, raw: bytes, before: int) -> None:
+        """Name the first row of ``raw`` (rows inflated from :attr:`_next` on) whose filter
+        type is not 0-4, if it comes before row ``before``."""
+        types = np.frombuffer(raw, np.uint8)[:: self.stride + 1]
+        bad = np.flatnonzero(types > 4)
+        if bad.size and self._next + int(bad[0]) < before:
+            self._fail(self._next + int(bad[0]), f"invalid PNG filter type {types[bad[0]]}")
+
+    def _finish(self) -> None:
+        """After the last row: inflate the rest of the zlib stream, so that its Adler-32 is
+        checked and its end reached; no IDAT data may follow it.  Image data past the last
+        row is inflated and dropped, a piece at a time (libpng ignores it too, with a
+        warning), up to :data:`_SURPLUS` bytes."""
+        inflate = self._inflate
+        height = self.shape[0]
+        surplus = len(self._pending)
+        while not inflate.eof:
+            data = inflate.unconsumed_tail or self._input()
+            try:
+                out = inflate.decompress(b"" if data is None else data, _PIECE)
+            except Exception as exc:  # zlib.error, or ISA-L's IsalError
+                self._corrupt(exc, height)
+            surplus += len(out)
+            if surplus > _SURPLUS:
+                self._fail(height, f"over {_SURPLUS >> 20} MiB of image data past the last row")
+            if data is None and not out and not inflate.eof:
+                self._ran_out()
+        if inflate.unused_data or self._input() is not None:
+            self._fail(height, "data after the end of the compressed image data")
 
     def _ensure(self, stop: int) -> None:
         if self._broken is not None:  # every later request meets the same error
