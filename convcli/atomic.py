@@ -36,17 +36,21 @@ def _host_tag() -> str:
     return sha1(host.encode("utf-8", "replace")).hexdigest()[:8]
 
 
-def _create_temporary(folder: str) -> str:
+def _create_temporary(folder: str, made: list[str]) -> str:
     """A new empty file ``<prefix><12 random hex digits>.part`` in ``folder``, made with
-    O_EXCL (never another's), mode 0600 as mkstemp makes them; returns its path."""
+    O_EXCL (never another's), mode 0600 as mkstemp makes them; returns its path.  The path
+    is put in ``made`` before the file exists, so that a caller's clean-up removes it even
+    when Ctrl-C or SIGTERM interrupts this function after the file was made."""
     prefix = os.path.join(folder, temp_prefix())
     for _ in range(100):
         path = f"{prefix}{os.urandom(6).hex()}{TEMP_SUFFIX}"
+        made.append(path)
         try:
             fd = os.open(
                 path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o600
             )
         except FileExistsError:  # pragma: no cover - 48 random bits
+            made.pop()  # another's
             continue
         os.close(fd)
         return path
@@ -153,9 +157,9 @@ def open_atomically(path: str | os.PathLike[str], *, exclusive: bool = False) ->
         raise FileNotFoundError(2, f"folder '{folder}' does not exist")
     if os.path.isdir(target):
         raise IsADirectoryError(21, "is a directory")
-    tmp: str | None = None
+    made: list[str] = []  # the temporary file's path, known before the file exists
     try:
-        tmp = _create_temporary(folder)
+        tmp = _create_temporary(folder, made)
         fh = open(tmp, "wb")  # by name: writers such as tifffile want fh.name a path
         try:
             yield fh
@@ -189,16 +193,14 @@ def open_atomically(path: str | os.PathLike[str], *, exclusive: bool = False) ->
                 if os.path.exists(target):
                     raise FileExistsError(17, "File exists", target) from None
                 os.replace(tmp, target)
-                tmp = None
             else:
                 os.unlink(tmp)
-                tmp = None
         else:
             os.replace(tmp, target)
-            tmp = None
+        made.clear()
     finally:
-        if tmp is not None:
+        for path in made:  # not moved into place (once it is, the name is gone: no harm)
             try:
-                os.unlink(tmp)
+                os.unlink(path)
             except OSError:
                 pass

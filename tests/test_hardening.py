@@ -483,3 +483,20 @@ def test_sigterm_mid_write_leaves_nothing_and_exits_143(tmp_path, ext):
     assert err.decode() == "Error: terminated\n"
     assert sorted(p.name for p in out.iterdir()) == [f"keep.{ext}"]
     assert (out / f"keep.{ext}").read_bytes() == b"old"
+
+
+def test_an_interrupt_just_after_the_temporary_file_is_made_leaves_nothing(tmp_path, monkeypatch):
+    # Ctrl-C or SIGTERM can land inside the function that makes the temporary file, after the
+    # file exists and before its caller knows its name (a .part file was left behind)
+    real_close = os.close
+
+    def interrupted(fd):
+        real_close(fd)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(atomic.os, "close", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        with atomic.open_atomically(tmp_path / "out.png"):
+            pass  # pragma: no cover - never reached
+    monkeypatch.setattr(atomic.os, "close", real_close)
+    assert list(tmp_path.iterdir()) == []
