@@ -356,7 +356,7 @@ def _open_lazy(source: str | os.PathLike[str] | BinaryIO, limit: int | None) -> 
 
 def _open_png(name: str, limit: int | None) -> Samples | None:
     """A PNG path's samples as a row reader (:class:`convcli.png_codec.PngRows`), or None to
-    decode it whole (palette, 1-4 bits, colour key, interlaced, damaged...)."""
+    decode it whole (interlaced, turned by its EXIF orientation, damaged...)."""
     try:
         rows = png_codec.PngRows(name, name)  # reads the chunk headers, no image data
     except (png_codec.Unsupported, OSError):
@@ -366,10 +366,11 @@ def _open_png(name: str, limit: int | None) -> Samples | None:
     try:
         with PILImage.open(name) as im:  # the chunks before the image data only
             check_pixel_limit(im.width, im.height, name, limit)
-            if "transparency" in im.info or im.info.get("interlace"):
+            if im.info.get("interlace"):
                 rows.close()
                 return None
             meta, exif = _pil_meta(im, rows.exif)
+            mode = im.mode
     except ConvcliError:
         rows.close()
         raise
@@ -382,7 +383,11 @@ def _open_png(name: str, limit: int | None) -> Samples | None:
         rows.close()
         return None
     depth = "8" if rows.dtype == np.uint8 else "16"
-    meta.source_mode = f"{rows.bands};{depth}"
+    # a palette, 1-4 bits or a colour key (8-bit, or 16-bit grey) is named as the whole-image
+    # path names it, by Pillow's mode ("P", "1", "L", "I;16", "RGB"); the others as before
+    by_pillow = rows.bit_depth < 16 or rows.colour == 0
+    plain = rows.colour != 3 and rows.bit_depth >= 8 and rows.bands == rows.file_bands
+    meta.source_mode = mode if by_pillow and not plain else f"{rows.file_bands};{depth}"
     return Samples(rows, rows.bands, depth, meta)  # type: ignore[arg-type]
 
 

@@ -277,8 +277,16 @@ class Unsupported(Exception):
 
 
 class PngRows:
-    """A non-interlaced 8- or 16-bit grey, grey+alpha, RGB or RGBA PNG (no colour key) as a
-    lazy ``(height, width, channels)`` array, decoded front to back as rows are asked for.
+    """A non-interlaced PNG of any colour type and bit depth as a lazy ``(height, width,
+    channels)`` array, decoded front to back as rows are asked for.
+
+    The samples are those of the whole-image path (Pillow, then ``image_io._from_pil``): a
+    palette (1-8 bits) gives RGB, or RGBA with a tRNS chunk (entries past the PLTE black,
+    past the tRNS opaque); 1/2/4-bit grey is scaled to 8 bits (0/255, x85, x17); a tRNS
+    colour key on grey or RGB (compared on the raw values) adds an alpha channel, 0 at the
+    key and the top value elsewhere, at the image's depth.  A palette image without a PLTE
+    of 1-256 entries before its image data is an error.  Rows below 8 bits are unfiltered
+    with 1 byte per pixel, as the PNG specification has it.
 
     Rows are inflated (ISA-L) and unfiltered block by block; only the most recent rows
     are kept (:meth:`retain` says how many the caller may still ask for again), so a PNG
@@ -333,35 +341,47 @@ class PngRows:
         width, height, bit_depth, colour, compression, filtering, interlace = struct.unpack(
             ">IIBBBBB", ihdr[:13]
         )
-        bands = {v: k for k, v in COLOUR_TYPES.items()}.get(colour)
-        if bands is None or bit_depth not in (8, 16) or interlace or compression or filtering:
-            raise Unsupported("palette, low bit depth or interlaced")
+        valid = {0: (1, 2, 4, 8, 16), 2: (8, 16), 3: (1, 2, 4, 8), 4: (8, 16), 6: (8, 16)}
+        if bit_depth not in valid.get(colour, ()) or interlace or compression or filtering:
+            raise Unsupported("interlaced, or not a valid PNG layout")
         if width == 0 or height == 0:
             raise Unsupported("empty")
-        self.shape = (height, width, len(bands))
-        self.ndim = 3
-        self.bands = bands
-        self.dtype = np.dtype(np.uint8 if bit_depth == 8 else np.uint16)
-        self.bpp = len(bands) * bit_depth // 8
-        self.stride = width * self.bpp
+        self.colour, self.bit_depth = colour, bit_depth
+        #: The file's colour type as bands ("P": palette), before any table or key.
+        self.file_bands = {0: "L", 2: "RGB", 3: "P", 4: "LA", 6: "RGBA"}[colour]
+        self._height, self._width = height, width
+        samples = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}[colour]  # per pixel, in the file
+        #: Bytes per complete pixel for the unfilter (1 below 8 bits), and per row.
+        self.bpp = max(1, samples * bit_depth // 8)
+        self.stride = (width * samples * bit_depth + 7) // 8
         self._idat: list[tuple[int, int]] = []  # (offset, length) of every IDAT chunk
         self.exif: bytes | None = None  #: the eXIf chunk, as Pillow gives it
         #: Ancillary chunks ignored because their CRC does not match (libpng's default).
         self.damaged: list[str] = []
         self._ended = False  # an IEND chunk was found
+        palette: bytes | None = None  # the PLTE chunk before the image data
+        trns: bytes | None = None  # the tRNS chunk before the image data
         while True:
             header = fh.read(8)
             if len(header) < 8:
                 break
             length = int.from_bytes(header[:4], "big")
             ctype = header[4:]
-            if ctype == b"tRNS":
-                raise Unsupported("colour key")
+            if ctype == b"tRNS" and (self._idat or length > 256 * 3):
+                raise Unsupported("tRNS after the image data, or too long")
+            # the palette: before the image data (a PLTE after it is checked and ignored);
+            # in an image of another colour type it is a suggestion, ignored
+            palette_here = ctype == b"PLTE" and colour == 3 and not self._idat
+            if palette_here and length > 256 * 3:
+                raise self._error(
+                    f"{self.name}: cannot decode PNG (invalid PLTE chunk of {length} bytes: not "
+                    "1 to 256 RGB entries)"
+                )
             if ctype == b"IDAT":  # checked as it is read
                 self._idat.append((fh.tell(), length))
                 fh.seek(length + 4, 1)
                 continue
-            keep = ctype == b"eXIf" and length <= 1 << 20
+            keep = (ctype == b"eXIf" and length <= 1 << 20) or ctype == b"tRNS" or palette_here
             checked = self._check_chunk(ctype, length, keep)
             if checked is None:  # the file ends inside the chunk
                 break
@@ -373,16 +393,76 @@ class PngRows:
                 self.damaged.append(what)  # an ancillary one: libpng warns and ignores it
                 warnings.warn(f"PNG {what} chunk CRC mismatch: chunk ignored", stacklevel=2)
                 continue
-            if keep:
+            if ctype == b"eXIf":
                 self.exif = b"Exif\x00\x00" + body
+            elif palette_here:
+                palette = body
+            elif ctype == b"tRNS":
+                trns = body
             elif ctype == b"IEND":
                 self._ended = True
                 break
+        self._layout(palette, trns)
         if not self._idat:
             raise Unsupported("no image data")
         self._retain = 1 << 30
         self._lock = threading.Lock()
         self.rewind()
+
+    def _layout(self, palette: bytes | None, trns: bytes | None) -> None:
+        """The samples given for the file's colour type, bit depth, PLTE and tRNS: the bands,
+        sample type and shape of :meth:`_samples`'s output, as the whole-image path (Pillow's
+        decoder, then ``image_io._from_pil``) gives them."""
+        colour, depth = self.colour, self.bit_depth
+        self._lut: NDArray[np.uint8] | None = None  # raw value -> output samples (8 bits)
+        self._key: NDArray[np.int64] | None = None  # a colour key compared on raw values
+        if colour == 3:
+            if palette is None:
+                raise self._error(f"{self.name}: cannot decode PNG (palette image without PLTE)")
+            if not palette or len(palette) % 3:
+                raise self._error(
+                    f"{self.name}: cannot decode PNG (invalid PLTE chunk of {len(palette)} "
+                    "bytes: not 1 to 256 RGB entries)"
+                )
+            # entries past the PLTE are black, and past the tRNS opaque (as Pillow gives them)
+            channels = 3 if trns is None else 4
+            lut = np.zeros((256, channels), np.uint8)
+            lut[: len(palette) // 3, :3] = np.frombuffer(palette, np.uint8).reshape(-1, 3)
+            if trns is not None:
+                if len(trns) > 256:
+                    raise Unsupported("tRNS longer than a palette")
+                lut[:, 3] = 255
+                lut[: len(trns), 3] = np.frombuffer(trns, np.uint8)
+            self._lut, bands = lut, "RGB" if trns is None else "RGBA"
+        elif trns is not None and colour not in (0, 2):
+            raise Unsupported("tRNS in an image with an alpha channel")
+        elif trns is not None and len(trns) != (2 if colour == 0 else 6):
+            raise Unsupported("tRNS of an unexpected length")
+        elif colour == 0 and depth <= 8:
+            # grey of 1-8 bits: a table of its 2**depth values, scaled to 8 bits (1 bit:
+            # 0/255, 2 bits: *85, 4 bits: *17), with alpha 0 at the key if there is one
+            values = np.arange(1 << depth)
+            scaled = values * (255 // ((1 << depth) - 1))
+            if trns is None:
+                if depth < 8:
+                    self._lut = scaled.astype(np.uint8)[:, np.newaxis]
+                bands = "L"
+            else:
+                key = int.from_bytes(trns, "big")
+                if depth == 1:  # Pillow's "1" mode: any key but 0 is the value 1
+                    key = 1 if key else 0
+                alpha = np.where(values == key, 0, 255)
+                self._lut = np.stack([scaled, alpha], axis=1).astype(np.uint8)
+                bands = "LA"
+        else:  # 8/16-bit grey, grey+alpha, RGB, RGBA, grey 16 or RGB with a colour key
+            bands = {0: "L", 2: "RGB", 4: "LA", 6: "RGBA"}[colour]
+            if trns is not None:
+                self._key = np.frombuffer(trns, ">u2").astype(np.int64)
+                bands += "A"
+        self.bands = bands
+        self.dtype = np.dtype(np.uint16 if depth == 16 else np.uint8)
+        self.shape = (self._height, self._width, len(bands))
+        self.ndim = 3
 
     def _check_chunk(self, ctype: bytes, length: int, keep: bool) -> tuple[bool, bytes] | None:
         """Read a chunk's data (the file being at it) and CRC: whether they match, and the data
@@ -612,12 +692,37 @@ class PngRows:
             self._finish()
         decoded = np.frombuffer(out, np.uint8)[self.stride :].reshape(rows, self.stride)
         self._prior = decoded[-1].copy()
-        if self.dtype == np.uint16:
-            arr = decoded.view(">u2").astype(np.uint16)
-        else:
-            arr = decoded
-        self._rows.append(arr.reshape(rows, self.shape[1], self.shape[2]))
+        self._rows.append(self._samples(decoded))
         self._next += rows
+
+    def _samples(self, decoded: NDArray[np.uint8]) -> NDArray[Any]:
+        """Unfiltered rows (``(rows, stride)`` bytes) as ``(rows, width, bands)`` samples:
+        values below 8 bits unpacked (first pixel in the high bits), palette indices and grey
+        of 1-8 bits with a colour key looked up, alpha added for a colour key."""
+        rows, width = decoded.shape[0], self.shape[1]
+        depth = self.bit_depth
+        if depth < 8:  # each byte's pixels, high bits first; the padding after the last dropped
+            shifts = np.arange(8 - depth, -1, -depth, dtype=np.uint8)
+            mask = np.uint8((1 << depth) - 1)
+            values = ((decoded[:, :, np.newaxis] >> shifts) & mask).reshape(rows, -1)[:, :width]
+        elif depth == 16:
+            values = decoded.view(">u2").astype(np.uint16)
+        else:
+            values = decoded
+        if self._lut is not None:
+            return self._lut[values]
+        arr = values.reshape(rows, width, -1)
+        if self._key is None:
+            return arr
+        # alpha: 0 where every sample equals the key (compared on raw values), else the top
+        # value; a key beyond the sample type (an 8-bit image's key above 255) matches none
+        top = np.iinfo(self.dtype).max
+        if int(self._key.max()) <= top:
+            match = np.all(arr == self._key.astype(self.dtype), axis=2)
+            alpha = np.where(match, self.dtype.type(0), self.dtype.type(top))
+        else:
+            alpha = np.full((rows, width), top, self.dtype)
+        return np.concatenate([arr, alpha[:, :, np.newaxis]], axis=2)
 
     def _filter_types(self, raw: bytes, before: int) -> None:
         """Name the first row of ``raw`` (rows inflated from :attr:`_next` on) whose filter
