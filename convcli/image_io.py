@@ -279,8 +279,9 @@ def read_samples(
 
     ``max_pixels``: refuse (:class:`ImageReadError`, before decoding) an image of more
     pixels; None means :func:`default_max_pixels`, 0 means no limit.  A TIFF file of
-    8/16-bit or float32 L, LA, RGB or RGBA samples (strips or tiles, any compression
-    tifffile decodes), or a non-interlaced 8/16-bit L, LA, RGB or RGBA PNG, is not
+    8/16-bit or float32 L, LA, RGB or RGBA samples (strips or tiles, contiguous or planar,
+    any compression tifffile decodes), or a non-interlaced PNG (any colour type and bit
+    depth: palette and 1/2/4-bit grey expanded to 8 bits, a colour key made alpha), is not
     decoded here: its samples are a lazy reader of rows
     (:class:`convcli.tiff_codec.TiffRows`, :class:`convcli.png_codec.PngRows`) that
     decodes the rows asked for and holds the file open until :meth:`Samples.close` (or
