@@ -362,8 +362,11 @@ def _open_png(name: str, limit: int | None) -> Samples | None:
         rows = png_codec.PngRows(name, name)  # reads the chunk headers, no image data
     except (png_codec.Unsupported, OSError):
         return None
-    previous = PILImage.MAX_IMAGE_PIXELS
+    previous = PILImage.MAX_IMAGE_PIXELS, ImageFile.LOAD_TRUNCATED_IMAGES
     PILImage.MAX_IMAGE_PIXELS = None
+    # ancillary chunks that failed their CRC (the row reader warned and ignores them, as
+    # libpng does): Pillow refuses such a file unless told to skip their CRCs
+    ImageFile.LOAD_TRUNCATED_IMAGES = bool(rows.damaged)
     try:
         with PILImage.open(name) as im:  # the chunks before the image data only
             check_pixel_limit(im.width, im.height, name, limit)
@@ -379,7 +382,11 @@ def _open_png(name: str, limit: int | None) -> Samples | None:
         rows.close()
         return None  # Pillow's decoder says what is wrong with the file
     finally:
-        PILImage.MAX_IMAGE_PIXELS = previous
+        PILImage.MAX_IMAGE_PIXELS, ImageFile.LOAD_TRUNCATED_IMAGES = previous
+    if "iCCP" in rows.damaged:  # (Pillow read the damaged chunks' content all the same)
+        meta.icc_profile = None
+    if "pHYs" in rows.damaged:
+        meta.dpi = None
     if exif.get(ExifTags.Base.Orientation, 1) not in (None, 1):
         rows.close()
         return None
@@ -491,6 +498,10 @@ def _decode(
             im.load()
             return _from_pil(im, name, png_bit_depth=png.bit_depth if png else None)
     except UnidentifiedImageError:
+        if data.startswith(_PNG_SIG):
+            raise ImageReadError(
+                f"{name}: cannot decode PNG (a damaged chunk: a CRC mismatch or a malformed header)"
+            ) from None
         if data[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
             # a TIFF whose directory (often at the end of the file) cannot be read
             raise ImageReadError(

@@ -443,6 +443,26 @@ def test_a_bad_ancillary_crc_becomes_a_note_of_the_read(tmp_path):
         assert "PNG tEXt chunk CRC mismatch: chunk ignored" in stored.meta.notes
 
 
+@needs_native
+def test_bad_ancillary_crcs_before_the_image_data_are_ignored_with_their_metadata(tmp_path):
+    # Pillow refuses such a file outright ("not an image file" it was): the row reader
+    # warns and ignores the chunks, as libpng does, and what they held is not kept
+    values = _values(20, 10, "RGB", 8)
+    data, _ = _png(values, "RGB", zlib.compress(_scanlines(values)), [])
+    icc = _chunk(b"iCCP", b"icc\x00\x00" + zlib.compress(b"\x00" * 200), crc=7)
+    phys = _chunk(b"pHYs", struct.pack(">IIB", 11811, 11811, 1), crc=8)
+    text = _chunk(b"tEXt", b"Comment\x00hello", crc=9)
+    (tmp_path / "anc.png").write_bytes(data[:33] + icc + phys + text + data[33:])
+    with read_samples(tmp_path / "anc.png") as stored:
+        assert type(stored.samples).__name__ == "PngRows"
+        np.testing.assert_array_equal(stored.samples[0:20], values)
+        assert stored.meta.icc_profile is None and stored.meta.dpi is None
+        for name in ("iCCP", "pHYs", "tEXt"):
+            assert f"PNG {name} chunk CRC mismatch: chunk ignored" in stored.meta.notes
+    with pytest.raises(ImageReadError, match=r"anc.png: cannot decode PNG \(a damaged chunk"):
+        read_samples(tmp_path / "anc.png", lazy=False)  # the whole-image path: Pillow refuses
+
+
 @pytest.mark.parametrize("ctype", [b"IEND", b"IHDR", b"PLTE"])
 def test_a_bad_crc_on_a_critical_chunk_is_an_error(tmp_path, ctype):
     values = _values(20, 10, "RGB", 8)
