@@ -563,6 +563,7 @@ def run_report(
         "options": asdict(settings.options),
         "quality": settings.quality,
         "compress_level": settings.compress_level,
+        "tiff_compression": settings.tiff_compression,
         "ignored_files": plan.ignored,
         "excluded_by_pattern": plan.excluded,
         "other_entries": plan.other,

@@ -982,6 +982,7 @@ def _check_encodable(
     compress_level: int | None,
     name: str,
     size: tuple[int, int] | None = None,
+    tiff_compression: str | None = None,
 ) -> None:
     """Raise the error encoding ``bands`` at ``depth`` (an image of ``size``, width and
     height, when given) as ``fmt`` would meet, if any."""
@@ -989,6 +990,19 @@ def _check_encodable(
         raise UsageError(f"quality must be 1..100, got {quality}")
     if compress_level is not None and not 0 <= compress_level <= 9:
         raise UsageError(f"PNG compression level must be 0..9, got {compress_level}")
+    if tiff_compression is not None:
+        from .tiff_codec import COMPRESSIONS
+
+        if tiff_compression not in COMPRESSIONS:
+            raise UsageError(
+                f"TIFF compression must be {', '.join(list(COMPRESSIONS)[:-1])} or none, got "
+                f"'{tiff_compression}'"
+            )
+        if fmt != "TIFF":
+            raise UsageError(
+                f"{name}: --tiff-compression is for TIFF output, and this is {fmt}; write .tif "
+                "or leave it out"
+            )
     if depth not in ("8", "16", "float"):
         raise UsageError(f"depth must be 8, 16 or float, got '{depth}'")
     if bands not in _BANDS_BY_CHANNELS.values():
@@ -1044,6 +1058,7 @@ def check_output(
     quality: int | None = None,
     compress_level: int | None = None,
     size: tuple[int, int] | None = None,
+    tiff_compression: str | None = None,
 ) -> str:
     """Check that :func:`write_image` could write ``bands`` at ``depth`` (an image of
     ``size``, width and height, when given) to ``dest``; no encoding.
@@ -1060,8 +1075,9 @@ def check_output(
         name = os.fspath(dest)
         fmt = _format_for(name, format)
     _check_encodable(
-        fmt, bands, depth, quality=quality, compress_level=compress_level, name=name, size=size
-    )
+        fmt, bands, depth, quality=quality, compress_level=compress_level, name=name, size=size,
+        tiff_compression=tiff_compression,
+    )  # fmt: skip
     if isinstance(dest, (str, os.PathLike)) and name != "-":
         _check_destination(name)
     return fmt
@@ -1075,11 +1091,15 @@ def encode_image(
     quality: int | None = None,
     compress_level: int | None = None,
     name: str = "<output>",
+    tiff_compression: str | None = None,
 ) -> bytes:
     """Encode an image into the bytes of a file of Pillow format ``fmt``."""
     depth = depth or image.depth
     bands = image.bands
-    _check_encodable(fmt, bands, depth, quality=quality, compress_level=compress_level, name=name)
+    _check_encodable(
+        fmt, bands, depth, quality=quality, compress_level=compress_level, name=name,
+        tiff_compression=tiff_compression,
+    )  # fmt: skip
     values = to_depth(image.pixels, depth)
     return encode_samples(
         Samples(values, bands, depth, image.meta),
@@ -1087,6 +1107,7 @@ def encode_image(
         quality=quality,
         compress_level=compress_level,
         name=name,
+        tiff_compression=tiff_compression,
     )
 
 
@@ -1097,17 +1118,20 @@ def encode_samples(
     quality: int | None = None,
     compress_level: int | None = None,
     name: str = "<output>",
+    tiff_compression: str | None = None,
 ) -> bytes:
     """Encode output samples (uint8, uint16 or float32 by depth) as a file of format ``fmt``.
 
-    PNG is written by :mod:`convcli.png_codec` (every band layout, 8 or 16 bits), the other
-    formats by Pillow.
+    PNG is written by :mod:`convcli.png_codec` (every band layout, 8 or 16 bits), TIFF by
+    :mod:`convcli.tiff_codec` (``tiff_compression``: a name of its ``COMPRESSIONS``,
+    default deflate; only for TIFF), the other formats by Pillow.
     """
     depth, bands, values, meta = stored.depth, stored.bands, stored.samples, stored.meta
     size = (values.shape[1], values.shape[0])
     _check_encodable(
-        fmt, bands, depth, quality=quality, compress_level=compress_level, name=name, size=size
-    )
+        fmt, bands, depth, quality=quality, compress_level=compress_level, name=name, size=size,
+        tiff_compression=tiff_compression,
+    )  # fmt: skip
     level = DEFAULT_PNG_LEVEL if compress_level is None else compress_level
     if fmt == "PNG":
         return png_codec.encode_png(
@@ -1121,7 +1145,7 @@ def encode_samples(
         tiff_codec.write_tiff(
             buf, [values], height=values.shape[0], width=values.shape[1], bands=bands,
             dtype=values.dtype, icc_profile=meta.icc_profile, dpi=meta.dpi,
-            tags=tiff_tags(meta),
+            tags=tiff_tags(meta), compression=tiff_compression or tiff_codec.DEFAULT_COMPRESSION,
         )  # fmt: skip
         return buf.getvalue()
     if depth in ("16", "float"):  # pragma: no cover - only PNG and TIFF hold them
@@ -1203,8 +1227,12 @@ def write_image(
     format: str | None = None,
     quality: int | None = None,
     compress_level: int | None = None,
+    tiff_compression: str | None = None,
 ) -> None:
     """Write an image (``"-"``: standard output), atomically when ``dest`` is a path.
+
+    ``tiff_compression``: deflate (default), lzw, zstd, packbits or none, for TIFF output
+    only (a :class:`UsageError` for another format).
 
     The file is encoded in memory, written to a temporary file in the
     destination folder, flushed to disk and renamed into place; on any failure
@@ -1222,14 +1250,16 @@ def write_image(
                 quality=quality,
                 compress_level=compress_level,
                 name=str(name),
+                tiff_compression=tiff_compression,
             )
         )
         return
     name = os.fspath(dest)
     fmt = _format_for(name, format)
     data = encode_image(
-        image, fmt, depth=depth, quality=quality, compress_level=compress_level, name=name
-    )
+        image, fmt, depth=depth, quality=quality, compress_level=compress_level, name=name,
+        tiff_compression=tiff_compression,
+    )  # fmt: skip
     if name == "-":
         sys.stdout.buffer.write(data)
         sys.stdout.buffer.flush()

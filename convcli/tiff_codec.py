@@ -11,14 +11,17 @@ predictors.  Uncompressed strips are read row by row instead, in bands of
 writers do) is not read whole.  A strip that is cut short or fails to decode raises
 :class:`~convcli.errors.ImageReadError` naming the file and the rows.
 
-Writing: :func:`write_tiff` takes output strips in order and writes a deflate
-(``zlib``) compressed, strip-organised TIFF, BigTIFF when the pixel data could pass
-4 GiB.  Integer samples get the horizontal-differencing predictor (2); each strip
-is compressed on the caller's thread pool with ISA-L (``isal``) at level 2, so
-compression runs on all cores.  L, LA, RGB and RGBA at 8 bits, 16 bits or float32;
-alpha is written as unassociated (straight) alpha.  The ICC profile, the DPI and
-the descriptive EXIF tags of the image's first IFD (make, model, date, artist,
-copyright, description, software) are kept.
+Writing: :func:`write_tiff` takes output strips in order and writes a strip-organised
+TIFF, BigTIFF when the pixel data could pass 4 GiB, compressed as :data:`COMPRESSIONS`
+names (``--tiff-compression``): deflate by default (ISA-L, ``isal``, at level 2), LZW,
+zstd (level :data:`ZSTD_LEVEL`), PackBits (each row packed on its own, as libtiff and
+tifffile do) or none.  Integer samples get the horizontal-differencing predictor (2)
+with deflate, LZW and zstd; float samples, PackBits and none get no predictor.  Each
+strip is compressed on the caller's thread pool, so compression runs on all cores, and
+the bytes depend on the image alone, not on the threads or the strips it came in.
+L, LA, RGB and RGBA at 8 bits, 16 bits or float32; alpha is written as unassociated
+(straight) alpha.  The ICC profile, the DPI and the descriptive EXIF tags of the image's
+first IFD (make, model, date, artist, copyright, description, software) are kept.
 """
 
 from __future__ import annotations
@@ -49,6 +52,13 @@ RAW_BAND_BYTES = 1 << 20
 STRIP_BYTES = 1 << 20
 #: ISA-L level of the written strips (0-3).
 DEFLATE_LEVEL = 2
+#: zstd level of the written strips (zstd's own default: about deflate's size, faster).
+ZSTD_LEVEL = 3
+#: The compressions written, by name (``--tiff-compression``): the Compression tag's value.
+COMPRESSIONS = {"deflate": 8, "lzw": 5, "zstd": 50000, "packbits": 32773, "none": 1}
+DEFAULT_COMPRESSION = "deflate"
+#: The compressions whose integer samples get predictor 2 (horizontal differencing).
+PREDICTED = ("deflate", "lzw", "zstd")
 #: Pixel data above this many bytes is written as BigTIFF (classic TIFF offsets are 32-bit).
 BIGTIFF_BYTES = (1 << 32) - (1 << 26)
 
@@ -374,11 +384,26 @@ def _predict(block: NDArray[Any]) -> NDArray[Any]:
     return out
 
 
-def _encode_strip(block: NDArray[Any]) -> bytes:
-    if block.dtype != np.float32:
+def _encode_strip(block: NDArray[Any], compression: str = DEFAULT_COMPRESSION) -> bytes:
+    """One strip's bytes: predicted (integers, with deflate, LZW and zstd), little-endian,
+    compressed."""
+    if block.dtype != np.float32 and compression in PREDICTED:
         block = _predict(block)
     data = np.ascontiguousarray(block).astype(block.dtype.newbyteorder("<"), copy=False)
-    return (isal_zlib() or zlib).compress(data.tobytes(), DEFLATE_LEVEL)
+    if compression == "deflate":
+        return (isal_zlib() or zlib).compress(data.tobytes(), DEFLATE_LEVEL)
+    if compression == "none":
+        return data.tobytes()
+    import imagecodecs
+
+    if compression == "lzw":
+        return bytes(imagecodecs.lzw_encode(data.tobytes()))
+    if compression == "zstd":
+        return bytes(imagecodecs.zstd_encode(data.tobytes(), level=ZSTD_LEVEL))
+    if compression == "packbits":  # row by row: a run never crosses a row (TIFF 6.0, p. 42)
+        rows = data.reshape(data.shape[0], -1).view(np.uint8)
+        return bytes(imagecodecs.packbits_encode(rows, axis=-1))
+    raise ValueError(f"unknown TIFF compression {compression!r}")
 
 
 def _rechunk(strips: Iterable[NDArray[Any]], rows: int) -> Iterator[NDArray[Any]]:
@@ -418,13 +443,17 @@ def write_tiff(
     tags: dict[int, Any] | None = None,
     pool: ThreadPoolExecutor | None = None,
     workers: int = 1,
+    compression: str = DEFAULT_COMPRESSION,
 ) -> None:
     """Write ``(rows, width, channels)`` output strips, in order, as one TIFF image.
 
     ``tags``: descriptive first-IFD tags to keep (ASCII values by tag number).
+    ``compression``: a name of :data:`COMPRESSIONS`.
     """
     import tifffile
 
+    if compression not in COMPRESSIONS:
+        raise ValueError(f"unknown TIFF compression {compression!r}")
     dtype = np.dtype(dtype)
     channels = len(bands)
     row_bytes = width * channels * dtype.itemsize
@@ -435,12 +464,12 @@ def write_tiff(
         pending: deque[Future | bytes] = deque()
         for block in _rechunk(strips, rows_per_strip):
             if pool is not None and workers > 1:
-                pending.append(pool.submit(_encode_strip, block))
+                pending.append(pool.submit(_encode_strip, block, compression))
                 while len(pending) > 2 * workers:
                     item = pending.popleft()
                     yield item.result() if isinstance(item, Future) else item
             else:
-                yield _encode_strip(block)
+                yield _encode_strip(block, compression)
         while pending:
             item = pending.popleft()
             yield item.result() if isinstance(item, Future) else item
@@ -472,8 +501,8 @@ def write_tiff(
             dtype=dtype,
             photometric="rgb" if bands.startswith("RGB") else "minisblack",
             planarconfig="contig" if channels > 1 else None,
-            compression="zlib",
-            predictor=dtype != np.float32,
+            compression=COMPRESSIONS[compression] if compression != "none" else None,
+            predictor=dtype != np.float32 and compression in PREDICTED,
             rowsperstrip=rows_per_strip,
             metadata=None,
             description=description,

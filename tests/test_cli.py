@@ -465,3 +465,80 @@ def test_edge_gain_makes_edges_visible_and_is_said(tmp_path):
     assert off.read_bytes() == raw.read_bytes()  # a range given: no automatic gain
     bad = runner.invoke(main, ["edge", str(src), "-o", str(off), "--gain", "0"])
     assert bad.exit_code == 2 and "must be > 0" in bad.stderr
+
+
+def test_tiff_compression_for_one_file_and_for_batch(runner, tmp_path):
+    import json
+
+    import tifffile
+
+    rng = np.random.default_rng(9)
+    src = tmp_path / "in"
+    src.mkdir()
+    arr = (rng.random((30, 26, 3)) * 255).astype(np.uint8)
+    tifffile.imwrite(src / "a.tif", arr, photometric="rgb")
+    PILImage.fromarray(arr).save(src / "b.png")
+    default, zstd = tmp_path / "default.tif", tmp_path / "zstd.tif"
+    assert run(runner, "blur", src / "a.tif", "-o", default).exit_code == 0
+    result = run(runner, "blur", src / "a.tif", "-o", zstd, "--tiff-compression", "zstd")
+    assert result.exit_code == 0, result.output
+    with tifffile.TiffFile(default) as d, tifffile.TiffFile(zstd) as z:
+        assert d.pages.first.compression == tifffile.COMPRESSION.ADOBE_DEFLATE
+        assert z.pages.first.compression == tifffile.COMPRESSION.ZSTD
+        np.testing.assert_array_equal(z.pages.first.asarray(), d.pages.first.asarray())
+    # batch: the TIFF outputs get it, the others keep their format; the report records it
+    out, report = tmp_path / "out", tmp_path / "run.json"
+    result = run(runner, "batch", src, "-o", out, "-k", "box", "--tiff-compression", "lzw",
+                 "--report", report, "--quiet")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    with tifffile.TiffFile(out / "a.tif") as tif:
+        assert tif.pages.first.compression == tifffile.COMPRESSION.LZW
+    with PILImage.open(out / "b.png") as im:
+        assert im.format == "PNG"
+    assert json.loads(report.read_text())["tiff_compression"] == "lzw"
+    result = run(runner, "sharpen", src, "-o", tmp_path / "all/", "--format", "tiff",
+                 "--tiff-compression", "packbits", "--quiet")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    for name in ("a.tif", "b.tif"):
+        with tifffile.TiffFile(tmp_path / "all" / name) as tif:
+            assert tif.pages.first.compression == tifffile.COMPRESSION.PACKBITS
+
+
+def test_tiff_compression_without_a_tiff_output_is_a_usage_error(runner, photo, tmp_path):
+    path, _ = photo  # a PNG
+    cases = [
+        (["blur", path, "-o", tmp_path / "o.png", "--tiff-compression", "lzw"],
+         f"Error: {tmp_path / 'o.png'}: --tiff-compression is for TIFF output, and this is "
+         "PNG; write .tif or leave it out"),
+        (["edge", path, "-o", "-", "--format", "jpeg", "--tiff-compression", "none"],
+         "Error: -: --tiff-compression is for TIFF output, and this is JPEG; write .tif or "
+         "leave it out"),
+        (["batch", path.parent, "-o", tmp_path / "out", "-k", "box", "--format", "png",
+          "--tiff-compression", "zstd"],
+         "Error: --tiff-compression is for TIFF output, and --format is png"),
+        (["apply", path, "-o", f"{tmp_path}/out/", "-k", "box", "--tiff-compression", "zstd"],
+         "Error: --tiff-compression is for TIFF output, and none of the outputs is a TIFF "
+         "(--format tiff makes them so)"),
+    ]  # fmt: skip
+    for args, line in cases:
+        result = run(runner, *args)
+        assert result.exit_code == 2, result.output
+        assert result.output.strip() == line
+    bad = run(runner, "blur", path, "-o", tmp_path / "o.tif", "--tiff-compression", "jpeg")
+    assert bad.exit_code == 2 and "'jpeg' is not one of 'deflate', 'lzw'" in bad.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.png"]
+
+
+def test_tiff_compression_completes_its_choices():
+    import subprocess
+    import sys
+
+    words = "convcli blur x.png --tiff-compression "
+    env = {**os.environ, "COMP_WORDS": words, "COMP_CWORD": "4",
+           "_CONVCLI_COMPLETE": "bash_complete"}  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, "-c", "from convcli.cli import main; main(prog_name='convcli')"],
+        capture_output=True, text=True, env=env, timeout=60,
+    )  # fmt: skip
+    assert proc.stdout.split() == [f"plain,{n}" for n in ("deflate", "lzw", "zstd", "packbits",
+                                                          "none")]  # fmt: skip

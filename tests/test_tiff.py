@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import shutil
+import subprocess
+
 import numpy as np
 import pytest
 import tifffile
@@ -370,3 +373,141 @@ def test_a_tiff_cut_before_its_directory_says_so(tmp_path):
     src.write_bytes(data[: len(data) * 6 // 10])
     with pytest.raises(ImageReadError, match=r"cut.tif: cannot decode TIFF \(its image directory"):
         read_samples(src)
+
+
+# -- --tiff-compression ----------------------------------------------------------------------
+
+COMPRESSION_TAGS = {"deflate": tifffile.COMPRESSION.ADOBE_DEFLATE, "lzw": tifffile.COMPRESSION.LZW,
+                    "zstd": tifffile.COMPRESSION.ZSTD, "packbits": tifffile.COMPRESSION.PACKBITS,
+                    "none": tifffile.COMPRESSION.NONE}  # fmt: skip
+ALL_LAYOUTS = [(b, t) for t in (np.uint8, np.uint16) for b in ("L", "LA", "RGB", "RGBA")] + [
+    ("L", np.float32), ("RGB", np.float32)]  # fmt: skip
+#: The layouts Pillow reads at full depth (it reads 16-bit colour as 8-bit, float colour not
+#: at all).
+PILLOW_READS = {("L", np.uint8), ("LA", np.uint8), ("RGB", np.uint8), ("RGBA", np.uint8),
+                ("L", np.uint16), ("L", np.float32)}  # fmt: skip
+
+
+def _filtered(src, bands, dtype):
+    """The filter of the compression tests, and its result computed in memory."""
+    kernels = [Kernel(np.array([[1, 2, 1], [0, 3, -1]]) / 6)]
+    options = FilterOptions(range_policy="none" if dtype == np.float32 else "clip")
+    expected, _ = filter_image(read_image(src), kernels, options)
+    return kernels, options, to_depth(expected.pixels, expected.depth)
+
+
+def test_the_library_names_the_compressions_the_cli_offers():
+    from convcli.cli import main
+
+    blur = main.commands["blur"]
+    choice = next(p for p in blur.params if p.name == "tiff_compression").type
+    assert list(choice.choices) == list(tiff_codec.COMPRESSIONS) == list(COMPRESSION_TAGS)
+    assert {k: int(v) for k, v in COMPRESSION_TAGS.items()} == tiff_codec.COMPRESSIONS
+
+
+@pytest.mark.parametrize("compression", list(COMPRESSION_TAGS))
+@pytest.mark.parametrize(("bands", "dtype"), ALL_LAYOUTS)
+def test_each_compression_is_tagged_and_holds_the_result(tmp_path, compression, bands, dtype):
+    values = _values(41, 23, bands, dtype)
+    values[:, 5:15] = values[:, 5:6]  # runs, for PackBits to pack
+    src = _save(tmp_path / "in.tif", values, bands, rowsperstrip=4)
+    kernels, options, expected = _filtered(src, bands, dtype)
+    out = tmp_path / "out.tif"
+    report = filter_file(src, out, kernels, options, tiff_compression=compression, strip_rows=6)
+    assert report.streamed
+    with tifffile.TiffFile(out) as tif:
+        page = tif.pages.first
+        assert page.compression == COMPRESSION_TAGS[compression]
+        predicted = dtype != np.float32 and compression in ("deflate", "lzw", "zstd")
+        assert page.predictor == (2 if predicted else 1)
+        assert not page.is_tiled
+        back = page.asarray()
+    np.testing.assert_array_equal(back.reshape(expected.shape), expected)
+    if (bands, dtype) in PILLOW_READS:  # libtiff's decoders, through Pillow
+        with PILImage.open(out) as im:
+            pil = np.asarray(im)
+        np.testing.assert_array_equal(pil.reshape(expected.shape), expected)
+
+
+@pytest.mark.parametrize("compression", list(COMPRESSION_TAGS))
+def test_compressed_bytes_depend_on_neither_threads_nor_strips(tmp_path, monkeypatch, compression):
+    monkeypatch.setattr(tiff_codec, "STRIP_BYTES", 700)  # many TIFF strips: the pool encodes
+    for bands, dtype in (("RGB", np.uint8), ("LA", np.uint16), ("RGB", np.float32)):
+        values = _values(60, 31, bands, dtype)
+        src = _save(tmp_path / f"{bands}{np.dtype(dtype).name}.tif", values, bands)
+        kernels, options, _ = _filtered(src, bands, dtype)
+        outputs = []
+        for workers, strip_rows in ((1, 5), (2, 5), (2, 13), (1, 60)):
+            out = tmp_path / f"o{workers}-{strip_rows}.tif"
+            filter_file(src, out, kernels, options, tiff_compression=compression,
+                        workers=workers, strip_rows=strip_rows)  # fmt: skip
+            outputs.append(out.read_bytes())
+        assert all(data == outputs[0] for data in outputs[1:])
+        with tifffile.TiffFile(tmp_path / "o2-5.tif") as tif:
+            assert len(tif.pages.first.dataoffsets) > 5
+
+
+def test_the_default_is_deflate_to_the_byte(tmp_path):
+    values = _values(30, 20, "RGB", np.uint8)
+    src = _save(tmp_path / "in.tif", values, "RGB")
+    kernels, options, _ = _filtered(src, "RGB", np.uint8)
+    filter_file(src, tmp_path / "default.tif", kernels, options)
+    filter_file(src, tmp_path / "deflate.tif", kernels, options, tiff_compression="deflate")
+    filter_file(src, tmp_path / "lzw.tif", kernels, options, tiff_compression="lzw")
+    default = (tmp_path / "default.tif").read_bytes()
+    assert default == (tmp_path / "deflate.tif").read_bytes()
+    assert default != (tmp_path / "lzw.tif").read_bytes()
+
+
+@pytest.mark.parametrize("compression", list(COMPRESSION_TAGS))
+def test_the_whole_image_writers_take_the_compression_too(tmp_path, compression):
+    import io
+
+    values = _values(19, 26, "RGBA", np.uint16)
+    src = _save(tmp_path / "in.tif", values, "RGBA")
+    kernels, options, expected = _filtered(src, "RGBA", np.uint16)
+    buf = io.BytesIO()  # not a path: the result is encoded whole (encode_samples)
+    report = filter_file(src, buf, kernels, options, format="tiff", tiff_compression=compression)
+    assert not report.streamed
+    whole = Image(expected.astype(np.float32) / 65535, "RGBA", "16", ImageMeta())
+    write_image(whole, tmp_path / "w.tif", tiff_compression=compression)
+    for data in (buf.getvalue(), (tmp_path / "w.tif").read_bytes()):
+        with tifffile.TiffFile(io.BytesIO(data)) as tif:
+            assert tif.pages.first.compression == COMPRESSION_TAGS[compression]
+            np.testing.assert_array_equal(tif.pages.first.asarray(), expected)
+
+
+def test_tiff_compression_is_refused_for_other_formats_and_unknown_names(tmp_path):
+    from convcli.errors import UsageError
+
+    values = _values(10, 10, "RGB", np.uint8)
+    src = _save(tmp_path / "in.tif", values, "RGB")
+    kernels = [builtin_kernel("box")]
+    out = tmp_path / "out.png"
+    with pytest.raises(UsageError) as err:
+        filter_file(src, out, kernels, tiff_compression="lzw")
+    assert str(err.value) == (
+        f"{out}: --tiff-compression is for TIFF output, and this is PNG; write .tif or leave it out"
+    )
+    with pytest.raises(UsageError, match="^TIFF compression must be deflate, lzw, zstd, "
+                       "packbits or none, got 'jpeg'$"):  # fmt: skip
+        filter_file(src, tmp_path / "out.tif", kernels, tiff_compression="jpeg")
+    with pytest.raises(UsageError, match="this is JPEG"):
+        write_image(read_image(src), tmp_path / "w.jpg", tiff_compression="zstd")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.tif"]
+
+
+@pytest.mark.skipif(not shutil.which("vips"), reason="the vips command is not installed")
+@pytest.mark.parametrize("compression", list(COMPRESSION_TAGS))
+def test_vips_reads_each_compression(tmp_path, compression):
+    """libvips (libtiff) decodes what is written: it copies each file to an uncompressed
+    TIFF holding the same samples."""
+    for bands, dtype in (("RGB", np.uint8), ("L", np.uint16), ("RGBA", np.uint16)):
+        values = _values(33, 40, bands, dtype)
+        src = _save(tmp_path / "in.tif", values, bands)
+        kernels, options, expected = _filtered(src, bands, dtype)
+        out, copy = tmp_path / "out.tif", tmp_path / "copy.tif"
+        filter_file(src, out, kernels, options, tiff_compression=compression, strip_rows=7)
+        subprocess.run(["vips", "copy", str(out), f"{copy}[compression=none]"], check=True,
+                       capture_output=True, timeout=60)  # fmt: skip
+        np.testing.assert_array_equal(tifffile.imread(copy).reshape(expected.shape), expected)

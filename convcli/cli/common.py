@@ -266,6 +266,13 @@ COMPRESS_OPTION = click.option(
     default=None,
     help="PNG compression level: 0 none, 1-3 fast (ISA-L; default 3), 4-9 zlib (smaller, slower).",
 )
+TIFF_COMPRESSION_OPTION = click.option(
+    "--tiff-compression",
+    type=click.Choice(["deflate", "lzw", "zstd", "packbits", "none"]),
+    default=None,
+    help="TIFF compression (default deflate); deflate, lzw and zstd use predictor 2 on "
+    "8/16-bit samples. With several outputs, for the TIFF ones.",
+)
 
 #: The options that decide how images are filtered and encoded (apply, blur, ..., batch).
 _FILTER_SETTINGS = [
@@ -282,6 +289,7 @@ _FILTER_SETTINGS = [
     QUALITY_OPTION,
     MAX_PIXELS_OPTION,
     COMPRESS_OPTION,
+    TIFF_COMPRESSION_OPTION,
 ]
 
 

@@ -203,6 +203,7 @@ def _run_filter(
     fmt: str | None,
     quality: int | None,
     compress_level: int | None,
+    tiff_compression: str | None,
     max_pixels: int | None,
     verbose: bool,
     verify: bool = False,
@@ -242,6 +243,7 @@ def _run_filter(
         format=fmt,
         quality=quality,
         compress_level=compress_level,
+        tiff_compression=tiff_compression,
         max_pixels=max_pixels,
         on_read=on_read,
         prefetched=ahead,
@@ -366,6 +368,7 @@ def _run_many(
     fmt: str | None,
     quality: int | None,
     compress_level: int | None,
+    tiff_compression: str | None,
     max_pixels: int | None,
     recursive: bool,
     patterns: tuple[str, ...],
@@ -386,6 +389,7 @@ def _run_many(
     from ..backends.direct import available_cores
     from ..batch import JobSettings, check_existing, plan_inputs, run_batch, run_report
     from ..errors import PathError, UsageError
+    from ..pipeline.job import is_tiff_output
     from ..process import prepare_kernels
 
     if skip_existing and overwrite:
@@ -404,10 +408,19 @@ def _run_many(
         edge=edge,
         quality=quality,
         compress_level=compress_level,
+        tiff_compression=tiff_compression,
         max_pixels=max_pixels,
         verify=verify,
     )
+    if tiff_compression is not None and fmt not in (None, "tiff"):
+        raise UsageError(f"--tiff-compression is for TIFF output, and --format is {fmt}")
     plan = plan_inputs(list(inputs), output, recursive=recursive, patterns=patterns, fmt=fmt)
+    outputs = [job.output for job in plan.jobs + plan.existing]
+    if tiff_compression is not None and outputs and not any(map(is_tiff_output, outputs)):
+        raise UsageError(
+            "--tiff-compression is for TIFF output, and none of the outputs is a TIFF "
+            "(--format tiff makes them so)"
+        )
     check_existing(plan, skip_existing=skip_existing, overwrite=overwrite)
     if report_path is not None:
         _check_report_path(report_path, plan.inputs)

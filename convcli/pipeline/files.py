@@ -40,7 +40,7 @@ from ..jpeg_codec import JpegWriter
 from ..kernels import Kernel
 from ..png_codec import PngWriter
 from ..process import FilterOptions, FilterReport
-from ..tiff_codec import write_tiff
+from ..tiff_codec import DEFAULT_COMPRESSION, write_tiff
 from .engine import Stream, executor, plan_program
 
 
@@ -74,6 +74,7 @@ def filter_file(
     format: str | None = None,
     quality: int | None = None,
     compress_level: int | None = None,
+    tiff_compression: str | None = None,
     max_pixels: int | None = None,
     strip_rows: int | None = None,
     workers: int | None = None,
@@ -91,7 +92,9 @@ def filter_file(
     with the decoded samples before any filtering (to print warnings, say).  ``exclusive``:
     never replace an existing output (an :class:`~convcli.errors.ImageWriteError` if one is
     there when the result is complete, and it is kept).  ``prefetched``: the source's
-    :func:`convcli.jpeg_codec.prefetch`, started before the caller's other work.  The output
+    :func:`convcli.jpeg_codec.prefetch`, started before the caller's other work.
+    ``tiff_compression``: deflate (default), lzw, zstd, packbits or none, for a TIFF output
+    only (a :class:`~convcli.errors.UsageError` for another format).  The output
     is checked (format, depth, folder) before filtering; errors are
     :class:`~convcli.errors.ConvcliError` with one-line messages naming the file.
 
@@ -112,8 +115,8 @@ def filter_file(
         return _filter_stored(
             stored, dest, kernels, options, edge=edge, sigma=sigma, format=format,
             source_name=source_name, exclusive=exclusive,
-            quality=quality, compress_level=compress_level, strip_rows=strip_rows,
-            workers=workers, on_read=on_read, read_s=read_s,
+            quality=quality, compress_level=compress_level, tiff_compression=tiff_compression,
+            strip_rows=strip_rows, workers=workers, on_read=on_read, read_s=read_s,
         )  # fmt: skip
     finally:
         close = getattr(stored.samples, "close", None)
@@ -132,6 +135,7 @@ def _filter_stored(
     format: str | None,
     quality: int | None,
     compress_level: int | None,
+    tiff_compression: str | None,
     strip_rows: int | None,
     workers: int | None,
     on_read: Callable[[Samples], None] | None,
@@ -153,6 +157,7 @@ def _filter_stored(
         quality=quality,
         compress_level=compress_level,
         size=(stored.width, stored.height),
+        tiff_compression=tiff_compression,
     )
     stream = Stream(stored, program, strip_rows=strip_rows, workers=workers)
     is_path = isinstance(dest, (str, os.PathLike)) and os.fspath(dest) != "-"
@@ -173,7 +178,7 @@ def _filter_stored(
         elif fmt == "JPEG":
             _stream_jpeg(stream, os.fspath(dest), quality, exclusive)  # type: ignore[arg-type]
         else:
-            _stream_tiff(stream, os.fspath(dest), exclusive)  # type: ignore[arg-type]
+            _stream_tiff(stream, os.fspath(dest), tiff_compression, exclusive)  # type: ignore[arg-type]
         report.streamed = True
         report.filter_s = time.perf_counter() - t1
     else:
@@ -182,7 +187,10 @@ def _filter_stored(
         t2 = time.perf_counter()
         report.filter_s = t2 - t1
         name = os.fspath(dest) if isinstance(dest, (str, os.PathLike)) else "<stream>"
-        data = encode_samples(out, fmt, quality=quality, compress_level=compress_level, name=name)
+        data = encode_samples(
+            out, fmt, quality=quality, compress_level=compress_level, name=name,
+            tiff_compression=tiff_compression,
+        )  # fmt: skip
         if is_path:
             _write(name, data, exclusive)
         elif isinstance(dest, (str, os.PathLike)):
@@ -260,11 +268,12 @@ def _stream_jpeg(stream: Stream, name: str, quality: int | None, exclusive: bool
         _feed(writer, stream)
 
 
-def _stream_tiff(stream: Stream, name: str, exclusive: bool) -> None:
+def _stream_tiff(stream: Stream, name: str, tiff_compression: str | None, exclusive: bool) -> None:
     meta = stream.stored.meta
     with _output(name, exclusive) as fh:
         write_tiff(
             fh, stream, height=stream.height, width=stream.width, bands=stream.bands,
             dtype=stream.dtype, icc_profile=meta.icc_profile, dpi=meta.dpi,
             tags=tiff_tags(meta), pool=executor(), workers=stream.workers,
+            compression=tiff_compression or DEFAULT_COMPRESSION,
         )  # fmt: skip

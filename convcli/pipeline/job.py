@@ -35,6 +35,8 @@ class JobSettings:
     edge: str | None = None
     quality: int | None = None
     compress_level: int | None = None
+    #: TIFF compression (``--tiff-compression``; None: deflate), for the TIFF outputs only.
+    tiff_compression: str | None = None
     #: Threads per filter call in the worker (None: every core).  Workers that run
     #: side by side get a share of the cores each instead of all of them.
     threads: int | None = None
@@ -63,6 +65,11 @@ class JobResult:
     backend: str = ""
     notes: list[str] = field(default_factory=list)  #: warnings about the input (GIF frames...)
     verify: dict | None = None  #: ``--verify``'s report (:meth:`Verification.to_dict`)
+
+
+def is_tiff_output(path: str) -> bool:
+    """Whether an output is written as TIFF (its extension: batch names outputs so)."""
+    return path.lower().endswith((".tif", ".tiff"))
 
 
 def run_job(job: Job, settings: JobSettings) -> JobResult:
@@ -103,6 +110,7 @@ def run_job(job: Job, settings: JobSettings) -> JobResult:
                 edge=settings.edge,
                 quality=settings.quality,
                 compress_level=settings.compress_level,
+                tiff_compression=settings.tiff_compression if is_tiff_output(job.output) else None,
                 max_pixels=settings.max_pixels,
                 exclusive=not settings.overwrite,
             )
