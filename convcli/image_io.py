@@ -358,6 +358,13 @@ def _open_lazy(source: str | os.PathLike[str] | BinaryIO, limit: int | None) -> 
 def _open_png(name: str, limit: int | None) -> Samples | None:
     """A PNG path's samples as a row reader (:class:`convcli.png_codec.PngRows`), or None to
     decode it whole (interlaced, turned by its EXIF orientation, damaged...)."""
+    try:  # the pixel limit first: the row reader allocates a row from the header's width
+        with open(name, "rb") as fh:
+            header = _png_header(fh.read(33))
+    except OSError:
+        return None
+    if header is not None:
+        check_pixel_limit(header.width, header.height, name, limit)
     try:
         rows = png_codec.PngRows(name, name)  # reads the chunk headers, no image data
     except (png_codec.Unsupported, OSError):

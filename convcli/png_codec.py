@@ -405,9 +405,29 @@ class PngRows:
         self._layout(palette, trns)
         if not self._idat:
             raise Unsupported("no image data")
+        self._check_zlib_header()
         self._retain = 1 << 30
         self._lock = threading.Lock()
         self.rewind()
+
+    def _check_zlib_header(self) -> None:
+        """The image data's first two bytes must be a zlib header as PNG has it (deflate, a
+        window of at most 32 KiB, a valid check, no preset dictionary), as zlib and libpng
+        require (ISA-L takes some invalid ones, or names a bad header a checksum failure)."""
+        head = b""
+        for offset, length in self._idat:
+            if len(head) >= 2:
+                break
+            self._fh.seek(offset)
+            head += self._fh.read(min(length, 2 - len(head)))
+        if len(head) < 2:
+            return  # the data is cut short: reading the rows says where
+        cmf, flg = head[0], head[1]
+        if cmf & 0x0F != 8 or cmf >> 4 > 7 or (cmf * 256 + flg) % 31 or flg & 0x20:
+            raise self._error(
+                f"{self.name}: cannot decode PNG at row 0 (invalid zlib header "
+                f"{head[:2].hex()}: not deflate with a window of at most 32 KiB)"
+            )
 
     def _layout(self, palette: bytes | None, trns: bytes | None) -> None:
         """The samples given for the file's colour type, bit depth, PLTE and tRNS: the bands,

@@ -609,3 +609,35 @@ def test_the_command_says_it_in_one_line_and_exits_1(tmp_path):
         "of rows 0-299 is damaged)"
     )
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.png"]
+
+
+def test_a_huge_declared_width_is_refused_by_the_pixel_limit_before_any_allocation(tmp_path):
+    # the row reader sizes a row buffer from the header: a 69-byte file declaring a row of
+    # 34 GB gave "out of memory" (or a raw MemoryError from the library)
+    ihdr = struct.pack(">IIBBBBB", 0xFFFFFFF0, 1, 16, 6, 0, 0, 0)
+    data = b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", ihdr) + _chunk(b"IDAT", zlib.compress(b""))
+    (tmp_path / "wide.png").write_bytes(data + _chunk(b"IEND", b""))
+    with pytest.raises(ImageReadError, match=r"wide.png: image too large \(4294967280x1"):
+        read_samples(tmp_path / "wide.png")
+
+
+@needs_native
+@pytest.mark.parametrize(
+    ("head", "why"),
+    [
+        (b"\x78\x9d", "bad check bits"),
+        (b"\x88\x98", "a 64 KiB window"),
+        (b"\x78\xbb", "a preset dictionary"),
+        (b"\x79\x9c", "not deflate"),
+    ],  # fmt: skip
+)
+def test_an_invalid_zlib_header_is_named_as_such(tmp_path, head, why):
+    # ISA-L took a 64 KiB window, and called a bad check a checksum mismatch; zlib and
+    # libpng refuse both as a bad header
+    values = _values(20, 10, "RGB", 8)
+    stream = head + zlib.compress(_scanlines(values))[2:]
+    data, _ = _png(values, "RGB", stream, [1])  # (the header split over two chunks)
+    (tmp_path / "z.png").write_bytes(data)
+    with pytest.raises(ImageReadError, match=r"z.png: cannot decode PNG at row 0 \(invalid zlib"):
+        with read_samples(tmp_path / "z.png") as stored:
+            stored.samples[0:20]
