@@ -507,7 +507,8 @@ def _decode(
     except UnidentifiedImageError:
         if data.startswith(_PNG_SIG):
             raise ImageReadError(
-                f"{name}: cannot decode PNG (a damaged chunk: a CRC mismatch or a malformed header)"
+                f"{name}: cannot decode PNG (a damaged chunk: a CRC mismatch, a malformed "
+                "header, or the file cut short)"
             ) from None
         if data[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
             # a TIFF whose directory (often at the end of the file) cannot be read
