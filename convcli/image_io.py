@@ -285,7 +285,8 @@ def read_samples(
     decoded here: its samples are a lazy reader of rows
     (:class:`convcli.tiff_codec.TiffRows`, :class:`convcli.png_codec.PngRows`) that
     decodes the rows asked for and holds the file open until :meth:`Samples.close` (or
-    ``with``).  ``lazy=False``: decode every file whole into an array.  ``prefetched``:
+    ``with``).  ``lazy=False``: decode every file whole into an array (those readers too,
+    read whole: the same samples either way).  ``prefetched``:
     :func:`convcli.jpeg_codec.prefetch` of ``source``, whose bytes and decoded samples are
     then used (every check is made as without it).
     """
@@ -296,7 +297,9 @@ def read_samples(
     try:
         with warnings.catch_warnings(record=True) as caught, captured_stderr() as chatter:
             warnings.simplefilter("always")  # Pillow's warnings become notes, shown once
-            image = _open_lazy(source, limit or None) if lazy else None
+            image = _open_lazy(source, limit or None)
+            if image is not None and not lazy:  # the same samples, read whole
+                image = _read_whole(image)
             if image is None:
                 ahead = prefetched
                 if (
@@ -332,6 +335,17 @@ def read_samples(
 #: reads an interlaced PNG without its interlace handling (the pixels are right: tested
 #: against Pillow and the hand-written Adam7 reader for every 16-bit colour type).
 _BENIGN_CHATTER = ("Interlace handling should be turned on when using png_read_image",)
+
+
+def _read_whole(image: Samples) -> Samples:
+    """A lazy reader's samples read into one array (``read_samples(lazy=False)``), so that a
+    whole read gives what the rows give: the same layouts, depth and checks."""
+    rows = image.samples
+    try:
+        pixels = np.ascontiguousarray(rows[0 : image.height])
+    finally:
+        rows.close()
+    return Samples(pixels, image.bands, image.depth, image.meta)
 
 
 def _open_lazy(source: str | os.PathLike[str] | BinaryIO, limit: int | None) -> Samples | None:

@@ -444,7 +444,9 @@ def test_a_bad_ancillary_crc_becomes_a_note_of_the_read(tmp_path):
 
 
 @needs_native
-def test_bad_ancillary_crcs_before_the_image_data_are_ignored_with_their_metadata(tmp_path):
+def test_bad_ancillary_crcs_before_the_image_data_are_ignored_with_their_metadata(
+    tmp_path, monkeypatch
+):
     # Pillow refuses such a file outright ("not an image file" it was): the row reader
     # warns and ignores the chunks, as libpng does, and what they held is not kept
     values = _values(20, 10, "RGB", 8)
@@ -459,8 +461,12 @@ def test_bad_ancillary_crcs_before_the_image_data_are_ignored_with_their_metadat
         assert stored.meta.icc_profile is None and stored.meta.dpi is None
         for name in ("iCCP", "pHYs", "tEXt"):
             assert f"PNG {name} chunk CRC mismatch: chunk ignored" in stored.meta.notes
+    with read_samples(tmp_path / "anc.png", lazy=False) as whole:  # the same reader, whole
+        np.testing.assert_array_equal(whole.samples, values)
+        assert whole.meta.icc_profile is None and whole.meta.dpi is None
+    monkeypatch.setattr(native, "AVAILABLE", False)  # no row reader: Pillow, which refuses
     with pytest.raises(ImageReadError, match=r"anc.png: cannot decode PNG \(a damaged chunk"):
-        read_samples(tmp_path / "anc.png", lazy=False)  # the whole-image path: Pillow refuses
+        read_samples(tmp_path / "anc.png")
 
 
 @pytest.mark.parametrize("ctype", [b"IEND", b"IHDR", b"PLTE"])
