@@ -59,6 +59,8 @@ COMPRESSIONS = {"deflate": 8, "lzw": 5, "zstd": 50000, "packbits": 32773, "none"
 DEFAULT_COMPRESSION = "deflate"
 #: The compressions whose integer samples get predictor 2 (horizontal differencing).
 PREDICTED = ("deflate", "lzw", "zstd")
+#: The most each compression can enlarge a strip (LZW: 12-bit codes for 8-bit bytes).
+_WORST_GROWTH = {"deflate": 1.01, "lzw": 1.51, "zstd": 1.01, "packbits": 2.0, "none": 1.0}
 #: Pixel data above this many bytes is written as BigTIFF (classic TIFF offsets are 32-bit).
 BIGTIFF_BYTES = (1 << 32) - (1 << 26)
 
@@ -458,7 +460,12 @@ def write_tiff(
     channels = len(bands)
     row_bytes = width * channels * dtype.itemsize
     rows_per_strip = max(1, min(height, STRIP_BYTES // max(1, row_bytes)))
-    bigtiff = height * row_bytes > BIGTIFF_BYTES
+    # the largest the strips can become: LZW's 9-12-bit codes can make data of no
+    # repetition (noise) about 1.4x larger; deflate and zstd add under 1%
+    growth = _WORST_GROWTH[compression]
+    if compression == "packbits":  # a header byte per run of at most 128 bytes, per row
+        growth = (row_bytes + -(-row_bytes // 128)) / max(1, row_bytes)
+    bigtiff = height * row_bytes * growth > BIGTIFF_BYTES
 
     def encoded() -> Iterator[bytes]:
         pending: deque[Future | bytes] = deque()

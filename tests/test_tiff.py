@@ -540,3 +540,19 @@ def test_verify_reads_the_tiff_it_filters(tmp_path):
     )
     assert result.exit_code == 0, result.output
     assert "verify: direct vs fft agree" in result.stderr
+
+
+@pytest.mark.parametrize(("compression", "big"), [("lzw", True), ("packbits", False),
+                                                  ("none", False), ("deflate", False)])  # fmt: skip
+def test_bigtiff_is_chosen_for_what_the_compression_can_grow_to(tmp_path, monkeypatch,
+                                                                compression, big):  # fmt: skip
+    # LZW makes noise about 1.4x larger: a classic TIFF chosen from the raw size overflowed
+    # its 32-bit offsets (a struct.error traceback after minutes on a 3.5-GB image)
+    noise = RNG.integers(0, 256, (64, 100, 3)).astype(np.uint8)
+    monkeypatch.setattr(tiff_codec, "BIGTIFF_BYTES", int(noise.nbytes * 1.2))
+    out = tmp_path / "n.tif"
+    with open(out, "wb") as fh:
+        tiff_codec.write_tiff(fh, [noise], height=64, width=100, bands="RGB", dtype=np.uint8,
+                              compression=compression)  # fmt: skip
+    assert (out.read_bytes()[:4] == b"II+\x00") is big
+    np.testing.assert_array_equal(tifffile.imread(out), noise)
