@@ -453,6 +453,7 @@ def _open_tiff(name: str, limit: int | None) -> Samples | None:
         raise
     if meta is None:  # Pillow could not open it: the same metadata from tifffile's tags
         meta = _tiff_meta(rows)
+    meta.notes.extend(rows.notes)
     depth = {np.dtype(np.uint8): "8", np.dtype(np.uint16): "16", np.dtype(np.float32): "float"}
     bands = _BANDS_BY_CHANNELS[rows.shape[2]]
     meta.source_mode = f"{bands};{rows.dtype}"

@@ -29,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import threading
 import zlib
 from collections import OrderedDict, deque
@@ -95,6 +96,27 @@ class Unsupported(Exception):
     """The TIFF is valid but not one this reader streams (the caller decodes it whole)."""
 
 
+#: The tags the reader uses: layout, data, predictor, tiles, samples, the metadata kept.
+_USED_TAGS = frozenset(
+    {256, 257, 258, 259, 262, 266, 270, 271, 272, 273, 274, 277, 278, 279, 282, 283, 284, 296,
+     305, 306, 315, 317, 322, 323, 324, 325, 338, 339, 347, 530, 532, 33432, 34675}
+)  # fmt: skip
+
+
+def _harmless(complaint: str) -> bool:
+    """Whether tifffile's complaint is about one tag that the reader does not use."""
+    found = re.findall(r"TiffTag (\d+)", complaint)
+    return len(set(found)) == 1 and int(found[0]) not in _USED_TAGS
+
+
+def _tag_note(complaint: str) -> str:
+    """A harmless complaint as a note: ``TIFF tag 65000 ignored (invalid data type 99)``."""
+    found = re.search(r"TiffTag (\d+) @\d+> ([^'\"]*)", complaint)
+    if found is None:
+        return f"TIFF tag ignored ({complaint[:160]})"
+    return f"TIFF tag {found.group(1)} ignored ({found.group(2).strip()[:160]})"
+
+
 def _dpi(tags: Any) -> tuple[float, float] | None:
     """Dots per inch from XResolution, YResolution and ResolutionUnit (None: not given)."""
     x, y = tags.valueof(282), tags.valueof(283)
@@ -123,8 +145,11 @@ class TiffRows:
                 raise
             except Exception as exc:  # tifffile on a damaged file: let Pillow's decoder say
                 raise Unsupported(f"{type(exc).__name__}: {exc}") from None
-        if complaints:  # tifffile repaired something: not trusted, Pillow decides
-            raise Unsupported(complaints[0])
+        #: what tifffile said of tags this reader does not use (a private tag of an invalid
+        #: type, say: libtiff warns and reads on), for the image's notes
+        self.notes = [_tag_note(c) for c in complaints if _harmless(c)]
+        if len(self.notes) < len(complaints):  # tifffile repaired something: Pillow decides
+            raise Unsupported(next(c for c in complaints if not _harmless(c)))
         self._fd = os.open(path, os.O_RDONLY)
         self._size = os.fstat(self._fd).st_size
         per_plane = self.strips_down * self.across

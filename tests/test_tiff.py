@@ -556,3 +556,26 @@ def test_bigtiff_is_chosen_for_what_the_compression_can_grow_to(tmp_path, monkey
                               compression=compression)  # fmt: skip
     assert (out.read_bytes()[:4] == b"II+\x00") is big
     np.testing.assert_array_equal(tifffile.imread(out), noise)
+
+
+@pytest.mark.parametrize(("bands", "dtype"), [("RGB", np.uint16), ("RGB", np.float32)])
+def test_a_malformed_private_tag_is_ignored_with_a_note(tmp_path, bands, dtype):
+    # tifffile logs a tag of an invalid type; the file went to Pillow (16-bit read as 8-bit,
+    # float RGB called damaged), where libtiff only warns and reads on
+    import struct
+
+    values = _values(12, 9, bands, dtype)
+    src = _save(tmp_path / "t.tif", values, bands, extratags=[(65000, "H", 1, 7, True)],
+                metadata=None)  # fmt: skip
+    data = bytearray(src.read_bytes())
+    ifd = struct.unpack_from("<I", data, 4)[0]
+    for i in range(struct.unpack_from("<H", data, ifd)[0]):
+        entry = ifd + 2 + 12 * i
+        if struct.unpack_from("<H", data, entry)[0] == 65000:
+            struct.pack_into("<H", data, entry + 2, 99)  # an invalid data type
+    src.write_bytes(bytes(data))
+    with read_samples(src) as stored:
+        assert isinstance(stored.samples, tiff_codec.TiffRows)
+        assert stored.samples.dtype == dtype
+        np.testing.assert_array_equal(stored.samples[0:12], values)
+        assert "TIFF tag 65000 ignored (invalid data type 99)" in stored.meta.notes
