@@ -526,6 +526,14 @@ def _decode(
                 "header, or the file cut short)"
             ) from None
         if data[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
+            from . import tiff_codec
+
+            layout = tiff_codec.describe(data)
+            if layout is not None:  # a valid TIFF of a layout neither reader takes
+                raise ImageReadError(
+                    f"{name}: cannot decode TIFF (a layout convcli does not read: {layout}; "
+                    "it reads 8/16-bit and float32 grey and colour)"
+                ) from None
             # a TIFF whose directory (often at the end of the file) cannot be read
             raise ImageReadError(
                 f"{name}: cannot decode TIFF (its image directory cannot be read: the file "

@@ -88,6 +88,24 @@ def _quiet_tifffile() -> Iterator[list[str]]:
         logger.propagate = propagate
 
 
+def describe(data: bytes) -> str | None:
+    """The first image's layout, as tifffile reads it (``float64 RGB, 3 samples per pixel``),
+    or None if tifffile cannot read the file's directory either."""
+    import io
+
+    try:
+        with _quiet_tifffile():
+            import tifffile
+
+            with tifffile.TiffFile(io.BytesIO(data)) as tif:
+                page = tif.pages.first
+                kind = getattr(page.photometric, "name", str(page.photometric))
+                count = int(page.samplesperpixel)
+                return f"{page.dtype} {kind}, {count} sample{'s' if count > 1 else ''} per pixel"
+    except Exception:
+        return None
+
+
 def is_tiff(head: bytes) -> bool:
     return head[:4] in MAGIC
 

@@ -579,3 +579,18 @@ def test_a_malformed_private_tag_is_ignored_with_a_note(tmp_path, bands, dtype):
         assert stored.samples.dtype == dtype
         np.testing.assert_array_equal(stored.samples[0:12], values)
         assert "TIFF tag 65000 ignored (invalid data type 99)" in stored.meta.notes
+
+
+@pytest.mark.parametrize(
+    ("dtype", "photometric", "says"),
+    [
+        (np.float64, "rgb", "float64 RGB, 3 samples per pixel"),
+        (np.int16, "minisblack", "int16 MINISBLACK, 1 sample per pixel"),
+    ],  # fmt: skip
+)
+def test_a_valid_tiff_of_another_layout_is_not_called_damaged(tmp_path, dtype, photometric, says):
+    shape = (6, 5, 3) if photometric == "rgb" else (6, 5)
+    tifffile.imwrite(tmp_path / "o.tif", np.zeros(shape, dtype), photometric=photometric)
+    with pytest.raises(ImageReadError, match=rf"o.tif: cannot decode TIFF \(a layout convcli "
+                       rf"does not read: {says}; it reads"):  # fmt: skip
+        read_samples(tmp_path / "o.tif")
