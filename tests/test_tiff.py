@@ -585,7 +585,7 @@ def test_a_malformed_private_tag_is_ignored_with_a_note(tmp_path, bands, dtype):
     ("dtype", "photometric", "says"),
     [
         (np.float64, "rgb", "float64 RGB, 3 samples per pixel"),
-        (np.int16, "minisblack", "int16 MINISBLACK, 1 sample per pixel"),
+        (np.float16, "minisblack", "float16 MINISBLACK, 1 sample per pixel"),
     ],  # fmt: skip
 )
 def test_a_valid_tiff_of_another_layout_is_not_called_damaged(tmp_path, dtype, photometric, says):
