@@ -2,7 +2,8 @@
 number of rows out (:class:`RowBlocks`), and the encoder jobs still pending after a
 failure (:func:`abandon`).  Used by :mod:`convcli.png_codec` and :mod:`convcli.jpeg_codec`,
 so that each file's bytes depend on the image alone, not on the strips it came in; and
-ISA-L's deflate (:func:`isal_zlib`), for the PNG and TIFF writers."""
+ISA-L's deflate (:func:`isal_zlib`), for the PNG and TIFF writers; and the row numbers
+the lazy row readers take (:func:`row_index`)."""
 
 from __future__ import annotations
 
@@ -86,3 +87,13 @@ def isal_zlib() -> Any:
     except ImportError:  # pragma: no cover - isal is a dependency; zlib is the fallback
         return None
     return fast
+
+
+def row_index(rows: Any, height: int) -> NDArray[np.intp]:
+    """Row numbers as numpy takes them (negative ones from the end), checked against the
+    ``height`` of a lazy reader of rows (``tiff_codec.TiffRows``, ``png_codec.PngRows``)."""
+    index = np.asarray(rows, dtype=np.intp).reshape(-1)
+    index = np.where(index < 0, index + height, index)
+    if index.size and (int(index.min()) < 0 or int(index.max()) >= height):
+        raise IndexError(f"row index out of range for an image of {height} rows")
+    return index

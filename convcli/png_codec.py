@@ -35,7 +35,7 @@ from typing import Any, BinaryIO, NoReturn
 import numpy as np
 from numpy.typing import NDArray
 
-from ._blocks import RowBlocks, abandon, isal_zlib
+from ._blocks import RowBlocks, abandon, isal_zlib, row_index
 
 SIGNATURE = b"\x89PNG\r\n\x1a\n"
 COLOUR_TYPES = {"L": 0, "LA": 4, "RGB": 2, "RGBA": 6}
@@ -794,8 +794,10 @@ class PngRows:
         if isinstance(rows, slice):
             start, stop, step = rows.indices(height)
             index = np.arange(start, stop, step)
+        elif isinstance(rows, (int, np.integer)):  # one row, as numpy gives it
+            return self[np.array([rows], np.intp)][0]
         else:
-            index = np.asarray(rows, dtype=np.intp)
+            index = row_index(rows, height)
         out = np.empty((index.size, *self.shape[1:]), self.dtype)
         if index.size == 0:
             return out

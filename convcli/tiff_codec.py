@@ -40,7 +40,7 @@ from typing import Any, BinaryIO
 import numpy as np
 from numpy.typing import NDArray
 
-from ._blocks import isal_zlib
+from ._blocks import isal_zlib, row_index
 from .errors import ImageReadError
 
 #: TIFF and BigTIFF magic numbers.
@@ -406,7 +406,9 @@ class TiffRows:
                 out[y - start : y - start + take] = band[lo : lo + take]
                 y += take
             return out
-        index = np.asarray(rows, dtype=np.intp)
+        if isinstance(rows, (int, np.integer)):  # one row, as numpy gives it
+            return self[np.array([rows], np.intp)][0]
+        index = row_index(rows, height)
         out = np.empty((index.size, *self.shape[1:]), self.dtype)
         for i, y in enumerate(index.tolist()):
             band = self._band(y // self.band_rows)

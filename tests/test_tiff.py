@@ -594,3 +594,21 @@ def test_a_valid_tiff_of_another_layout_is_not_called_damaged(tmp_path, dtype, p
     with pytest.raises(ImageReadError, match=rf"o.tif: cannot decode TIFF \(a layout convcli "
                        rf"does not read: {says}; it reads"):  # fmt: skip
         read_samples(tmp_path / "o.tif")
+
+
+@pytest.mark.parametrize("kind", ["tiff", "png"])
+def test_the_row_readers_take_row_numbers_as_numpy_does(tmp_path, kind):
+    values = _values(37, 6, "RGB", np.uint8)
+    if kind == "tiff":
+        src = _save(tmp_path / "r.tif", values, "RGB", rowsperstrip=8)
+    else:
+        src = tmp_path / "r.png"
+        PILImage.fromarray(values).save(src)
+    with read_samples(src) as stored:
+        rows = stored.samples
+        np.testing.assert_array_equal(rows[np.array([-1, 0, -37])], values[[-1, 0, -37]])
+        np.testing.assert_array_equal(rows[5], values[5])
+        np.testing.assert_array_equal(rows[-2], values[-2])
+        for bad in (np.array([37]), np.array([-38]), 40):
+            with pytest.raises(IndexError, match="row index out of range"):
+                rows[bad]
