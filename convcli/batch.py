@@ -504,9 +504,12 @@ def _stop(pool: ProcessPoolExecutor, pending: dict[Future[JobResult], Job]) -> N
     is removed by the caller)."""
     for future in pending:
         future.cancel()
-    for proc in list((getattr(pool, "_processes", None) or {}).values()):
+    workers = list((getattr(pool, "_processes", None) or {}).values())
+    for proc in workers:
         proc.terminate()
     pool.shutdown(wait=True, cancel_futures=True)
+    for proc in workers:  # reaped, so that their temporaries count as a gone writer's
+        proc.join(timeout=10)
 
 
 def run_report(
