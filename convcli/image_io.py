@@ -525,9 +525,9 @@ def _decode(
                 f"{name}: cannot decode PNG (a damaged chunk: a CRC mismatch, a malformed "
                 "header, or the file cut short)"
             ) from None
-        if data[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
-            from . import tiff_codec
+        from . import tiff_codec
 
+        if tiff_codec.is_tiff(data[:8]):
             layout = tiff_codec.describe(data)
             if layout is not None:  # a valid TIFF of a layout neither reader takes
                 raise ImageReadError(

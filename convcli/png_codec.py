@@ -479,6 +479,10 @@ class PngRows:
             if trns is not None:
                 self._key = np.frombuffer(trns, ">u2").astype(np.int64)
                 bands += "A"
+        if self._lut is not None:  # each entry's samples as one 32-bit word (:meth:`_samples`)
+            words = np.zeros((self._lut.shape[0], 4), np.uint8)
+            words[:, : self._lut.shape[1]] = self._lut
+            self._lut_words = words.view(np.uint32)[:, 0]
         self.bands = bands
         self.dtype = np.dtype(np.uint16 if depth == 16 else np.uint8)
         self.shape = (self._height, self._width, len(bands))
@@ -730,11 +734,8 @@ class PngRows:
         else:
             values = decoded
         if self._lut is not None:  # one 32-bit word per table entry: a flat take, ~8x faster
-            lut = self._lut
-            words = np.zeros((lut.shape[0], 4), np.uint8)  # than indexing rows of the table
-            words[:, : lut.shape[1]] = lut
-            looked = words.view(np.uint32)[:, 0].take(values)
-            return looked.view(np.uint8).reshape(rows, width, 4)[:, :, : lut.shape[1]]
+            looked = self._lut_words.take(values)  # than indexing rows of the table
+            return looked.view(np.uint8).reshape(rows, width, 4)[:, :, : self._lut.shape[1]]
         arr = values.reshape(rows, width, -1)
         if self._key is None:
             return arr
