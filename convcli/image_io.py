@@ -472,8 +472,9 @@ def _tiff_meta(rows: Any) -> ImageMeta:
     alpha), from the tags tifffile read: ICC profile, DPI, descriptive tags, orientation."""
     meta = ImageMeta(format="TIFF", icc_profile=rows.icc_profile, dpi=rows.dpi)
     exif = PILImage.Exif()
-    for code, value in rows.descriptive.items():
-        exif[code] = value
+    for code, value in rows.text_tags.items():
+        if code in _KEPT_EXIF_TAGS:
+            exif[code] = value
     if rows.orientation != 1:
         exif[ExifTags.Base.Orientation] = rows.orientation
     meta.exif = _descriptive_exif(exif)

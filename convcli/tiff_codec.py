@@ -211,14 +211,11 @@ class TiffRows:
             self.orientation = int(tags.valueof(274, 1) or 1)  #: EXIF/TIFF Orientation
             self.icc_profile = tags.valueof(34675)  #: InterColorProfile, bytes or None
             self.dpi = _dpi(tags)
-            #: descriptive tags (ImageDescription, Make, ...) by number; not tifffile's own
-            #: JSON shape description, which would be stale in any other file
-            self.descriptive = {
-                code: value
-                for code in (270, 271, 272, 305, 306, 315, 33432)
-                if isinstance(value := tags.valueof(code), str) and value.strip()
-                and not (code == 270 and value.lstrip().startswith('{"shape":'))
-            }  # fmt: skip
+            #: the text tags by number (image_io keeps the descriptive ones: ImageDescription,
+            #: Make, ..., and drops tifffile's own JSON shape description)
+            self.text_tags = {
+                int(tag.code): tag.value for tag in tags.values() if isinstance(tag.value, str)
+            }
             self.dtype = np.dtype(page.dtype)
             self.ndim = 3
             self.tiled = bool(page.is_tiled)
