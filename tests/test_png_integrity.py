@@ -286,26 +286,23 @@ def test_a_chunk_bigger_than_a_read_is_checked_when_its_last_piece_is_read(tmp_p
     raw = _scanlines(values)
     stream = _stored(raw)
     assert len(stream) > 2 * (1 << 18)
-    rotten = bytearray(stream)
-    rotten[_stored_position(150 * 3001 + 5)] ^= 0x01  # a sample of row 150
-    data, _ = _png(values, "RGB", bytes(rotten), [], crcs_of=stream)
-    (tmp_path / "big.png").write_bytes(data)
-    with pytest.raises(
-        ImageReadError,
-        match=r"^x.png: cannot decode PNG at row 0 \(IDAT chunk CRC mismatch: the chunk holds "
-        r"rows 0-199\)$",
-    ):
-        _read_all(tmp_path / "big.png")
-    broken = bytearray(stream)
-    broken[_stored_position(10 * STORED) - 5] = 0x06  # a block of the invalid type 3, row 3
-    data, _ = _png(values, "RGB", bytes(broken), [], crcs_of=stream)
-    (tmp_path / "big.png").write_bytes(data)
-    with pytest.raises(
-        ImageReadError,
-        match=r"^x.png: cannot decode PNG at row 0 \(IDAT chunk CRC mismatch: its data stops "
-        r"inflating at row 33\)$",
-    ):
-        _read_all(tmp_path / "big.png")
+    damage = [
+        # a sample of row 150, flipped
+        (_stored_position(150 * 3001 + 5), 0x01, r"the chunk holds rows 0-199"),
+        # a block of the invalid type 3, in row 3
+        (_stored_position(10 * STORED) - 5, 0x06 ^ stream[_stored_position(10 * STORED) - 5],
+         r"its data stops inflating at row 33"),
+    ]  # fmt: skip
+    for at, flip, says in damage:
+        bad = bytearray(stream)
+        bad[at] ^= flip
+        data, _ = _png(values, "RGB", bytes(bad), [], crcs_of=stream)
+        (tmp_path / "big.png").write_bytes(data)
+        with pytest.raises(
+            ImageReadError,
+            match=rf"^x.png: cannot decode PNG at row 0 \(IDAT chunk CRC mismatch: {says}\)$",
+        ):
+            _read_all(tmp_path / "big.png")
 
 
 @SETTINGS
